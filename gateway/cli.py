@@ -1,2 +1,148 @@
-def main() -> int:
+"""`libral-gateway` command line: serve, migrate, sandbox."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from gateway.settings import Settings, SettingsError, load_settings
+from storage import migrate as migrations
+
+if TYPE_CHECKING:
+    from gateway.runtime import GatewayConfig
+
+# aiogram takes seconds to import (it builds every Bot API type), so the runtime is imported
+# only by the commands that run it: `migrate` and errors in settings answer at once.
+
+log = logging.getLogger("libral_gateway")
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="libral-gateway",
+        description="Privacy-first communication gateway with a Telegram personal log.",
+        epilog="Configuration comes from LIBRAL_* environment variables and ./.env.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser(
+        "serve",
+        help="run the bot, HTTP API and workers (migrates the database first)",
+        description="Run the bot, HTTP API and workers against Telegram. "
+        "Needs LIBRAL_BOT_TOKEN; migrates the database to head first.",
+    )
+    sub.add_parser("migrate", help="upgrade the database to the newest schema")
+    sandbox = sub.add_parser(
+        "sandbox",
+        help="run a local Telegram Bot API server and the gateway wired to it",
+        description="Run everything locally with no Telegram account and no internet: a "
+        "faithful Bot API server with a control API to act as users, and the gateway "
+        "polling it.",
+    )
+    sandbox.add_argument(
+        "--bot-api-port", type=int, default=8081, help="port of the sandbox Bot API (8081)"
+    )
+    sandbox.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    return parser
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # aiogram logs every update at INFO; its own lines carry no content but are noisy.
+    logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+
+
+async def _until_signalled(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+def _cmd_migrate(settings: Settings) -> int:
+    migrations.upgrade(settings.database_url)
+    heads = ", ".join(migrations.current_heads(settings.database_url))
+    print(f"database is at the newest schema ({heads})")
     return 0
+
+
+def _gateway_config(settings: Settings, token: str, api_url: str) -> GatewayConfig:
+    from gateway.runtime import GatewayConfig
+
+    return GatewayConfig(
+        bot_token=token,
+        telegram_api_url=api_url,
+        database_url=settings.database_url,
+        http_host=settings.http_host,
+        http_port=settings.http_port,
+    )
+
+
+def _cmd_serve(settings: Settings) -> int:
+    if settings.bot_token is None:
+        raise SettingsError(
+            "LIBRAL_BOT_TOKEN: is required for serve (use `libral-gateway sandbox` to try the "
+            "gateway without Telegram)"
+        )
+    migrations.upgrade(settings.database_url)
+    config = _gateway_config(
+        settings, settings.bot_token.get_secret_value(), settings.telegram_api_url
+    )
+
+    from gateway.runtime import run_gateway
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        await _until_signalled(stop)
+        await run_gateway(config, stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def _cmd_sandbox(settings: Settings, host: str, bot_api_port: int) -> int:
+    from sandbox.runner import run_sandbox_with_gateway
+
+    migrations.upgrade(settings.database_url)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        await _until_signalled(stop)
+        await run_sandbox_with_gateway(settings, host, bot_api_port, stop, _gateway_config)
+
+    asyncio.run(main())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        _setup_logging()
+        if args.command == "migrate":
+            return _cmd_migrate(settings)
+        if args.command == "serve":
+            return _cmd_serve(settings)
+        return _cmd_sandbox(settings, args.host, args.bot_api_port)
+    except SettingsError as exc:
+        print(f"libral-gateway: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:
+        # Typically a port already in use: one line, no traceback.
+        print(f"libral-gateway: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

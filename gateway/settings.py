@@ -1,0 +1,101 @@
+"""Deployment settings from `LIBRAL_*` environment variables and `.env` (DESIGN.md contracts).
+
+Built once in the composition root (`gateway.cli`) and passed down; never a module global.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/libral-gateway.sqlite3"
+
+# Telegram tokens look like "123456:AA...": digits, a colon, then URL-safe characters.
+_TOKEN_RE = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{30,}$")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LIBRAL_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    bot_token: SecretStr | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    database_url: str = DEFAULT_DATABASE_URL
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=1, le=65535)
+    # NoDecode: "1,2,3" is split by the validator below instead of being parsed as JSON.
+    admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    public_url: str | None = None
+
+    @field_validator("bot_token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if not _TOKEN_RE.match(value.get_secret_value()):
+            # Never echo the token itself: it is a credential.
+            raise ValueError("must look like 123456789:ABC... (digits, a colon, the secret)")
+        return value
+
+    @field_validator("telegram_api_url", "public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "must start with sqlite+aiosqlite:// or postgresql+asyncpg:// "
+                "(the async drivers the gateway uses)"
+            )
+        return value
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.split(",") if p.strip()]
+            for part in parts:
+                if not part.lstrip("-").isdigit():
+                    raise ValueError(f"must be comma-separated Telegram user ids, got {part!r}")
+            return [int(p) for p in parts]
+        return value
+
+    def sqlite_path(self) -> Path | None:
+        """The database file for a SQLite URL (to create its folder), else None."""
+        prefix = "sqlite+aiosqlite:///"
+        if not self.database_url.startswith(prefix):
+            return None
+        rest = self.database_url[len(prefix) :].split("?", 1)[0]
+        if rest in ("", ":memory:"):
+            return None
+        return Path(rest)
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; `str()` is the one line shown to the operator."""
+
+
+def load_settings() -> Settings:
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"LIBRAL_{field.upper()}: {message}") from None

@@ -1,0 +1,39 @@
+"""Run Alembic migrations from code (used by `libral-gateway migrate`, `serve` and tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+import migrations
+from storage.engine import ensure_sqlite_dir
+
+_ROOT = Path(migrations.__file__).resolve().parent
+
+
+def alembic_config(database_url: str) -> Config:
+    """Alembic config that works from any working directory and leaves logging alone."""
+    ini = _ROOT.parent / "alembic.ini"
+    cfg = Config(str(ini) if ini.exists() else None)
+    cfg.set_main_option("script_location", str(_ROOT))
+    cfg.attributes["database_url"] = database_url
+    cfg.attributes["configure_logging"] = False
+    return cfg
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    """Blocking: call before the event loop starts (Alembic's async env runs its own loop)."""
+    ensure_sqlite_dir(database_url)
+    command.upgrade(alembic_config(database_url), revision)
+
+
+def downgrade(database_url: str, revision: str = "base") -> None:
+    command.downgrade(alembic_config(database_url), revision)
+
+
+def current_heads(database_url: str) -> tuple[str, ...]:
+    from alembic.script import ScriptDirectory
+
+    return tuple(ScriptDirectory.from_config(alembic_config(database_url)).get_heads())

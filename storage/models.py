@@ -1,0 +1,166 @@
+"""The gateway's tables, as typed SQLAlchemy 2 models.
+
+Person-owned rows cascade from `users`, so erasing a person is one DELETE and leaves nothing
+that refers to them. Message content is only ever stored encrypted, and only while queued.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from storage.enums import AttemptOutcome, Category, Channel, MessageStatus, Priority
+from storage.types import UTCDateTime, utcnow
+
+# Deterministic constraint names: Alembic batch mode on SQLite needs them to alter tables, and
+# they keep migrations identical between SQLite and PostgreSQL.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _enum(enum_cls: type[StrEnum]) -> Enum:
+    # Stored as plain strings (no native ENUM type) so adding a value needs no type migration.
+    return Enum(
+        enum_cls,
+        native_enum=False,
+        length=16,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    telegram_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    language: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    log_group: Mapped[LogGroup | None] = relationship(
+        back_populates="owner", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class LogGroup(Base):
+    """A person's personal log: their forum supergroup. One per person."""
+
+    __tablename__ = "log_groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    owner_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), unique=True
+    )
+    is_forum: Mapped[bool] = mapped_column(default=False)
+    linked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    owner: Mapped[User] = relationship(back_populates="log_group")
+    topics: Mapped[list[Topic]] = relationship(
+        back_populates="group", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Topic(Base):
+    """A forum topic per category; `general` has no thread id (the group's General topic)."""
+
+    __tablename__ = "topics"
+    __table_args__ = (UniqueConstraint("group_id", "category"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("log_groups.id", ondelete="CASCADE"))
+    category: Mapped[Category] = mapped_column(_enum(Category))
+    message_thread_id: Mapped[int | None] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(128))
+
+    group: Mapped[LogGroup] = relationship(back_populates="topics")
+
+
+class ApiToken(Base):
+    """A bearer token. Only its hash is stored; the prefix is for display."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Message(Base):
+    """One accepted message: routing metadata, plus encrypted content until it is delivered."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("sender_token_id", "idempotency_key"),
+        Index("ix_messages_status_created_at", "status", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    sender_token_id: Mapped[int | None] = mapped_column(
+        ForeignKey("api_tokens.id", ondelete="SET NULL")
+    )
+    recipient_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    category: Mapped[Category] = mapped_column(_enum(Category))
+    priority: Mapped[Priority] = mapped_column(_enum(Priority))
+    status: Mapped[MessageStatus] = mapped_column(_enum(MessageStatus))
+    encrypted_content: Mapped[bytes | None] = mapped_column(LargeBinary)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    retention_expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+    attempts: Mapped[list[DeliveryAttempt]] = relationship(
+        back_populates="message",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="DeliveryAttempt.id",
+    )
+
+
+class DeliveryAttempt(Base):
+    """One try at one channel; `external_id` is e.g. the Telegram message id."""
+
+    __tablename__ = "delivery_attempts"
+    __table_args__ = (UniqueConstraint("message_id", "channel", "attempt"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), index=True
+    )
+    channel: Mapped[Channel] = mapped_column(_enum(Channel))
+    attempt: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[AttemptOutcome] = mapped_column(_enum(AttemptOutcome))
+    external_id: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(String(500))
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    message: Mapped[Message] = relationship(back_populates="attempts")
