@@ -110,7 +110,7 @@ def _cmd_serve(settings: Settings) -> int:
 
 
 def _cmd_sandbox(settings: Settings, host: str, bot_api_port: int) -> int:
-    from sandbox.runner import run_sandbox_with_gateway
+    from gateway.sandbox_mode import run_sandbox_with_gateway
 
     migrations.upgrade(settings.database_url)
 
