@@ -38,7 +38,7 @@ def banner(bot_api_url: str, api_url: str, token: str, *, default_token: bool) -
             "Try first:",
             f"  curl -s {api_url}/api/v1/communication/health",
             f"  curl -s -X POST {bot_api_url}/sandbox/users -H 'Content-Type: application/json'"
-            " -d '{\"first_name\": \"Ada\"}'",
+            ' -d \'{"first_name": "Ada"}\'',
             "",
             "Press Ctrl-C to stop.",
         ]

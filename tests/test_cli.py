@@ -84,4 +84,5 @@ def test_migrate_creates_default_database_under_var(tmp_path: Path) -> None:
 def test_no_command_prints_usage(tmp_path: Path) -> None:
     result = run_cli(env={}, cwd=tmp_path)
     assert result.returncode == 2
-    assert "serve" in result.stderr and "sandbox" in result.stderr
+    assert "serve" in result.stderr
+    assert "sandbox" in result.stderr

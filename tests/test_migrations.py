@@ -24,9 +24,7 @@ def test_upgrade_to_head_matches_models(database_url: str) -> None:
     migrate.upgrade(database_url)
     engine = create_sync_engine(_sync_url(database_url))
     with engine.connect() as conn:
-        ctx = MigrationContext.configure(
-            conn, opts={"compare_type": True, "render_as_batch": True}
-        )
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "render_as_batch": True})
         diff = compare_metadata(ctx, Base.metadata)
         assert diff == [], f"models and migrations disagree: {diff}"
         assert ctx.get_current_heads() == migrate.current_heads(database_url)

@@ -101,7 +101,9 @@ async def test_one_log_group_per_person_and_topic_per_category(
         await session.rollback()
     async with sessionmaker() as session:
         user = await _person(session, 2002)
-        session.add_all([LogGroup(chat_id=-1, owner_id=user.id), LogGroup(chat_id=-2, owner_id=user.id)])
+        session.add_all(
+            [LogGroup(chat_id=-1, owner_id=user.id), LogGroup(chat_id=-2, owner_id=user.id)]
+        )
         with pytest.raises(IntegrityError):
             await session.flush()
 
@@ -120,7 +122,7 @@ async def test_datetimes_come_back_aware_utc(
 
 async def test_naive_datetime_is_refused(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     async with sessionmaker() as session:
-        session.add(User(telegram_id=5, created_at=datetime(2026, 1, 1)))  # noqa: DTZ001
+        session.add(User(telegram_id=5, created_at=datetime(2026, 1, 1)))
         with pytest.raises(Exception, match="naive datetime"):
             await session.flush()
 
@@ -130,14 +132,14 @@ async def test_unknown_enum_value_is_refused(
 ) -> None:
     async with sessionmaker() as session:
         user = await _person(session)
+        msg = Message(
+            id="bad",
+            recipient_id=user.id,
+            category="nonsense",  # type: ignore[arg-type]
+            priority=Priority.LOW,
+            status=MessageStatus.QUEUED,
+            retention_expires_at=datetime.now(UTC),
+        )
+        session.add(msg)
         with pytest.raises(StatementError, match="nonsense"):
-            msg = Message(
-                id="bad",
-                recipient_id=user.id,
-                category="nonsense",  # type: ignore[arg-type]
-                priority=Priority.LOW,
-                status=MessageStatus.QUEUED,
-                retention_expires_at=datetime.now(UTC),
-            )
-            session.add(msg)
             await session.flush()
