@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiogram import Bot, Dispatcher
@@ -60,8 +61,13 @@ def build_gateway(config: GatewayConfig) -> Gateway:
     )
 
 
-async def run_gateway(config: GatewayConfig, stop: asyncio.Event) -> None:
-    """Serve the HTTP API and poll Telegram until `stop` is set; then shut down cleanly."""
+async def run_gateway(
+    config: GatewayConfig, stop: asyncio.Event, on_ready: Callable[[], None] | None = None
+) -> None:
+    """Serve the HTTP API and poll Telegram until `stop` is set; then shut down cleanly.
+
+    `on_ready` runs once the HTTP API is accepting connections.
+    """
     gw = build_gateway(config)
     runner = web.AppRunner(gw.api, access_log=None)
     await runner.setup()
@@ -69,6 +75,8 @@ async def run_gateway(config: GatewayConfig, stop: asyncio.Event) -> None:
         site = web.TCPSite(runner, config.http_host, config.http_port)
         await site.start()
         log.info("HTTP API listening on http://%s:%s", config.http_host, config.http_port)
+        if on_ready is not None:
+            on_ready()
         polling = asyncio.create_task(
             gw.dispatcher.start_polling(gw.bot, handle_signals=False, close_bot_session=False)
         )

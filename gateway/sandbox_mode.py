@@ -64,11 +64,7 @@ async def run_sandbox_with_gateway(
         bot_api_url = f"http://{host}:{bound}"
         config = make_config(settings, token, bot_api_url)
         api_url = f"http://{config.http_host}:{config.http_port}"
-        print(
-            banner(bot_api_url, api_url, token, default_token=settings.bot_token is None),
-            file=out,
-            flush=True,
-        )
-        await run_gateway(config, stop)
+        text = banner(bot_api_url, api_url, token, default_token=settings.bot_token is None)
+        await run_gateway(config, stop, on_ready=lambda: print(text, file=out, flush=True))
     finally:
         await runner.cleanup()

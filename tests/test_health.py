@@ -1,0 +1,95 @@
+"""Health reports each dependency and answers 503 when one is down."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from gateway.api.app import create_api_app
+from gateway.runtime import build_bot
+from sandbox.server import create_sandbox_app
+from sandbox.state import DEFAULT_BOT_TOKEN
+
+ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
+ClientFactory = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
+
+
+async def test_health_ok_against_sandbox(
+    aiohttp_server: ServerFactory,
+    aiohttp_client: ClientFactory,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    sandbox = await aiohttp_server(create_sandbox_app())
+    bot = build_bot(DEFAULT_BOT_TOKEN, str(sandbox.make_url("")).rstrip("/"))
+    try:
+        client = await aiohttp_client(create_api_app(sessionmaker, bot))
+        resp = await client.get("/api/v1/communication/health")
+        body = await resp.json()
+        assert resp.status == 200, body
+        assert body == {
+            "database": {"ok": True},
+            "queue_depth": 0,
+            "telegram": {"ok": True, "username": "libral_sandbox_bot"},
+            "status": "ok",
+        }
+    finally:
+        await bot.session.close()
+
+
+async def test_health_503_when_telegram_rejects_token(
+    aiohttp_server: ServerFactory,
+    aiohttp_client: ClientFactory,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    sandbox = await aiohttp_server(create_sandbox_app())
+    bot = build_bot("123:" + "x" * 35, str(sandbox.make_url("")).rstrip("/"))
+    try:
+        client = await aiohttp_client(create_api_app(sessionmaker, bot))
+        resp = await client.get("/api/v1/communication/health")
+        body = await resp.json()
+        assert resp.status == 503
+        assert body["telegram"] == {"ok": False, "error": "TelegramUnauthorizedError"}
+        assert body["database"] == {"ok": True}
+        assert body["status"] == "degraded"
+    finally:
+        await bot.session.close()
+
+
+async def test_health_503_when_database_is_gone(
+    aiohttp_server: ServerFactory,
+    aiohttp_client: ClientFactory,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    sandbox = await aiohttp_server(create_sandbox_app())
+    bot = build_bot(DEFAULT_BOT_TOKEN, str(sandbox.make_url("")).rstrip("/"))
+    async with engine.begin() as conn:
+        from sqlalchemy import text
+
+        await conn.execute(text("DROP TABLE delivery_attempts"))
+        await conn.execute(text("DROP TABLE messages"))
+    try:
+        client = await aiohttp_client(create_api_app(sessionmaker, bot))
+        resp = await client.get("/api/v1/communication/health")
+        body = await resp.json()
+        assert resp.status == 503
+        assert body["database"]["ok"] is False
+        assert body["telegram"]["ok"] is True
+    finally:
+        await bot.session.close()
+
+
+async def test_unknown_path_is_json_404(
+    aiohttp_client: ClientFactory, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    bot = build_bot(DEFAULT_BOT_TOKEN, "http://127.0.0.1:9")
+    try:
+        client = await aiohttp_client(create_api_app(sessionmaker, bot))
+        resp = await client.get("/api/v1/communication/nope")
+        assert resp.status == 404
+        assert (await resp.json())["error"]["code"] == "not_found"
+    finally:
+        await bot.session.close()
