@@ -15,7 +15,7 @@ from aiohttp import web
 
 from gateway.runtime import GatewayConfig, run_gateway
 from gateway.settings import Settings
-from sandbox.server import create_sandbox_app
+from sandbox.server import TokenMaskingAccessLogger, create_sandbox_app
 from sandbox.state import DEFAULT_BOT_TOKEN
 
 ConfigFactory = Callable[[Settings, str, str], GatewayConfig]
@@ -55,7 +55,11 @@ async def run_sandbox_with_gateway(
     out: TextIO = sys.stdout,
 ) -> None:
     token = settings.bot_token.get_secret_value() if settings.bot_token else DEFAULT_BOT_TOKEN
-    runner = web.AppRunner(create_sandbox_app(token=token), shutdown_timeout=2.0)
+    runner = web.AppRunner(
+        create_sandbox_app(token=token),
+        shutdown_timeout=2.0,
+        access_log_class=TokenMaskingAccessLogger,  # request paths carry the bot token
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, bot_api_port)

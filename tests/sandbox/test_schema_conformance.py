@@ -8,11 +8,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sandbox.schema import check_object
 
 from sandbox.client import SandboxClient
 from sandbox.methods import IMPLEMENTED
 from sandbox.objects import ADMIN_RIGHTS_NEWER_THAN_REFERENCE
+from sandbox.schema import check_object
 from tests.sandbox.conftest import Scene, raw_call
 
 REFERENCE = (
