@@ -72,11 +72,12 @@ class LogGroup(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     chat_id: Mapped[int] = mapped_column(BigInteger, unique=True)
-    owner_id: Mapped[int] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), unique=True
-    )
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
     is_forum: Mapped[bool] = mapped_column(default=False)
     linked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set when the bot is removed from the group; kept (with its topics) so that adding the bot
+    # back relinks the same topics instead of creating duplicates.
+    unlinked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     owner: Mapped[User] = relationship(back_populates="log_group")
     topics: Mapped[list[Topic]] = relationship(
@@ -120,7 +121,8 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("sender_token_id", "idempotency_key"),
-        Index("ix_messages_status_created_at", "status", "created_at"),
+        # The worker's claim query: due rows of one status, oldest first.
+        Index("ix_messages_status_next_attempt_at", "status", "next_attempt_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -137,6 +139,12 @@ class Message(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     retention_expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A worker holds a claimed row until this time; a crashed worker's claim simply runs out.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failure_reason: Mapped[str | None] = mapped_column(String(200))
 
     attempts: Mapped[list[DeliveryAttempt]] = relationship(
         back_populates="message",
