@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     # NoDecode: "1,2,3" is split by the validator below instead of being parsed as JSON.
     admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     public_url: str | None = None
+    # AES key for message content at rest; without it a key file is created beside the data.
+    content_key: SecretStr | None = None
+    content_key_file: Path = Path("./var/content.key")
 
     @field_validator("bot_token")
     @classmethod
@@ -43,6 +46,19 @@ class Settings(BaseSettings):
         if not _TOKEN_RE.match(value.get_secret_value()):
             # Never echo the token itself: it is a credential.
             raise ValueError("must look like 123456789:ABC... (digits, a colon, the secret)")
+        return value
+
+    @field_validator("content_key")
+    @classmethod
+    def _content_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        from gateway.content_cipher import ContentKeyError, decode_key
+
+        try:
+            decode_key(value.get_secret_value())
+        except ContentKeyError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @field_validator("telegram_api_url", "public_url")
@@ -75,19 +91,18 @@ class Settings(BaseSettings):
             return [int(p) for p in parts]
         return value
 
-    def sqlite_path(self) -> Path | None:
-        """The database file for a SQLite URL (to create its folder), else None."""
-        prefix = "sqlite+aiosqlite:///"
-        if not self.database_url.startswith(prefix):
-            return None
-        rest = self.database_url[len(prefix) :].split("?", 1)[0]
-        if rest in ("", ":memory:"):
-            return None
-        return Path(rest)
-
 
 class SettingsError(Exception):
     """A setting is missing or malformed; `str()` is the one line shown to the operator."""
+
+
+def content_key(settings: Settings) -> bytes:
+    """The content encryption key: LIBRAL_CONTENT_KEY, else the key file (created if new)."""
+    from gateway.content_cipher import decode_key, load_or_create_key_file
+
+    if settings.content_key is not None:
+        return decode_key(settings.content_key.get_secret_value())
+    return load_or_create_key_file(settings.content_key_file)
 
 
 def load_settings() -> Settings:

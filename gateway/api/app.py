@@ -2,20 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 from aiogram import Bot
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.api.auth import auth_middleware
+from gateway.api.channels import channels
 from gateway.api.errors import error_middleware
-from gateway.api.health import BOT, SESSIONMAKER, health
+from gateway.api.health import health
+from gateway.api.keys import BOT, CIPHER, CLOCK, DELIVERY, SESSIONMAKER, DeliveryHandle
+from gateway.api.messages import message_status
+from gateway.api.send import send
+from gateway.content_cipher import ContentCipher
+from storage.types import utcnow
 
 API_PREFIX = "/api/v1/communication"
 MAX_BODY_BYTES = 1024 * 1024
 
 
-def create_api_app(sessionmaker: async_sessionmaker[AsyncSession], bot: Bot) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+def create_api_app(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    bot: Bot,
+    cipher: ContentCipher,
+    delivery: DeliveryHandle,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+) -> web.Application:
+    # error_middleware is outermost so that auth failures and aiohttp's own errors (413 for an
+    # oversized body, 404, 405) all come out as JSON.
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES
+    )
     app[SESSIONMAKER] = sessionmaker
     app[BOT] = bot
+    app[CIPHER] = cipher
+    app[CLOCK] = clock
+    app[DELIVERY] = delivery
     app.router.add_get(f"{API_PREFIX}/health", health)
+    app.router.add_post(f"{API_PREFIX}/send", send)
+    app.router.add_get(f"{API_PREFIX}/messages/{{message_id}}", message_status)
+    app.router.add_get(f"{API_PREFIX}/channels", channels)
     return app

@@ -27,8 +27,13 @@ _CODES = {
 }
 
 
-def error_response(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+def error_response(
+    status: int, code: str, message: str, *, field: str | None = None
+) -> web.Response:
+    error: dict[str, str] = {"code": code, "message": message}
+    if field is not None:
+        error["field"] = field  # the request field at fault, for programs reading the error
+    return web.json_response({"error": error}, status=status)
 
 
 @web.middleware

@@ -1,0 +1,48 @@
+"""Bearer-token authentication for every API route except the public ones (health)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from aiohttp import web
+
+from gateway.api.errors import Handler, error_response
+from gateway.api.keys import AUTHENTICATED, CLOCK, SESSIONMAKER
+from gateway.tokens import hash_token, looks_like_token
+from storage.repositories import tokens
+
+PUBLIC_PATHS = frozenset({"/api/v1/communication/health"})
+# Writing last_used_at on every request would turn each read into a write; a minute is precise
+# enough for a person deciding which token to revoke.
+_TOUCH_EVERY = timedelta(minutes=1)
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in PUBLIC_PATHS or not request.path.startswith("/api/"):
+        return await handler(request)
+    secret = _bearer(request)
+    if secret is None:
+        return error_response(
+            401, "unauthorized", "send your token as 'Authorization: Bearer lgp_...'"
+        )
+    if not looks_like_token(secret):
+        return error_response(401, "unauthorized", "unknown or revoked token")
+    now = request.app[CLOCK]()
+    async with request.app[SESSIONMAKER]() as session:
+        token = await tokens.active_by_hash(session, hash_token(secret))
+        if token is None:
+            return error_response(401, "unauthorized", "unknown or revoked token")
+        if token.last_used_at is None or now - token.last_used_at > _TOUCH_EVERY:
+            token.last_used_at = now
+            await session.commit()
+    request[AUTHENTICATED] = token
+    return await handler(request)

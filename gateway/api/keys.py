@@ -1,0 +1,37 @@
+"""Typed application state of the HTTP API (aiohttp `web.AppKey`s)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+from aiogram import Bot
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.content_cipher import ContentCipher
+from storage.models import ApiToken
+
+
+class DeliveryHandle(Protocol):
+    """What the API needs of the delivery worker: a nudge after a commit, and its health."""
+
+    def notify(self) -> None: ...
+
+    def state(self) -> dict[str, Any]: ...
+
+
+SESSIONMAKER = web.AppKey("sessionmaker", async_sessionmaker[AsyncSession])
+BOT = web.AppKey("bot", Bot)
+CIPHER = web.AppKey("cipher", ContentCipher)
+Clock = Callable[[], datetime]
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+DELIVERY = web.AppKey("delivery", DeliveryHandle)
+
+# Set per request by the auth middleware.
+AUTHENTICATED = web.RequestKey("authenticated", ApiToken)
+
+
+def request_token(request: web.Request) -> ApiToken:
+    return request[AUTHENTICATED]

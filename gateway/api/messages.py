@@ -1,0 +1,46 @@
+"""GET /messages/{id}: delivery status of a message the caller sent. Never content."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from aiohttp import web
+
+from gateway.api.errors import error_response
+from gateway.api.keys import SESSIONMAKER, request_token
+from storage.repositories import messages
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+async def message_status(request: web.Request) -> web.Response:
+    token = request_token(request)
+    async with request.app[SESSIONMAKER]() as session:
+        message = await messages.sent_by(session, request.match_info["message_id"], token.id)
+    if message is None:
+        # Same answer for "no such id" and "someone else's": ids reveal nothing.
+        return error_response(404, "not_found", "no message with this id was sent by this token")
+    return web.json_response(
+        {
+            "message_id": message.id,
+            "status": message.status.value,
+            "category": message.category.value,
+            "priority": message.priority.value,
+            "created_at": _iso(message.created_at),
+            "delivered_at": _iso(message.delivered_at),
+            "retention_expires_at": _iso(message.retention_expires_at),
+            "failure_reason": message.failure_reason,
+            "attempts": [
+                {
+                    "channel": a.channel.value,
+                    "attempt": a.attempt,
+                    "outcome": a.outcome.value,
+                    "error": a.error,
+                    "attempted_at": _iso(a.attempted_at),
+                }
+                for a in message.attempts
+            ],
+        }
+    )

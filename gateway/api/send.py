@@ -1,0 +1,72 @@
+"""POST /send: validate, commit to the outbox, then answer 202 (200 for an idempotent repeat)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from gateway.api.errors import error_response
+from gateway.api.keys import CIPHER, CLOCK, DELIVERY, SESSIONMAKER, request_token
+from gateway.message_request import MessageRequest
+from gateway.submission import SubmissionError, Submitted, submit
+
+log = logging.getLogger(__name__)
+
+
+def validation_message(exc: ValidationError) -> tuple[str | None, str]:
+    """The first problem as (field path, message); never echoes the offending value."""
+    first = exc.errors(include_input=False, include_url=False)[0]
+    field = ".".join(str(p) for p in first["loc"]) or None
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return field, f"{field}: {message}" if field else message
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any] | web.Response:
+    raw = await request.read()  # over client_max_size: aiohttp raises 413
+    try:
+        body = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return error_response(400, "malformed_json", f"body is not valid JSON ({exc.msg})")
+    except UnicodeDecodeError:
+        return error_response(400, "malformed_json", "body is not UTF-8 encoded JSON")
+    if not isinstance(body, dict):
+        return error_response(422, "invalid_request", "body must be a JSON object")
+    return body
+
+
+def submitted_body(result: Submitted) -> dict[str, Any]:
+    return {
+        "message_id": result.message_id,
+        "status": result.status.value,
+        "retention_expires_at": result.retention_expires_at.isoformat(),
+    }
+
+
+async def send(request: web.Request) -> web.Response:
+    body = await read_json_object(request)
+    if isinstance(body, web.Response):
+        return body
+    try:
+        message_request = MessageRequest.model_validate(body)
+    except ValidationError as exc:
+        field, message = validation_message(exc)
+        return error_response(422, "invalid_request", message, field=field)
+    token = request_token(request)
+    try:
+        result = await submit(
+            request.app[SESSIONMAKER],
+            request.app[CIPHER],
+            token,
+            message_request,
+            request.app[CLOCK](),
+        )
+    except SubmissionError as exc:
+        return error_response(exc.status, exc.code, exc.message)
+    if result.created:
+        request.app[DELIVERY].notify()
+        log.info("accepted message %s from token %s", result.message_id, token.id)
+    return web.json_response(submitted_body(result), status=202 if result.created else 200)

@@ -1,0 +1,106 @@
+"""The `POST /send` body (DESIGN.md's MessageRequest/MessageContent), validated with pydantic.
+
+Validation errors name the field (`content.text`, `retention_seconds`) so a caller can fix the
+request without guessing; unknown fields are refused so typos do not silently do nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
+
+from gateway.outbox_payload import CONTENT_KINDS, ContentKind
+from storage.enums import Category, Channel, Priority
+
+MAX_TEXT_BYTES = 64 * 1024
+DEFAULT_RETENTION_SECONDS = 86_400
+MAX_RETENTION_SECONDS = 30 * 86_400
+TOPIC_LABEL = "telegram.topic_id"
+CATEGORY_LABEL = "category"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class MessageContent(_Strict):
+    text: str | None = None
+    markdown: str | None = None
+    html: str | None = None
+    json_data: Any = None
+    encrypted_content: str | None = None
+    ephemeral: StrictBool = False
+    self_destruct_seconds: StrictInt | None = None
+    disable_preview: StrictBool = False
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> MessageContent:
+        given = [k for k in CONTENT_KINDS if getattr(self, k) is not None]
+        if len(given) != 1:
+            found = ", ".join(given) if given else "none"
+            raise ValueError(
+                f"exactly one of text, markdown, html, json_data is required (found {found})"
+            )
+        value = getattr(self, given[0])
+        if isinstance(value, str):
+            if not value.strip():
+                raise ValueError(f"{given[0]} is empty")
+            if len(value.encode()) > MAX_TEXT_BYTES:
+                raise ValueError(f"{given[0]} is longer than 64 KiB")
+        # Later features; refusing them beats accepting a promise the gateway does not keep.
+        if self.encrypted_content is not None:
+            raise ValueError("encrypted_content is not supported yet")
+        if self.ephemeral:
+            raise ValueError("ephemeral is not supported yet")
+        if self.self_destruct_seconds is not None:
+            raise ValueError("self_destruct_seconds is not supported yet")
+        return self
+
+    @property
+    def kind(self) -> ContentKind:
+        return next(k for k in CONTENT_KINDS if getattr(self, k) is not None)
+
+    @property
+    def value(self) -> Any:
+        return getattr(self, self.kind)
+
+
+class MessageRequest(_Strict):
+    recipient: str | None = None
+    category: Category | None = None
+    priority: Priority = Priority.NORMAL
+    content: MessageContent
+    hashtags: Annotated[list[Annotated[str, Field(max_length=100)]], Field(max_length=30)] = []
+    context_labels: dict[str, str | int] = {}
+    channels: list[Channel] | None = None
+    retention_seconds: Annotated[StrictInt, Field(ge=1, le=MAX_RETENTION_SECONDS)] = (
+        DEFAULT_RETENTION_SECONDS
+    )
+    gdpr_compliant: StrictBool = True
+    personal_data_included: StrictBool = False
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+
+    @model_validator(mode="after")
+    def _labels(self) -> MessageRequest:
+        label = self.context_labels.get(CATEGORY_LABEL)
+        if label is not None and str(label) not in {c.value for c in Category}:
+            raise ValueError(
+                "context_labels.category must be one of " + ", ".join(c.value for c in Category)
+            )
+        topic = self.context_labels.get(TOPIC_LABEL)
+        if topic is not None and not str(topic).lstrip("-").isdigit():
+            raise ValueError("context_labels.telegram.topic_id must be an integer thread id")
+        if self.channels is not None and set(self.channels) - {Channel.TELEGRAM}:
+            raise ValueError("channels: only telegram is available so far")
+        return self
+
+    def resolved_category(self) -> Category:
+        if self.category is not None:
+            return self.category
+        label = self.context_labels.get(CATEGORY_LABEL)
+        return Category(str(label)) if label is not None else Category.GENERAL
+
+    def topic_thread_id(self) -> int | None:
+        topic = self.context_labels.get(TOPIC_LABEL)
+        return int(topic) if topic is not None else None

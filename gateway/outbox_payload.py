@@ -1,0 +1,46 @@
+"""What is sealed into `messages.encrypted_content` while a message waits to be delivered.
+
+Shared by the submission path (which seals it) and the delivery worker (which opens it and
+wipes it after delivery). Everything a sender wrote lives here, never in plain columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+ContentKind = Literal["text", "markdown", "html", "json_data"]
+CONTENT_KINDS: tuple[ContentKind, ...] = ("text", "markdown", "html", "json_data")
+
+
+@dataclass(frozen=True)
+class OutboxPayload:
+    kind: ContentKind
+    value: Any  # str for text/markdown/html; any JSON value for json_data
+    hashtags: tuple[str, ...] = ()
+    # A topic named by context_labels["telegram.topic_id"]; None means the category's topic.
+    thread_id: int | None = None
+    disable_preview: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "value": self.value,
+            "hashtags": list(self.hashtags),
+            "thread_id": self.thread_id,
+            "disable_preview": self.disable_preview,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OutboxPayload:
+        kind = data["kind"]
+        if kind not in CONTENT_KINDS:
+            raise ValueError(f"unknown content kind {kind!r}")
+        thread = data.get("thread_id")
+        return cls(
+            kind=cast("ContentKind", kind),
+            value=data["value"],
+            hashtags=tuple(str(t) for t in data.get("hashtags", ())),
+            thread_id=int(thread) if thread is not None else None,
+            disable_preview=bool(data.get("disable_preview", False)),
+        )

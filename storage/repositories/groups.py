@@ -1,0 +1,43 @@
+"""Personal log groups and their topics."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from storage.enums import Category
+from storage.models import LogGroup, Topic
+
+
+async def linked_group_of(session: AsyncSession, user_id: int) -> LogGroup | None:
+    """The person's linked personal log, with its topics loaded; None if none is linked."""
+    result: LogGroup | None = await session.scalar(
+        select(LogGroup)
+        .where(LogGroup.owner_id == user_id, LogGroup.unlinked_at.is_(None))
+        .options(selectinload(LogGroup.topics))
+    )
+    return result
+
+
+async def group_of(session: AsyncSession, user_id: int) -> LogGroup | None:
+    """The person's group row, linked or not (one per person), with topics loaded."""
+    result: LogGroup | None = await session.scalar(
+        select(LogGroup).where(LogGroup.owner_id == user_id).options(selectinload(LogGroup.topics))
+    )
+    return result
+
+
+async def by_chat_id(session: AsyncSession, chat_id: int) -> LogGroup | None:
+    result: LogGroup | None = await session.scalar(
+        select(LogGroup).where(LogGroup.chat_id == chat_id).options(selectinload(LogGroup.topics))
+    )
+    return result
+
+
+def topic_for(group: LogGroup, category: Category) -> Topic | None:
+    return next((t for t in group.topics if t.category == category), None)
+
+
+def topic_by_thread(group: LogGroup, thread_id: int) -> Topic | None:
+    return next((t for t in group.topics if t.message_thread_id == thread_id), None)

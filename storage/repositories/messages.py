@@ -1,0 +1,45 @@
+"""Accepted messages as the API and the bot see them (the worker's queries are in outbox)."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from storage.enums import MessageStatus
+from storage.models import Message
+
+
+async def by_idempotency_key(session: AsyncSession, token_id: int, key: str) -> Message | None:
+    result: Message | None = await session.scalar(
+        select(Message).where(Message.sender_token_id == token_id, Message.idempotency_key == key)
+    )
+    return result
+
+
+async def sent_by(session: AsyncSession, message_id: str, token_id: int) -> Message | None:
+    """The message if this token sent it (others get None: senders see only their own)."""
+    result: Message | None = await session.scalar(
+        select(Message)
+        .where(Message.id == message_id, Message.sender_token_id == token_id)
+        .options(selectinload(Message.attempts))
+    )
+    return result
+
+
+async def status_counts(session: AsyncSession, recipient_id: int) -> dict[MessageStatus, int]:
+    rows = await session.execute(
+        select(Message.status, func.count())
+        .where(Message.recipient_id == recipient_id)
+        .group_by(Message.status)
+    )
+    return {status: count for status, count in rows.tuples()}
+
+
+async def queue_depth(session: AsyncSession) -> int:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(Message)
+        .where(Message.status.in_((MessageStatus.QUEUED, MessageStatus.SENDING)))
+    )
+    return int(count or 0)

@@ -1,0 +1,148 @@
+"""The delivery worker's queries: finding due messages, claiming them, settling them.
+
+Claims are leases, not locks: a worker sets `status=sending` and `claimed_until=now+lease` with a
+conditional UPDATE and owns the row while the lease runs. Every later write of that worker is
+conditional on the exact `claimed_until` it set (its "claim token"), so a worker that overran its
+lease and lost the row to another worker cannot overwrite the other's outcome. Conditional
+UPDATE plus `rowcount` works the same on SQLite and PostgreSQL (no SKIP LOCKED needed).
+
+`Message.attempt_count` counts the tries that count toward the retry bound: every attempt except
+those Telegram answered with 429 (flood control is Telegram pacing us, not a failure).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, CursorResult, and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.enums import AttemptOutcome, Channel, MessageStatus
+from storage.models import DeliveryAttempt, Message
+
+
+@dataclass(frozen=True)
+class Candidate:
+    message_id: str
+    recipient_id: int
+
+
+def _due(now: datetime) -> ColumnElement[bool]:
+    """Queued and due, or being sent by a worker whose lease ran out (it crashed or hung)."""
+    return or_(
+        and_(Message.status == MessageStatus.QUEUED, Message.next_attempt_at <= now),
+        and_(Message.status == MessageStatus.SENDING, Message.claimed_until < now),
+    )
+
+
+async def _update(session: AsyncSession, *where: ColumnElement[bool], **values: Any) -> int:
+    # synchronize_session=False: the worker reads rows fresh after each write, and "evaluate"
+    # cannot handle every condition used here anyway.
+    result = await session.execute(
+        update(Message).where(*where).values(**values),
+        execution_options={"synchronize_session": False},
+    )
+    return cast(CursorResult[Any], result).rowcount
+
+
+async def due(session: AsyncSession, now: datetime, limit: int) -> list[Candidate]:
+    """Messages to try now, oldest due first (so a person's messages keep their order)."""
+    rows = await session.execute(
+        select(Message.id, Message.recipient_id)
+        .where(_due(now))
+        .order_by(Message.next_attempt_at, Message.created_at, Message.id)
+        .limit(limit)
+    )
+    return [Candidate(message_id, recipient_id) for message_id, recipient_id in rows.tuples()]
+
+
+async def claim(session: AsyncSession, message_id: str, now: datetime, until: datetime) -> bool:
+    """Take the message for this worker until `until`; False if another worker has it."""
+    taken = await _update(
+        session,
+        Message.id == message_id,
+        _due(now),
+        status=MessageStatus.SENDING,
+        claimed_until=until,
+    )
+    return taken == 1
+
+
+def _held(message_id: str, token: datetime) -> tuple[ColumnElement[bool], ...]:
+    return (
+        Message.id == message_id,
+        Message.status == MessageStatus.SENDING,
+        Message.claimed_until == token,
+    )
+
+
+async def extend_claim(
+    session: AsyncSession, message_id: str, token: datetime, until: datetime
+) -> bool:
+    """Move this worker's lease to `until` (the new token); False if the claim was lost."""
+    return await _update(session, *_held(message_id, token), claimed_until=until) == 1
+
+
+async def settle(session: AsyncSession, message_id: str, token: datetime, **values: Any) -> bool:
+    """Write an outcome (status and friends) if this worker still holds the claim."""
+    return await _update(session, *_held(message_id, token), **values) == 1
+
+
+async def postpone(session: AsyncSession, message_ids: Sequence[str], until: datetime) -> None:
+    """Hold queued messages back until `until` (their chat is rate limited); keeps their order."""
+    if message_ids:
+        await _update(
+            session,
+            Message.id.in_(message_ids),
+            Message.status == MessageStatus.QUEUED,
+            Message.next_attempt_at < until,
+            next_attempt_at=until,
+        )
+
+
+async def next_attempt_number(session: AsyncSession, message_id: str, channel: Channel) -> int:
+    last = await session.scalar(
+        select(func.max(DeliveryAttempt.attempt)).where(
+            DeliveryAttempt.message_id == message_id, DeliveryAttempt.channel == channel
+        )
+    )
+    return int(last or 0) + 1
+
+
+def add_attempt(
+    session: AsyncSession,
+    message_id: str,
+    channel: Channel,
+    attempt: int,
+    outcome: AttemptOutcome,
+    at: datetime,
+    *,
+    external_id: str | None = None,
+    error: str | None = None,
+) -> None:
+    session.add(
+        DeliveryAttempt(
+            message_id=message_id,
+            channel=channel,
+            attempt=attempt,
+            outcome=outcome,
+            external_id=external_id,
+            error=error[:500] if error else None,
+            attempted_at=at,
+        )
+    )
+
+
+async def next_wakeup(session: AsyncSession) -> datetime | None:
+    """When the next message becomes due: a queued one's time, or a running-out lease."""
+    queued = await session.scalar(
+        select(func.min(Message.next_attempt_at)).where(Message.status == MessageStatus.QUEUED)
+    )
+    leased = await session.scalar(
+        select(func.min(Message.claimed_until)).where(Message.status == MessageStatus.SENDING)
+    )
+    times = [t for t in (queued, leased) if t is not None]
+    return min(times) if times else None

@@ -1,0 +1,28 @@
+"""People, addressed by their Telegram id."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import User
+
+
+async def by_telegram_id(session: AsyncSession, telegram_id: int) -> User | None:
+    result: User | None = await session.scalar(select(User).where(User.telegram_id == telegram_id))
+    return result
+
+
+async def get_or_create(
+    session: AsyncSession, telegram_id: int, language: str | None = None
+) -> tuple[User, bool]:
+    """The person with this Telegram id, registering them if new; `True` when created."""
+    user = await by_telegram_id(session, telegram_id)
+    if user is not None:
+        if language and user.language != language:
+            user.language = language
+        return user, False
+    user = User(telegram_id=telegram_id, language=language)
+    session.add(user)
+    await session.flush()
+    return user, True

@@ -1,0 +1,244 @@
+"""POST /send: accepted means committed; bad input gets the right status and a clear error."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.content_cipher import ContentCipher
+from gateway.outbox_payload import OutboxPayload
+from storage.enums import Category, MessageStatus
+from storage.models import ApiToken, Message
+from tests.api.conftest import Client, Person, RecordingDelivery, make_person
+
+SEND = "/api/v1/communication/send"
+
+
+async def _count(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    async with sessionmaker() as session:
+        return int(await session.scalar(select(func.count()).select_from(Message)) or 0)
+
+
+async def test_accepted_message_is_committed_encrypted_and_worker_nudged(
+    api: Client,
+    person: Person,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    cipher: ContentCipher,
+    delivery: RecordingDelivery,
+) -> None:
+    body = {"category": "auth", "content": {"text": "Login from <Firefox>"}, "hashtags": ["x"]}
+    resp = await api.post(SEND, json=body, headers=person.auth)
+    data = await resp.json()
+    assert resp.status == 202, data
+    assert data["status"] == "queued"
+    expires = datetime.fromisoformat(data["retention_expires_at"])
+    assert timedelta(hours=23, minutes=59) < expires - datetime.now(UTC) <= timedelta(days=1)
+    assert delivery.notified == 1
+    async with sessionmaker() as session:
+        row = await session.get(Message, data["message_id"])
+    assert row is not None
+    assert row.status is MessageStatus.QUEUED
+    assert row.category is Category.AUTH
+    assert row.encrypted_content is not None
+    assert b"Firefox" not in row.encrypted_content  # content is not stored in the clear
+    payload = OutboxPayload.from_dict(cipher.open(row.id, row.encrypted_content))
+    assert (payload.kind, payload.value, payload.hashtags) == (
+        "text",
+        "Login from <Firefox>",
+        ("x",),
+    )
+
+
+async def test_response_never_echoes_content(api: Client, person: Person) -> None:
+    resp = await api.post(SEND, json={"content": {"text": "secret-ish words"}}, headers=person.auth)
+    assert resp.status == 202
+    assert "secret-ish" not in await resp.text()
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({}, "Authorization: Bearer"),
+        ({"Authorization": "Basic abc"}, "Authorization: Bearer"),
+        ({"Authorization": "Bearer lgp_" + "x" * 43}, "unknown or revoked token"),
+        ({"Authorization": "Bearer nonsense"}, "unknown or revoked token"),
+    ],
+)
+async def test_missing_or_unknown_token_is_401(
+    api: Client, person: Person, headers: dict[str, str], message: str
+) -> None:
+    resp = await api.post(SEND, json={"content": {"text": "hi"}}, headers=headers)
+    assert resp.status == 401
+    error = (await resp.json())["error"]
+    assert error["code"] == "unauthorized"
+    assert message in error["message"]
+
+
+async def test_revoked_token_is_401(
+    api: Client, person: Person, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    async with sessionmaker() as session, session.begin():
+        token = await session.get(ApiToken, person.token_id)
+        assert token is not None
+        token.revoked_at = datetime.now(UTC)
+    resp = await api.post(SEND, json={"content": {"text": "hi"}}, headers=person.auth)
+    assert resp.status == 401
+
+
+async def test_malformed_json_is_400(api: Client, person: Person) -> None:
+    resp = await api.post(SEND, data=b'{"content": ', headers=person.auth)
+    assert resp.status == 400
+    assert (await resp.json())["error"]["code"] == "malformed_json"
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "says"),
+    [
+        ({"category": "nope", "content": {"text": "x"}}, "category", "auth"),
+        ({"content": {}}, "content", "exactly one of"),
+        ({"content": {"text": "   "}}, "content", "text is empty"),
+        ({"content": {"text": "a", "html": "<b>b</b>"}}, "content", "found text, html"),
+        ({"content": {"text": "x" * (64 * 1024 + 1)}}, "content", "64 KiB"),
+        ({"content": {"text": "x"}, "retention_seconds": -5}, "retention_seconds", "greater than or equal to 1"),
+        ({"content": {"text": "x"}, "priority": "asap"}, "priority", "urgent"),
+        ({"content": {"text": "x"}, "colour": "red"}, "colour", "Extra inputs"),
+        ({"content": {"text": "x"}, "hashtags": "auth"}, "hashtags", "list"),
+        ({"content": {"text": "x"}, "channels": ["email"]}, None, "only telegram"),
+        ({"content": {"text": "x", "self_destruct_seconds": 5}}, "content", "not supported"),
+        ({"text": "x"}, "content", "Field required"),
+        ([1, 2], None, "JSON object"),
+    ],
+)
+async def test_schema_violations_are_422_naming_the_field(
+    api: Client,
+    person: Person,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    body: Any,
+    field: str | None,
+    says: str,
+) -> None:
+    resp = await api.post(SEND, json=body, headers=person.auth)
+    error = (await resp.json())["error"]
+    assert resp.status == 422, error
+    assert error["code"] == "invalid_request"
+    assert error.get("field") == field
+    assert says in error["message"]
+    if field:
+        assert error["message"].startswith(f"{field}: ")
+    assert await _count(sessionmaker) == 0
+
+
+async def test_text_of_exactly_64_kib_is_accepted(api: Client, person: Person) -> None:
+    resp = await api.post(SEND, json={"content": {"text": "x" * 64 * 1024}}, headers=person.auth)
+    assert resp.status == 202
+
+
+async def test_body_over_1_mib_is_413(api: Client, person: Person) -> None:
+    big = b'{"content": {"text": "' + b"x" * (1024 * 1024) + b'"}}'
+    resp = await api.post(SEND, data=big, headers=person.auth)
+    assert resp.status == 413
+    assert (await resp.json())["error"]["code"] == "payload_too_large"
+
+
+async def test_same_idempotency_key_returns_the_first_message(
+    api: Client,
+    person: Person,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    delivery: RecordingDelivery,
+) -> None:
+    body = {"content": {"text": "once"}, "idempotency_key": "order-42"}
+    first = await api.post(SEND, json=body, headers=person.auth)
+    second = await api.post(SEND, json=body, headers=person.auth)
+    assert first.status == 202
+    assert second.status == 200
+    assert (await first.json()) == (await second.json())
+    assert await _count(sessionmaker) == 1
+    assert delivery.notified == 1
+    other = await make_person(sessionmaker, 777)
+    third = await api.post(SEND, json=body, headers=other.auth)
+    assert third.status == 202  # keys are per token
+    assert (await third.json())["message_id"] != (await first.json())["message_id"]
+
+
+async def test_expired_idempotency_key_starts_a_new_message(
+    api: Client, person: Person, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    body = {"content": {"text": "x"}, "idempotency_key": "k", "retention_seconds": 60}
+    first = await (await api.post(SEND, json=body, headers=person.auth)).json()
+    async with sessionmaker() as session, session.begin():
+        row = await session.get(Message, first["message_id"])
+        assert row is not None
+        row.retention_expires_at = datetime.now(UTC) - timedelta(seconds=1)
+    again = await api.post(SEND, json=body, headers=person.auth)
+    assert again.status == 202
+    assert (await again.json())["message_id"] != first["message_id"]
+
+
+async def test_no_linked_log_is_409(
+    api: Client, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    lonely = await make_person(sessionmaker, 901, linked=False)
+    resp = await api.post(SEND, json={"content": {"text": "x"}}, headers=lonely.auth)
+    assert resp.status == 409
+    assert (await resp.json())["error"]["code"] == "no_personal_log"
+
+
+async def test_topic_label_must_be_a_known_topic(
+    api: Client,
+    person: Person,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    cipher: ContentCipher,
+) -> None:
+    bad = {"content": {"text": "x"}, "context_labels": {"telegram.topic_id": "999999"}}
+    resp = await api.post(SEND, json=bad, headers=person.auth)
+    assert resp.status == 422
+    assert "telegram.topic_id" in (await resp.json())["error"]["message"]
+    thread = person.thread_ids["payment"]
+    good = {"content": {"text": "x"}, "context_labels": {"telegram.topic_id": str(thread)}}
+    resp = await api.post(SEND, json=good, headers=person.auth)
+    assert resp.status == 202
+    async with sessionmaker() as session:
+        row = await session.get(Message, (await resp.json())["message_id"])
+    assert row is not None and row.encrypted_content is not None
+    assert OutboxPayload.from_dict(cipher.open(row.id, row.encrypted_content)).thread_id == thread
+
+
+@pytest.mark.parametrize(
+    ("body", "category"),
+    [
+        ({"content": {"text": "x"}}, Category.GENERAL),
+        ({"content": {"text": "x"}, "context_labels": {"category": "payment"}}, Category.PAYMENT),
+        (
+            {
+                "category": "system",
+                "content": {"text": "x"},
+                "context_labels": {"category": "auth"},
+            },
+            Category.SYSTEM,
+        ),
+    ],
+)
+async def test_category_from_field_then_label_then_general(
+    api: Client,
+    person: Person,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    body: dict[str, Any],
+    category: Category,
+) -> None:
+    resp = await api.post(SEND, json=body, headers=person.auth)
+    assert resp.status == 202
+    async with sessionmaker() as session:
+        row = await session.get(Message, (await resp.json())["message_id"])
+    assert row is not None and row.category is category
+
+
+async def test_recipient_is_refused_for_personal_tokens(api: Client, person: Person) -> None:
+    resp = await api.post(
+        SEND, json={"recipient": "someone", "content": {"text": "x"}}, headers=person.auth
+    )
+    assert resp.status == 422
+    assert "recipient" in (await resp.json())["error"]["message"]
