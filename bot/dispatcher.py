@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiogram import Dispatcher
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.middlewares import DbSessionMiddleware
+from bot.commands import register_commands
+from bot.middlewares import ChatLockMiddleware, CurrentUserMiddleware, DbSessionMiddleware
+from bot.routers import feature_routers
 
 
-def build_dispatcher(sessionmaker: async_sessionmaker[AsyncSession]) -> Dispatcher:
-    dp = Dispatcher(sessionmaker=sessionmaker)
+def build_dispatcher(
+    sessionmaker: async_sessionmaker[AsyncSession], *, public_api_url: str | None = None
+) -> Dispatcher:
+    """`public_api_url` (e.g. LIBRAL_PUBLIC_URL) is shown in /token's curl example."""
+    data: dict[str, Any] = {"sessionmaker": sessionmaker}
+    if public_api_url:
+        data["public_api_url"] = public_api_url
+    dp = Dispatcher(**data)
+    # Order matters (first registered runs outermost): the chat lock spans the commit, and the
+    # user lookup runs inside the session that DbSessionMiddleware opens.
+    dp.update.outer_middleware(ChatLockMiddleware())
     dp.update.outer_middleware(DbSessionMiddleware(sessionmaker))
-    # Feature routers are included here as they are built (one Router per feature module).
+    dp.update.outer_middleware(CurrentUserMiddleware())
+    dp.include_routers(*feature_routers())
+    dp.startup.register(register_commands)
     return dp

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from gateway.settings import Settings, SettingsError, load_settings
+from gateway.settings import Settings, SettingsError, content_key, load_settings
 from storage import migrate as migrations
 
 if TYPE_CHECKING:
@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
         "--bot-api-port", type=int, default=8081, help="port of the sandbox Bot API (8081)"
     )
     sandbox.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    sandbox.add_argument(
+        "--demo",
+        action="store_true",
+        help="walk through the product (a person, a forum group, /setup, /token, sample "
+        "messages), print the personal log and exit",
+    )
     return parser
 
 
@@ -75,15 +81,17 @@ def _cmd_migrate(settings: Settings) -> int:
     return 0
 
 
-def _gateway_config(settings: Settings, token: str, api_url: str) -> GatewayConfig:
+def _gateway_config(settings: Settings, token: str) -> GatewayConfig:
     from gateway.runtime import GatewayConfig
 
     return GatewayConfig(
         bot_token=token,
-        telegram_api_url=api_url,
+        telegram_api_url=settings.telegram_api_url,
         database_url=settings.database_url,
         http_host=settings.http_host,
         http_port=settings.http_port,
+        content_key=content_key(settings),
+        public_url=settings.public_url,
     )
 
 
@@ -94,9 +102,7 @@ def _cmd_serve(settings: Settings) -> int:
             "gateway without Telegram)"
         )
     migrations.upgrade(settings.database_url)
-    config = _gateway_config(
-        settings, settings.bot_token.get_secret_value(), settings.telegram_api_url
-    )
+    config = _gateway_config(settings, settings.bot_token.get_secret_value())
 
     from gateway.runtime import run_gateway
 
@@ -109,17 +115,20 @@ def _cmd_serve(settings: Settings) -> int:
     return 0
 
 
-def _cmd_sandbox(settings: Settings, host: str, bot_api_port: int) -> int:
+def _cmd_sandbox(settings: Settings, host: str, bot_api_port: int, demo: bool) -> int:
+    from gateway.sandbox_demo import DemoError
     from gateway.sandbox_mode import run_sandbox_with_gateway
-
-    migrations.upgrade(settings.database_url)
 
     async def main() -> None:
         stop = asyncio.Event()
         await _until_signalled(stop)
-        await run_sandbox_with_gateway(settings, host, bot_api_port, stop, _gateway_config)
+        await run_sandbox_with_gateway(settings, host, bot_api_port, stop, demo=demo)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except DemoError as exc:
+        print(f"libral-gateway: demo failed: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -132,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_migrate(settings)
         if args.command == "serve":
             return _cmd_serve(settings)
-        return _cmd_sandbox(settings, args.host, args.bot_api_port)
+        return _cmd_sandbox(settings, args.host, args.bot_api_port, args.demo)
     except SettingsError as exc:
         print(f"libral-gateway: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.dispatcher import build_dispatcher
 from gateway.api.app import create_api_app
+from gateway.content_cipher import ContentCipher
+from gateway.delivery import DeliveryWorker
 from storage.engine import create_engine, create_sessionmaker
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,12 @@ class GatewayConfig:
     database_url: str
     http_host: str
     http_port: int
+    content_key: bytes
+    public_url: str | None = None
+
+    @property
+    def api_base_url(self) -> str:
+        return self.public_url or f"http://{self.http_host}:{self.http_port}"
 
 
 def build_bot(token: str, api_url: str) -> Bot:
@@ -45,6 +53,7 @@ class Gateway:
     sessionmaker: async_sessionmaker[AsyncSession]
     bot: Bot
     dispatcher: Dispatcher
+    worker: DeliveryWorker
     api: web.Application
 
 
@@ -52,43 +61,55 @@ def build_gateway(config: GatewayConfig) -> Gateway:
     engine = create_engine(config.database_url)
     sessionmaker = create_sessionmaker(engine)
     bot = build_bot(config.bot_token, config.telegram_api_url)
+    cipher = ContentCipher(config.content_key)
+    worker = DeliveryWorker(sessionmaker, bot, cipher)
     return Gateway(
         engine=engine,
         sessionmaker=sessionmaker,
         bot=bot,
-        dispatcher=build_dispatcher(sessionmaker),
-        api=create_api_app(sessionmaker, bot),
+        dispatcher=build_dispatcher(sessionmaker, public_api_url=config.api_base_url),
+        worker=worker,
+        api=create_api_app(sessionmaker, bot, cipher, worker),
     )
 
 
 async def run_gateway(
     config: GatewayConfig, stop: asyncio.Event, on_ready: Callable[[], None] | None = None
 ) -> None:
-    """Serve the HTTP API and poll Telegram until `stop` is set; then shut down cleanly.
+    """Serve the HTTP API, deliver and poll Telegram until `stop` is set; then shut down.
 
     `on_ready` runs once the HTTP API is accepting connections.
     """
     gw = build_gateway(config)
     runner = web.AppRunner(gw.api, access_log=None)
     await runner.setup()
+    tasks: list[asyncio.Task[None]] = []
     try:
         site = web.TCPSite(runner, config.http_host, config.http_port)
         await site.start()
         log.info("HTTP API listening on http://%s:%s", config.http_host, config.http_port)
+        tasks = [
+            asyncio.create_task(gw.worker.run(stop), name="delivery"),
+            asyncio.create_task(
+                gw.dispatcher.start_polling(gw.bot, handle_signals=False, close_bot_session=False),
+                name="polling",
+            ),
+        ]
         if on_ready is not None:
             on_ready()
-        polling = asyncio.create_task(
-            gw.dispatcher.start_polling(gw.bot, handle_signals=False, close_bot_session=False)
-        )
-        stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({polling, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if polling in done:
-            polling.result()  # surfaces a crash of the poller
+        stopper = asyncio.create_task(stop.wait(), name="stop")
+        done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
         with contextlib.suppress(RuntimeError):  # polling may not have started yet
             await gw.dispatcher.stop_polling()
-        stopper.cancel()
-        await asyncio.gather(polling, stopper, return_exceptions=True)
+        await asyncio.gather(*tasks, stopper, return_exceptions=True)
+        for task in done - {stopper}:
+            crashed = task.exception()
+            if crashed is not None:
+                raise crashed
     finally:
+        for task in tasks:
+            task.cancel()
         await runner.cleanup()
         await gw.bot.session.close()
         await gw.engine.dispose()

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from sandbox.client import ChatView, MessageView, SandboxClient
+from sandbox.client import ChatView, MessageView, SandboxClient, entity_text
 
 ADMIN_RIGHTS = {
     "can_manage_topics": True,
@@ -51,8 +51,7 @@ class DemoError(Exception):
 def _token_from(message: MessageView) -> str:
     for entity in message.entities:
         if entity.get("type") == "code" and message.text:
-            start, length = int(entity["offset"]), int(entity["length"])
-            candidate = message.text[start : start + length]  # token is ASCII: UTF-16 == str
+            candidate = entity_text(message.text, entity)
             if candidate.startswith("lgp_"):
                 return candidate
     raise DemoError("the bot's /token reply carries no token")

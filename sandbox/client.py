@@ -329,3 +329,10 @@ class SandboxClient:
             chat_id, lambda c: any(predicate(m) for m in c.bot_messages()), within=within
         )
         return next(m for m in chat.bot_messages() if predicate(m))
+
+
+def entity_text(text: str, entity: dict[str, Any]) -> str:
+    """The text an entity covers: offsets and lengths count UTF-16 code units, not characters."""
+    units = text.encode("utf-16-le")
+    start, length = int(entity["offset"]) * 2, int(entity["length"]) * 2
+    return units[start : start + length].decode("utf-16-le")

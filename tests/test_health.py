@@ -9,9 +9,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.api.app import create_api_app
+from gateway.content_cipher import ContentCipher
 from gateway.runtime import build_bot
 from sandbox.server import create_sandbox_app
 from sandbox.state import DEFAULT_BOT_TOKEN
+from tests.api.conftest import RecordingDelivery
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
@@ -25,7 +27,9 @@ async def test_health_ok_against_sandbox(
     sandbox = await aiohttp_server(create_sandbox_app())
     bot = build_bot(DEFAULT_BOT_TOKEN, str(sandbox.make_url("")).rstrip("/"))
     try:
-        client = await aiohttp_client(create_api_app(sessionmaker, bot))
+        client = await aiohttp_client(
+            create_api_app(sessionmaker, bot, ContentCipher(b"k" * 32), RecordingDelivery())
+        )
         resp = await client.get("/api/v1/communication/health")
         body = await resp.json()
         assert resp.status == 200, body
@@ -33,6 +37,7 @@ async def test_health_ok_against_sandbox(
             "database": {"ok": True},
             "queue_depth": 0,
             "telegram": {"ok": True, "username": "libral_sandbox_bot"},
+            "worker": {"ok": True, "last_error": None, "last_run_at": None},
             "status": "ok",
         }
     finally:
@@ -47,7 +52,9 @@ async def test_health_503_when_telegram_rejects_token(
     sandbox = await aiohttp_server(create_sandbox_app())
     bot = build_bot("123:" + "x" * 35, str(sandbox.make_url("")).rstrip("/"))
     try:
-        client = await aiohttp_client(create_api_app(sessionmaker, bot))
+        client = await aiohttp_client(
+            create_api_app(sessionmaker, bot, ContentCipher(b"k" * 32), RecordingDelivery())
+        )
         resp = await client.get("/api/v1/communication/health")
         body = await resp.json()
         assert resp.status == 503
@@ -72,7 +79,9 @@ async def test_health_503_when_database_is_gone(
         await conn.execute(text("DROP TABLE delivery_attempts"))
         await conn.execute(text("DROP TABLE messages"))
     try:
-        client = await aiohttp_client(create_api_app(sessionmaker, bot))
+        client = await aiohttp_client(
+            create_api_app(sessionmaker, bot, ContentCipher(b"k" * 32), RecordingDelivery())
+        )
         resp = await client.get("/api/v1/communication/health")
         body = await resp.json()
         assert resp.status == 503
@@ -87,8 +96,10 @@ async def test_unknown_path_is_json_404(
 ) -> None:
     bot = build_bot(DEFAULT_BOT_TOKEN, "http://127.0.0.1:9")
     try:
-        client = await aiohttp_client(create_api_app(sessionmaker, bot))
-        resp = await client.get("/api/v1/communication/nope")
+        client = await aiohttp_client(
+            create_api_app(sessionmaker, bot, ContentCipher(b"k" * 32), RecordingDelivery())
+        )
+        resp = await client.get("/nope")
         assert resp.status == 404
         assert (await resp.json())["error"]["code"] == "not_found"
     finally:

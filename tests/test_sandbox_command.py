@@ -75,7 +75,7 @@ def test_sandbox_command_runs_gateway_against_sandbox(tmp_path: Path) -> None:
 
         user = _post_json(f"http://127.0.0.1:{bot_api_port}/sandbox/users", {"first_name": "Ada"})
         assert isinstance(user["id"], int)
-        assert (tmp_path / "var" / "libral-gateway.sqlite3").exists()
+        assert (tmp_path / "var" / "sandbox" / "gateway.sqlite3").exists()
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -84,3 +84,28 @@ def test_sandbox_command_runs_gateway_against_sandbox(tmp_path: Path) -> None:
             proc.kill()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+
+
+def test_sandbox_demo_walks_through_and_exits_0(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIBRAL_")}
+    env["LIBRAL_HTTP_PORT"] = str(_free_port())
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "sandbox", "--demo", "--bot-api-port", "0"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "All delivered" in out
+    auth = out.index("── 🔐 Authentication & Security")
+    plugin = out.index("── 🔌 Plugin Activity")
+    # The sign-in sample sits in the auth topic, escaped text shown literally, hashtags last.
+    assert "New sign-in to your account from <Firefox> on Linux." in out[auth:plugin]
+    assert "#auth #security #login" in out[auth:plugin]
+    assert "#payment #transaction #invoice" in out
+    assert '"disk_used": "91%"' in out
+    assert "Traceback" not in result.stderr

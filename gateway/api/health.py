@@ -44,8 +44,12 @@ async def health(request: web.Request) -> web.Response:
         body["telegram"] = {"ok": False, "error": type(exc).__name__}
         failing.append("telegram")
     worker = request.app[DELIVERY].state()
-    body["worker"] = worker
-    if not worker.get("ok", False):
+    body["worker"] = {
+        "ok": worker.running,
+        "last_error": worker.last_error,
+        "last_run_at": worker.last_run_at.isoformat() if worker.last_run_at else None,
+    }
+    if not worker.running:
         failing.append("worker")
     body["status"] = "ok" if not failing else "degraded"
     if failing:

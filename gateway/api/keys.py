@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from aiogram import Bot
 from aiohttp import web
@@ -14,12 +14,21 @@ from gateway.content_cipher import ContentCipher
 from storage.models import ApiToken
 
 
+class WorkerStatus(Protocol):
+    @property
+    def running(self) -> bool: ...
+    @property
+    def last_error(self) -> str | None: ...
+    @property
+    def last_run_at(self) -> datetime | None: ...
+
+
 class DeliveryHandle(Protocol):
     """What the API needs of the delivery worker: a nudge after a commit, and its health."""
 
     def notify(self) -> None: ...
 
-    def state(self) -> dict[str, Any]: ...
+    def state(self) -> WorkerStatus: ...
 
 
 SESSIONMAKER = web.AppKey("sessionmaker", async_sessionmaker[AsyncSession])

@@ -33,7 +33,7 @@ async def status_counts(session: AsyncSession, recipient_id: int) -> dict[Messag
         .where(Message.recipient_id == recipient_id)
         .group_by(Message.status)
     )
-    return {status: count for status, count in rows.tuples()}
+    return {status: count for status, count in rows}
 
 
 async def queue_depth(session: AsyncSession) -> int:

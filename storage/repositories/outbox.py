@@ -45,7 +45,7 @@ async def _update(session: AsyncSession, *where: ColumnElement[bool], **values: 
         update(Message).where(*where).values(**values),
         execution_options={"synchronize_session": False},
     )
-    return cast(CursorResult[Any], result).rowcount
+    return cast("CursorResult[Any]", result).rowcount
 
 
 async def due(session: AsyncSession, now: datetime, limit: int) -> list[Candidate]:
@@ -56,7 +56,7 @@ async def due(session: AsyncSession, now: datetime, limit: int) -> list[Candidat
         .order_by(Message.next_attempt_at, Message.created_at, Message.id)
         .limit(limit)
     )
-    return [Candidate(message_id, recipient_id) for message_id, recipient_id in rows.tuples()]
+    return [Candidate(message_id, recipient_id) for message_id, recipient_id in rows]
 
 
 async def claim(session: AsyncSession, message_id: str, now: datetime, until: datetime) -> bool:

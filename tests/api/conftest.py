@@ -7,8 +7,8 @@ worker's own tests deliver them through the sandbox.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
 
 import pytest
 from aiogram import Bot
@@ -34,14 +34,15 @@ ClientFactory = Callable[[web.Application], Awaitable[Client]]
 @dataclass
 class RecordingDelivery:
     notified: int = 0
-    ok: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
+    running: bool = True
+    last_error: str | None = None
+    last_run_at: datetime | None = None
 
     def notify(self) -> None:
         self.notified += 1
 
-    def state(self) -> dict[str, Any]:
-        return {"ok": self.ok, **self.extra}
+    def state(self) -> RecordingDelivery:
+        return self
 
 
 @dataclass

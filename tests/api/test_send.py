@@ -103,7 +103,7 @@ async def test_malformed_json_is_400(api: Client, person: Person) -> None:
         ({"content": {"text": "   "}}, "content", "text is empty"),
         ({"content": {"text": "a", "html": "<b>b</b>"}}, "content", "found text, html"),
         ({"content": {"text": "x" * (64 * 1024 + 1)}}, "content", "64 KiB"),
-        ({"content": {"text": "x"}, "retention_seconds": -5}, "retention_seconds", "greater than or equal to 1"),
+        ({"content": {"text": "x"}, "retention_seconds": -5}, "retention_seconds", "or equal to 1"),
         ({"content": {"text": "x"}, "priority": "asap"}, "priority", "urgent"),
         ({"content": {"text": "x"}, "colour": "red"}, "colour", "Extra inputs"),
         ({"content": {"text": "x"}, "hashtags": "auth"}, "hashtags", "list"),
@@ -203,7 +203,8 @@ async def test_topic_label_must_be_a_known_topic(
     assert resp.status == 202
     async with sessionmaker() as session:
         row = await session.get(Message, (await resp.json())["message_id"])
-    assert row is not None and row.encrypted_content is not None
+    assert row is not None
+    assert row.encrypted_content is not None
     assert OutboxPayload.from_dict(cipher.open(row.id, row.encrypted_content)).thread_id == thread
 
 
@@ -233,7 +234,8 @@ async def test_category_from_field_then_label_then_general(
     assert resp.status == 202
     async with sessionmaker() as session:
         row = await session.get(Message, (await resp.json())["message_id"])
-    assert row is not None and row.category is category
+    assert row is not None
+    assert row.category is category
 
 
 async def test_recipient_is_refused_for_personal_tokens(api: Client, person: Person) -> None:

@@ -1,0 +1,25 @@
+"""The command menus Telegram shows: different in private chats and in groups."""
+
+from __future__ import annotations
+
+from aiogram import Bot
+from aiogram.types import BotCommand, BotCommandScopeAllGroupChats, BotCommandScopeAllPrivateChats
+
+PRIVATE_COMMANDS: tuple[BotCommand, ...] = (
+    BotCommand(command="start", description="Register and see what I do"),
+    BotCommand(command="help", description="What I can do"),
+    BotCommand(command="token", description="Create a personal API token"),
+    BotCommand(command="tokens", description="List and revoke your API tokens"),
+    BotCommand(command="status", description="Your personal log and message counts"),
+)
+
+GROUP_COMMANDS: tuple[BotCommand, ...] = (
+    BotCommand(command="setup", description="Link this group as your personal log"),
+    BotCommand(command="help", description="What I can do"),
+)
+
+
+async def register_commands(bot: Bot) -> None:
+    """Hooked to Dispatcher.startup: publish both menus (setMyCommands is idempotent)."""
+    await bot.set_my_commands(list(PRIVATE_COMMANDS), scope=BotCommandScopeAllPrivateChats())
+    await bot.set_my_commands(list(GROUP_COMMANDS), scope=BotCommandScopeAllGroupChats())

@@ -1,0 +1,33 @@
+"""Inline keyboards, built from the CallbackData factories in bot.callbacks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aiogram.types import InlineKeyboardMarkup
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from bot import texts
+from bot.callbacks import MoveLog, RevokeToken
+from storage.models import ApiToken
+
+
+def confirm_move(chat_id: int, owner_telegram_id: int) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=texts.MOVE_BUTTON, callback_data=MoveLog(chat_id=chat_id, owner_id=owner_telegram_id)
+    )
+    return builder.as_markup()
+
+
+def token_list(tokens: Sequence[ApiToken]) -> InlineKeyboardMarkup | None:
+    """One revoke button per token, one per row; None when there is nothing to revoke."""
+    if not tokens:
+        return None
+    builder = InlineKeyboardBuilder()
+    for token in tokens:
+        builder.button(
+            text=texts.revoke_button(token.prefix), callback_data=RevokeToken(token_id=token.id)
+        )
+    builder.adjust(1)
+    return builder.as_markup()

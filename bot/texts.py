@@ -1,0 +1,223 @@
+"""Every text the bot shows, as HTML (the Bot's default parse mode).
+
+Anything dynamic (group titles, usernames, URLs) goes through `html.escape`; constants are
+written already escaped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from html import escape
+
+from aiogram.types import BotCommand
+
+from gateway.personal_log import Problem
+from gateway.topics import TOPICS
+from storage.enums import Category
+from storage.models import ApiToken, Topic
+
+DEFAULT_PUBLIC_API_URL = "http://127.0.0.1:8080"
+SEND_PATH = "/api/v1/communication/send"
+
+# --- /start and /help -------------------------------------------------------------------------
+
+START = (
+    "👋 <b>Libral Gateway</b> delivers the notifications of your services (logins, payments, "
+    "server events…) into a Telegram group that <b>you</b> own: your <i>personal log</i>, "
+    "with one topic per category and hashtags for search. I keep no names and forget "
+    "messages once delivered.\n\n"
+    "<b>Next step</b>\n"
+    "1. Create a group and turn on <b>Topics</b> in its settings.\n"
+    "2. Add me to it as an administrator with the <b>“Manage topics”</b> right.\n"
+    "3. I set it up at once; if not, send /setup in the group.\n\n"
+    "Then use /token here to get an API token for your scripts. /help lists all commands."
+)
+
+START_LINKED = (
+    "👋 Welcome back. Your personal log is linked; /status shows it, /help lists the commands."
+)
+
+
+def help_text(private: Sequence[BotCommand], group: Sequence[BotCommand]) -> str:
+    def lines(commands: Sequence[BotCommand]) -> str:
+        return "\n".join(f"/{c.command} — {escape(c.description)}" for c in commands)
+
+    return (
+        "<b>In our private chat</b>\n"
+        f"{lines(private)}\n\n"
+        "<b>In your forum group</b>\n"
+        f"{lines(group)}"
+    )
+
+
+NOT_REGISTERED = "Please send /start first, so that I know you."
+
+# --- linking a group --------------------------------------------------------------------------
+
+_PROBLEMS: dict[Problem, str] = {
+    Problem.SENDER_NOT_ADMIN: "Only an administrator of this group can link it.",
+    Problem.NOT_FORUM: "Turn on Topics in the group settings.",
+    Problem.BOT_CANNOT_MANAGE_TOPICS: "Make me an administrator with the “Manage topics” right.",
+    Problem.BOT_NOT_IN_GROUP: "Add me to the group again.",
+    Problem.TAKEN: "This group is already someone else's personal log.",
+}
+
+
+def problem_line(problem: Problem) -> str:
+    return _PROBLEMS[problem]
+
+
+def needs_changes(problems: Iterable[Problem]) -> str:
+    items = "\n".join(f"• {_PROBLEMS[p]}" for p in problems)
+    return f"⚠️ I can't set up your personal log here yet. Please change this:\n{items}"
+
+
+def start_in_private_first(bot_username: str | None) -> str:
+    where = f"@{escape(bot_username)}" if bot_username else "me"
+    return (
+        f"👋 To link this group, first open a private chat with {where} and send /start, "
+        "then send /setup here."
+    )
+
+
+SETUP_IN_GROUP = (
+    "Send /setup in your forum group (add me there as an administrator with the "
+    "“Manage topics” right first)."
+)
+
+
+def confirm_move(previous_title: str | None, previous_chat_id: int) -> str:
+    return (
+        f"You already have a personal log: {group_label(previous_title, previous_chat_id)}.\n"
+        "Move it to this group? The old group's topics will no longer be used."
+    )
+
+
+MOVE_BUTTON = "Move my personal log here"
+MOVED = "✅ Your personal log now lives in this group."
+NOT_YOUR_BUTTON = "This button is not for you."
+ALREADY_MOVED = "This group is already your personal log."
+
+
+def move_refused(problems: Iterable[Problem]) -> str:
+    # Shown as a callback alert: plain text (no HTML), at most 200 characters.
+    return "Can't move: " + " ".join(_PROBLEMS[p] for p in problems)
+
+
+def _topic_line(category: Category) -> str:
+    spec = TOPICS[category]
+    name = "General (this chat)" if category == Category.GENERAL else escape(spec.name)
+    return f"• {name} — {' '.join(spec.hashtags)}"
+
+
+def welcome(topics: Sequence[Topic]) -> str:
+    ordered = sorted(topics, key=lambda t: list(TOPICS).index(t.category))
+    lines = "\n".join(_topic_line(t.category) for t in ordered)
+    return (
+        "📒 <b>This group is now your personal log.</b>\n"
+        f"Messages arrive in these topics:\n{lines}\n\n"
+        "Send /status to me in private to see what is queued and delivered."
+    )
+
+
+ALREADY_LINKED = "✅ This group is already your personal log; all topics are in place."
+
+
+def created_missing(categories: Iterable[Category]) -> str:
+    names = ", ".join(escape(TOPICS[c].name) for c in categories)
+    return f"✅ This group is your personal log. I re-created the missing topics: {names}."
+
+
+def some_topics_failed(categories: Iterable[Category]) -> str:
+    names = ", ".join(escape(TOPICS[c].name) for c in categories)
+    return f"⚠️ Telegram refused to create some topics ({names}). Send /setup again in a minute."
+
+
+def unlinked(title: str | None, chat_id: int) -> str:
+    return (
+        f"I was removed from {group_label(title, chat_id)}, so it is no longer your personal "
+        "log. Add me back as an administrator to relink it with the same topics."
+    )
+
+
+# --- tokens -----------------------------------------------------------------------------------
+
+PRIVATE_CHAT_ONLY = "For your safety I only create and list tokens in our private chat."
+
+
+def new_token(secret: str, public_api_url: str) -> str:
+    url = escape(public_api_url.rstrip("/") + SEND_PATH, quote=False)
+    token = escape(secret)
+    body = '{"category": "system", "content": {"text": "Hello from curl"}}'
+    curl = (
+        f"curl -X POST {url} -H 'Authorization: Bearer {token}' "
+        f"-H 'Content-Type: application/json' -d '{escape(body, quote=False)}'"
+    )
+    return (
+        "🔑 Your new API token (shown only this once, I store just a hash of it):\n"
+        f"<code>{token}</code>\n\n"
+        "Send yourself a message with it:\n"
+        f"<pre>{curl}</pre>\n"
+        "/tokens lists and revokes your tokens."
+    )
+
+
+def token_list(tokens: Sequence[ApiToken]) -> str:
+    if not tokens:
+        return "You have no active API tokens. /token creates one."
+    lines = "\n".join(
+        f"• <code>{escape(t.prefix)}…</code> created {_date(t.created_at)}" for t in tokens
+    )
+    return f"🔑 <b>Your active API tokens</b>\n{lines}\n\nPress a button to revoke a token."
+
+
+def revoke_button(prefix: str) -> str:
+    return f"Revoke {prefix}…"
+
+
+REVOKED_NOTICE = "Token revoked."
+STALE_REVOKE_PRESS = "This token is already revoked or is not yours."
+
+
+def _date(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d")
+
+
+# --- /status ----------------------------------------------------------------------------------
+
+
+def group_label(title: str | None, chat_id: int) -> str:
+    if title:
+        return f"<b>{escape(title)}</b> (<code>{chat_id}</code>)"
+    return f"<code>{chat_id}</code>"
+
+
+NO_LOG = (
+    "You have no personal log yet. Add me to a forum group as an administrator with the "
+    "“Manage topics” right, then send /setup there."
+)
+
+
+def status(
+    title: str | None,
+    chat_id: int,
+    topics: Sequence[Topic],
+    *,
+    linked: bool,
+    queued: int,
+    delivered: int,
+    failed: int,
+) -> str:
+    ordered = sorted(topics, key=lambda t: list(TOPICS).index(t.category))
+    topic_lines = "\n".join(_topic_line(t.category) for t in ordered)
+    state = "linked ✅" if linked else "unlinked ⚠️ (I was removed; add me back to relink it)"
+    text = (
+        "📒 <b>Your personal log</b>\n"
+        f"Group: {group_label(title, chat_id)}, {state}\n"
+        f"Topics:\n{topic_lines or '• none yet: send /setup in the group'}\n\n"
+        f"Messages: {queued} queued, {delivered} delivered"
+    )
+    if failed:
+        text += f", {failed} failed"
+    return text

@@ -1,0 +1,87 @@
+"""Where in the personal log a message goes: a chat and, for most categories, a forum topic.
+
+Creating or recreating a category's topic belongs to the personal log service
+(`gateway.personal_log.create_topic`); the worker takes it as a dependency so tests can
+substitute it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.channels.base import Rejected
+from gateway.channels.telegram import TelegramAddress, translate
+from storage.enums import Category
+from storage.models import LogGroup, Topic
+from storage.repositories import groups
+
+CreateTopic = Callable[[AsyncSession, Bot, LogGroup, Category], Awaitable[Topic]]
+
+
+@dataclass(frozen=True)
+class Route:
+    address: TelegramAddress
+    # The category whose topic this is: what to recreate if Telegram lost the thread.
+    topic_category: Category
+
+
+async def resolve(
+    session: AsyncSession,
+    bot: Bot,
+    create_topic: CreateTopic,
+    group: LogGroup,
+    category: Category,
+    thread_id: int | None,
+) -> Route:
+    """The route for a message of `category`, or into `thread_id` if the sender named a topic.
+
+    A named thread that is no longer one of the group's topics (it was recreated after the
+    message was accepted) falls back to the category's topic. A category without a topic yet
+    gets one created. Telegram errors while creating come out as ChannelErrors.
+    """
+    if thread_id is not None:
+        named = groups.topic_by_thread(group, thread_id)
+        if named is not None:
+            return Route(TelegramAddress(group.chat_id, thread_id), named.category)
+    if category == Category.GENERAL:
+        return Route(TelegramAddress(group.chat_id, None), Category.GENERAL)
+    topic = groups.topic_for(group, category)
+    if topic is None or topic.message_thread_id is None:
+        topic = await _create(session, bot, create_topic, group, category)
+    return Route(TelegramAddress(group.chat_id, topic.message_thread_id), category)
+
+
+async def recreate(
+    session: AsyncSession,
+    bot: Bot,
+    create_topic: CreateTopic,
+    group: LogGroup,
+    route: Route,
+) -> Route:
+    """A fresh topic in place of the one Telegram no longer knows."""
+    if route.topic_category == Category.GENERAL:
+        # General cannot be deleted in a forum; if Telegram says it is gone, nothing to rebuild.
+        raise Rejected("TelegramBadRequest", "message thread not found")
+    topic = await _create(session, bot, create_topic, group, route.topic_category)
+    return Route(TelegramAddress(group.chat_id, topic.message_thread_id), route.topic_category)
+
+
+async def _create(
+    session: AsyncSession,
+    bot: Bot,
+    create_topic: CreateTopic,
+    group: LogGroup,
+    category: Category,
+) -> Topic:
+    try:
+        topic = await create_topic(session, bot, group, category)
+    except TelegramAPIError as exc:
+        raise translate(exc) from None
+    # The new thread id is worth keeping whatever happens to this message.
+    await session.commit()
+    return topic

@@ -1,0 +1,171 @@
+"""The delivery worker: picks up due outbox messages and delivers them, in the gateway process.
+
+Several workers (in one process or many) may run against one database: each message is claimed
+with a conditional UPDATE before it is sent, so at most one worker sends it at a time. Messages
+of one recipient (one personal log chat) go out one after another, in order; different chats
+are served in parallel, a bounded number at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from aiogram import Bot
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.channels.telegram import TelegramChannel
+from gateway.content_cipher import ContentCipher
+from gateway.delivery.attempt import Clock, Deliverer, Policy
+from gateway.delivery.routes import CreateTopic
+from gateway.personal_log import create_topic as personal_log_create_topic
+from storage.repositories import outbox
+from storage.types import utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerState:
+    """For the health endpoint. `last_error` is an exception class name, never a message."""
+
+    running: bool
+    last_error: str | None
+    last_run_at: datetime | None
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        bot: Bot,
+        cipher: ContentCipher,
+        *,
+        clock: Clock = utcnow,
+        rng: Callable[[], float] = random.random,
+        lease: timedelta = timedelta(seconds=60),
+        max_attempts: int = 8,
+        poll_interval: float = 1.0,
+        concurrency: int = 8,
+        batch_size: int = 100,
+        request_timeout: int = 20,
+        create_topic: CreateTopic = personal_log_create_topic,
+    ) -> None:
+        """`clock` returns aware UTC datetimes and `rng` floats in [0, 1) (backoff jitter); both
+        are injectable so tests are deterministic. `lease` must exceed the slowest single send;
+        a message of many parts extends its own lease."""
+        self._sessionmaker = sessionmaker
+        self._clock = clock
+        self._poll_interval = poll_interval
+        self._batch_size = batch_size
+        self._slots = asyncio.Semaphore(concurrency)
+        self._wake = asyncio.Event()
+        self._running = False
+        self._last_error: str | None = None
+        self._last_run_at: datetime | None = None
+        self._deliverer = Deliverer(
+            sessionmaker,
+            bot,
+            TelegramChannel(bot, request_timeout=request_timeout),
+            cipher,
+            create_topic,
+            clock,
+            rng,
+            Policy(lease=lease, max_attempts=max_attempts),
+        )
+
+    def notify(self) -> None:
+        """A message was just committed: look at the outbox now rather than at the next poll."""
+        self._wake.set()
+
+    def state(self) -> WorkerState:
+        return WorkerState(self._running, self._last_error, self._last_run_at)
+
+    async def run_once(self) -> int:
+        """Deliver what is due now; returns how many messages got an attempt (any outcome).
+
+        A failure in one chat does not stop the others; the first one is raised at the end.
+        """
+        try:
+            async with self._sessionmaker() as session:
+                candidates = await outbox.due(session, self._clock(), self._batch_size)
+            chats: dict[int, list[str]] = {}
+            for candidate in candidates:
+                chats.setdefault(candidate.recipient_id, []).append(candidate.message_id)
+            results = await asyncio.gather(
+                *(self._run_chat(ids) for ids in chats.values()), return_exceptions=True
+            )
+        except Exception as exc:
+            self._failed(exc)
+            raise
+        self._last_run_at = self._clock()
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            self._failed(errors[0])
+            raise errors[0]
+        self._last_error = None
+        return sum(r for r in results if isinstance(r, int))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until `stop` is set, waking on `notify()`, at the next due time, or at the
+        latest after `poll_interval` (which also catches messages committed by other processes)."""
+        self._running = True
+        log.info("delivery worker started")
+        try:
+            while not stop.is_set():
+                self._wake.clear()  # a notify() during the run below triggers the next one
+                try:
+                    handled = await self.run_once()
+                    delay = await self._delay(handled)
+                except Exception:  # recorded in state(); the worker must outlive it
+                    delay = self._poll_interval
+                await self._sleep(stop, delay)
+        finally:
+            self._running = False
+            log.info("delivery worker stopped")
+
+    async def _run_chat(self, message_ids: list[str]) -> int:
+        async with self._slots:
+            handled = 0
+            for index, message_id in enumerate(message_ids):
+                result = await self._deliverer.deliver(message_id)
+                if result is None:
+                    continue  # another worker has it
+                handled += 1
+                if result.retry_at is not None:
+                    # The chat is rate limited or failing: hold its later messages back too,
+                    # so they keep their order and we do not keep hitting it.
+                    async with self._sessionmaker() as session:
+                        await outbox.postpone(session, message_ids[index + 1 :], result.retry_at)
+                        await session.commit()
+                    break
+            return handled
+
+    async def _delay(self, handled: int) -> float:
+        async with self._sessionmaker() as session:
+            wakeup = await outbox.next_wakeup(session)
+        if wakeup is None:
+            return self._poll_interval
+        delay = (wakeup - self._clock()).total_seconds()
+        if delay <= 0 and handled == 0:
+            # Due but nothing could be taken (another worker holds it): do not spin.
+            return self._poll_interval
+        return min(max(delay, 0.0), self._poll_interval)
+
+    async def _sleep(self, stop: asyncio.Event, delay: float) -> None:
+        waits = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
+        try:
+            await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waits:
+                waiter.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+
+    def _failed(self, exc: BaseException) -> None:
+        self._last_error = type(exc).__name__
+        # Class only: exception texts can quote SQL parameters or Telegram descriptions.
+        log.error("delivery run failed: %s", type(exc).__name__)

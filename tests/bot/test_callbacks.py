@@ -1,0 +1,19 @@
+"""Callback data round-trips through its factories and fits Telegram's 64-byte limit."""
+
+from __future__ import annotations
+
+from bot.callbacks import MoveLog, RevokeToken
+
+
+def test_move_log_round_trip() -> None:
+    packed = MoveLog(chat_id=-1009999999999, owner_id=9_999_999_999).pack()
+    assert len(packed.encode()) <= 64
+    unpacked = MoveLog.unpack(packed)
+    assert (unpacked.chat_id, unpacked.owner_id) == (-1009999999999, 9_999_999_999)
+    assert isinstance(unpacked.chat_id, int)
+
+
+def test_revoke_token_round_trip() -> None:
+    packed = RevokeToken(token_id=42).pack()
+    assert RevokeToken.unpack(packed).token_id == 42
+    assert not packed.startswith(MoveLog.__prefix__)

@@ -1,0 +1,144 @@
+"""Claims and leases across workers, the run loop, health state and what reaches the logs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from sandbox.client import MessageView, SandboxClient
+from storage.enums import MessageStatus
+from tests.delivery.conftest import Enqueue, Personal, UTCClock, WorkerFactory, load
+
+
+async def test_a_crashed_workers_expired_claim_is_taken_over(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    enqueue: Enqueue,
+    make_worker: WorkerFactory,
+    clock: UTCClock,
+) -> None:
+    # A worker claimed it, then died before sending: status sending, lease in the past.
+    expired = await enqueue(
+        "orphan", status=MessageStatus.SENDING, claimed_until=clock() - timedelta(seconds=1)
+    )
+    # Another worker is still within its lease: leave that one alone.
+    held = await enqueue(
+        "in flight", status=MessageStatus.SENDING, claimed_until=clock() + timedelta(seconds=30)
+    )
+
+    assert await make_worker().run_once() == 1
+
+    assert (await load(sessionmaker, expired)).status == MessageStatus.DELIVERED
+    assert (await load(sessionmaker, held)).status == MessageStatus.SENDING
+    assert [m.text for m in (await control.get_chat(personal.chat_id)).bot_messages()] == [
+        "orphan\n\n#auth #security"
+    ]
+
+
+async def test_two_workers_never_deliver_a_message_twice(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    enqueue: Enqueue,
+    make_worker: WorkerFactory,
+) -> None:
+    ids = [await enqueue(f"message {i}", created_offset=i / 1000) for i in range(12)]
+    first, second = make_worker(), make_worker()
+
+    handled = await asyncio.gather(first.run_once(), second.run_once())
+
+    assert sum(handled) == 12, handled
+    texts = [m.text or "" for m in (await control.get_chat(personal.chat_id)).bot_messages()]
+    assert sorted(texts) == sorted(f"message {i}\n\n#auth #security" for i in range(12))
+    for message_id in ids:
+        message = await load(sessionmaker, message_id)
+        assert message.status == MessageStatus.DELIVERED
+        assert len(message.attempts) == 1
+
+
+async def test_one_chat_is_served_in_order(
+    control: SandboxClient, personal: Personal, enqueue: Enqueue, make_worker: WorkerFactory
+) -> None:
+    for i in range(5):
+        await enqueue(f"step {i}", created_offset=i / 1000)
+
+    await make_worker().run_once()
+
+    texts = [m.text for m in (await control.get_chat(personal.chat_id)).bot_messages()]
+    assert texts == [f"step {i}\n\n#auth #security" for i in range(5)]
+
+
+async def test_logs_carry_ids_not_content(
+    caplog: pytest.LogCaptureFixture,
+    control: SandboxClient,
+    personal: Personal,
+    enqueue: Enqueue,
+    make_worker: WorkerFactory,
+    clock: UTCClock,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    await control.add_fault(
+        "sendMessage", error_code=500, description="Internal Server Error", times=1
+    )
+    delivered = await enqueue("TOP-SECRET-BODY", hashtags=("hiddentag",))
+
+    worker = make_worker()
+    await worker.run_once()
+    clock.advance(5)
+    await worker.run_once()
+
+    text = caplog.text
+    assert delivered in text
+    assert str(personal.chat_id) in text
+    assert "TelegramServerError" in text
+    for secret in ("TOP-SECRET-BODY", "hiddentag", "#auth"):
+        assert secret not in text
+
+
+async def test_run_wakes_on_notify_and_stops(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    enqueue: Enqueue,
+    make_worker: WorkerFactory,
+) -> None:
+    # A long poll interval: only notify() can make the messages go out within the wait.
+    worker = make_worker(poll_interval=30)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        for text in ("first", "second"):
+            await enqueue(text)
+            worker.notify()
+            await control.wait_for_bot_message(personal.chat_id, _starts_with(text), within=3)
+        assert worker.state().running
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 2)
+    state = worker.state()
+    assert not state.running
+    assert state.last_error is None
+    assert state.last_run_at is not None
+
+
+async def test_state_reports_a_failed_run(personal: Personal, make_worker: WorkerFactory) -> None:
+    def broken_clock() -> object:
+        raise RuntimeError("clock failed")
+
+    worker = make_worker(clock=broken_clock)
+    assert worker.state().last_run_at is None
+
+    with pytest.raises(RuntimeError):
+        await worker.run_once()
+
+    assert worker.state().last_error == "RuntimeError"
+
+
+def _starts_with(text: str) -> Callable[[MessageView], bool]:
+    return lambda message: (message.text or "").startswith(text)

@@ -1,0 +1,149 @@
+"""Delivery to the right place, rendered right, and the record left behind."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from sandbox.client import SandboxClient
+from storage.enums import AttemptOutcome, Category, Channel, MessageStatus
+from tests.delivery.conftest import Enqueue, Personal, UTCClock, WorkerFactory, load
+
+
+async def test_delivers_to_the_category_topic_and_wipes_the_content(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    enqueue: Enqueue,
+    make_worker: WorkerFactory,
+    clock: UTCClock,
+) -> None:
+    message_id = await enqueue("New sign-in from Berlin", category=Category.AUTH)
+
+    assert await make_worker().run_once() == 1
+
+    [sent] = (await control.get_chat(personal.chat_id)).bot_messages()[-1:]
+    assert sent.text == "New sign-in from Berlin\n\n#auth #security"
+    assert sent.message_thread_id == personal.threads[Category.AUTH]
+    assert sent.is_topic_message
+    assert sent.parse_mode == "HTML"
+    assert not sent.disable_notification
+    message = await load(sessionmaker, message_id)
+    assert message.status == MessageStatus.DELIVERED
+    assert message.encrypted_content is None
+    assert message.delivered_at == clock()
+    assert message.claimed_until is None
+    assert message.attempt_count == 1
+    [attempt] = message.attempts
+    assert (attempt.channel, attempt.attempt, attempt.outcome) == (
+        Channel.TELEGRAM,
+        1,
+        AttemptOutcome.DELIVERED,
+    )
+    assert attempt.external_id == str(sent.message_id)
+    assert attempt.error is None
+
+
+async def test_general_goes_to_the_general_topic(
+    control: SandboxClient, personal: Personal, enqueue: Enqueue, make_worker: WorkerFactory
+) -> None:
+    await enqueue("backup finished", category=Category.GENERAL)
+
+    await make_worker().run_once()
+
+    sent = (await control.get_chat(personal.chat_id)).bot_messages()[-1]
+    assert sent.text == "backup finished\n\n#general"
+    assert sent.message_thread_id is None
+
+
+async def test_a_named_thread_wins_over_the_category(
+    control: SandboxClient, personal: Personal, enqueue: Enqueue, make_worker: WorkerFactory
+) -> None:
+    payments = personal.threads[Category.PAYMENT]
+    await enqueue("invoice paid", category=Category.SYSTEM, thread_id=payments)
+
+    await make_worker().run_once()
+
+    sent = (await control.get_chat(personal.chat_id)).bot_messages()[-1]
+    assert sent.message_thread_id == payments
+    assert sent.text == "invoice paid\n\n#system"
+
+
+async def test_text_is_escaped_hashtags_last_and_previews_disabled(
+    control: SandboxClient, personal: Personal, enqueue: Enqueue, make_worker: WorkerFactory
+) -> None:
+    await enqueue(
+        "Login from <Firefox> & friends: https://example.com",
+        category=Category.AUTH,
+        hashtags=("login", "#Berlin"),
+        disable_preview=True,
+    )
+
+    await make_worker().run_once()
+
+    sent = (await control.get_chat(personal.chat_id)).bot_messages()[-1]
+    assert sent.text is not None
+    assert sent.text.startswith("Login from <Firefox> & friends: https://example.com")
+    assert sent.text.splitlines()[-1] == "#auth #security #login #Berlin"
+    assert sent.link_preview_options == {"is_disabled": True}
+
+
+async def test_previews_stay_on_unless_disabled(
+    control: SandboxClient, personal: Personal, enqueue: Enqueue, make_worker: WorkerFactory
+) -> None:
+    await enqueue("see https://example.com", category=Category.AUTH)
+
+    await make_worker().run_once()
+
+    sent = (await control.get_chat(personal.chat_id)).bot_messages()[-1]
+    assert not (sent.link_preview_options or {}).get("is_disabled")
+
+
+async def test_a_long_text_goes_out_as_numbered_parts_in_order(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    enqueue: Enqueue,
+    make_worker: WorkerFactory,
+) -> None:
+    lines = [f"line {i:05d} of the build log" for i in range(400)]  # ~11 600 characters
+    message_id = await enqueue("\n".join(lines), category=Category.SYSTEM)
+
+    await make_worker().run_once()
+
+    parts = [
+        m
+        for m in (await control.get_chat(personal.chat_id)).bot_messages()
+        if m.message_thread_id == personal.threads[Category.SYSTEM]
+    ]
+    assert len(parts) == 3
+    texts = [p.text or "" for p in parts]
+    assert [t[:6] for t in texts] == ["(1/3) ", "(2/3) ", "(3/3) "]
+    assert texts[-1].endswith("\n\n#system")
+    assert not any("#system" in t for t in texts[:-1])
+    received = [ln for t in texts for ln in t[6:].splitlines() if ln.startswith("line ")]
+    assert received == lines
+    [attempt] = (await load(sessionmaker, message_id)).attempts
+    assert attempt.external_id == ",".join(str(p.message_id) for p in parts)
+
+
+async def test_json_data_is_shown_as_a_code_block(
+    control: SandboxClient, personal: Personal, enqueue: Enqueue, make_worker: WorkerFactory
+) -> None:
+    await enqueue({"cpu": 93, "host": "db-1"}, kind="json_data", category=Category.SYSTEM)
+
+    await make_worker().run_once()
+
+    sent = (await control.get_chat(personal.chat_id)).bot_messages()[-1]
+    assert sent.text is not None
+    assert '"host": "db-1"' in sent.text
+    assert any(e["type"] == "pre" for e in sent.entities)
+
+
+async def test_nothing_due_means_nothing_sent(
+    control: SandboxClient, personal: Personal, make_worker: WorkerFactory
+) -> None:
+    before = len(await control.get_calls())
+
+    assert await make_worker().run_once() == 0
+
+    assert len(await control.get_calls()) == before

@@ -1,0 +1,111 @@
+"""The whole gateway (bot polling, HTTP API, delivery worker) running against the sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from gateway.runtime import GatewayConfig, run_gateway
+from sandbox.client import MessageView, SandboxClient, entity_text
+from sandbox.server import create_sandbox_app
+from sandbox.state import DEFAULT_BOT_TOKEN
+
+ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
+ADMIN_RIGHTS = {"can_manage_topics": True, "can_delete_messages": True}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def token_in(message: MessageView) -> str:
+    """The token inside the /token reply's <code> entity."""
+    assert message.text is not None
+    for entity in message.entities:
+        if entity["type"] == "code":
+            candidate = entity_text(message.text, entity)
+            if candidate.startswith("lgp_"):
+                return candidate
+    raise AssertionError(f"no token in a <code> entity: {message.text!r} {message.entities}")
+
+
+@dataclass
+class Running:
+    world: SandboxClient
+    http: aiohttp.ClientSession
+    api_url: str
+    database_url: str
+
+    async def status_when(
+        self, url: str, headers: dict[str, str], done: Callable[[dict[str, Any]], bool]
+    ) -> dict[str, Any]:
+        """GET the message status until `done` holds (the API has no push; bounded by time)."""
+        async with asyncio.timeout(10):
+            while True:
+                async with self.http.get(url, headers=headers) as resp:
+                    status: dict[str, Any] = await resp.json()
+                if done(status) and status["status"] != "sending":
+                    return status
+
+    async def person_with_log(self, name: str = "Ada") -> tuple[int, int, str]:
+        """A person who started the bot, linked a forum group and took a token."""
+        user = await self.world.create_user(name)
+        await self.world.send_message(user, user, "/start")
+        await self.world.wait_for_bot_message(user)
+        group = await self.world.create_group(f"{name}'s log", owner_id=user, is_forum=True)
+        await self.world.set_bot_membership(
+            group, by_id=user, status="administrator", rights=ADMIN_RIGHTS
+        )
+        await self.world.wait_for_chat(
+            group,
+            lambda c: (
+                len(c.topics) == 5 and any(m.message_thread_id is None for m in c.bot_messages())
+            ),
+        )
+        before = len((await self.world.get_chat(user)).bot_messages())
+        await self.world.send_message(user, user, "/token")
+        chat = await self.world.wait_for_chat(user, lambda c: len(c.bot_messages()) > before)
+        return user, group, token_in(chat.bot_messages()[-1])
+
+
+@pytest.fixture
+async def running(aiohttp_server: ServerFactory, tmp_path: Path) -> AsyncIterator[Running]:
+    sandbox = await aiohttp_server(create_sandbox_app())
+    port = free_port()
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'gw.sqlite3'}"
+    from storage import migrate
+
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    config = GatewayConfig(
+        bot_token=DEFAULT_BOT_TOKEN,
+        telegram_api_url=str(sandbox.make_url("")).rstrip("/"),
+        database_url=database_url,
+        http_host="127.0.0.1",
+        http_port=port,
+        content_key=b"e" * 32,
+    )
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run_gateway(config, stop, on_ready=ready.set))
+    async with asyncio.timeout(15):
+        await ready.wait()
+    async with aiohttp.ClientSession() as http:
+        yield Running(
+            SandboxClient(str(sandbox.make_url("")).rstrip("/"), http),
+            http,
+            f"http://127.0.0.1:{port}",
+            database_url,
+        )
+    stop.set()
+    async with asyncio.timeout(15):
+        await task

@@ -1,0 +1,79 @@
+"""The first complete path: start, link a forum group, take a token, POST, read the topic."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from gateway.topics import TOPICS
+from storage.enums import Category
+from tests.e2e.conftest import Running
+
+SEND = "/api/v1/communication/send"
+
+
+async def test_a_script_message_lands_in_the_right_topic_with_hashtags(running: Running) -> None:
+    _user, group, token = await running.person_with_log()
+    headers = {"Authorization": f"Bearer {token}"}
+    chat = await running.world.get_chat(group)
+    names = {t.name: t.message_thread_id for t in chat.topics}
+    assert set(names) == {s.name for s in TOPICS.values() if s.category is not Category.GENERAL}
+    auth_thread = names[TOPICS[Category.AUTH].name]
+
+    body = {
+        "category": "auth",
+        "priority": "high",
+        "content": {"text": "New sign-in from <Firefox>"},
+        "hashtags": ["#login", "Login", "12345", "new-device"],
+    }
+    async with running.http.post(running.api_url + SEND, json=body, headers=headers) as resp:
+        assert resp.status == 202
+        accepted = await resp.json()
+    assert accepted["status"] == "queued"
+
+    delivered = await running.world.wait_for_bot_message(
+        group,
+        lambda m: m.message_thread_id == auth_thread and "Firefox" in (m.text or ""),
+        within=10,
+    )
+    assert delivered.text == "New sign-in from <Firefox>\n\n#auth #security #login #newdevice"
+    assert delivered.is_topic_message
+
+    # The status endpoint reports delivery; the stored content is gone.
+    status_url = f"{running.api_url}/api/v1/communication/messages/{accepted['message_id']}"
+    # The worker commits right after Telegram accepted the send: wait for that commit.
+    status = await running.status_when(status_url, headers, lambda s: s["status"] != "queued")
+    assert status["status"] == "delivered"
+    assert [a["outcome"] for a in status["attempts"]] == ["delivered"]
+    db = Path(running.database_url.removeprefix("sqlite+aiosqlite:///"))
+    with sqlite3.connect(db) as conn:
+        content = conn.execute(
+            "SELECT encrypted_content FROM messages WHERE id = ?", (accepted["message_id"],)
+        ).fetchone()[0]
+    assert content is None
+
+
+async def test_general_and_context_label_routing(running: Running) -> None:
+    _, group, token = await running.person_with_log("Bo")
+    headers = {"Authorization": f"Bearer {token}"}
+    chat = await running.world.get_chat(group)
+    payment_thread = next(
+        t.message_thread_id for t in chat.topics if t.name == TOPICS[Category.PAYMENT].name
+    )
+    for body in (
+        {"content": {"markdown": "**Paid** in full"}, "context_labels": {"category": "payment"}},
+        {"content": {"html": "<b>Hi</b><script>x()</script>"}},
+    ):
+        async with running.http.post(running.api_url + SEND, json=body, headers=headers) as resp:
+            assert resp.status == 202
+    paid = await running.world.wait_for_bot_message(
+        group, lambda m: "Paid" in (m.text or ""), within=10
+    )
+    assert paid.message_thread_id == payment_thread
+    assert paid.text == "Paid in full\n\n#payment #transaction"
+    assert any(e["type"] == "bold" for e in paid.entities)
+    hello = await running.world.wait_for_bot_message(
+        group, lambda m: (m.text or "").startswith("Hi"), within=10
+    )
+    assert hello.message_thread_id is None  # General
+    assert hello.text == "Hi\n\n#general"
