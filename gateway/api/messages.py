@@ -8,7 +8,13 @@ from aiohttp import web
 
 from gateway.api.errors import error_response
 from gateway.api.keys import SESSIONMAKER, request_token
+from storage.enums import MessageStatus
 from storage.repositories import messages
+
+
+def public_status(status: MessageStatus) -> str:
+    # "sending" is the worker's lease, an internal detail: to a caller the message is queued.
+    return MessageStatus.QUEUED.value if status is MessageStatus.SENDING else status.value
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -25,7 +31,7 @@ async def message_status(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "message_id": message.id,
-            "status": message.status.value,
+            "status": public_status(message.status),
             "category": message.category.value,
             "priority": message.priority.value,
             "created_at": _iso(message.created_at),

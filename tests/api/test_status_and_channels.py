@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.enums import AttemptOutcome, Channel
-from storage.models import DeliveryAttempt
+from storage.enums import AttemptOutcome, Channel, MessageStatus
+from storage.models import DeliveryAttempt, Message
 from tests.api.conftest import Client, Person, RecordingDelivery, make_person
 
 API = "/api/v1/communication"
@@ -76,3 +76,16 @@ async def test_health_names_a_stopped_worker(api: Client, delivery: RecordingDel
     body = await bad.json()
     assert bad.status == 503
     assert body["failing"] == ["worker"]
+
+
+async def test_a_message_being_sent_reads_as_queued(
+    api: Client, person: Person, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    sent = await api.post(f"{API}/send", json={"content": {"text": "x"}}, headers=person.auth)
+    message_id = (await sent.json())["message_id"]
+    async with sessionmaker() as session, session.begin():
+        row = await session.get(Message, message_id)
+        assert row is not None
+        row.status = MessageStatus.SENDING
+    resp = await api.get(f"{API}/messages/{message_id}", headers=person.auth)
+    assert (await resp.json())["status"] == "queued"

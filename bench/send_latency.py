@@ -1,0 +1,97 @@
+"""Benchmark: POST /send acceptance latency and end-to-end delivery latency into the sandbox.
+
+Runs the real gateway (HTTP API, bot, delivery worker, SQLite in a temp dir) against the
+in-process sandbox Bot API server on loopback, links one person's forum group, then sends N
+messages sequentially and reports percentiles of:
+  - accept: POST /send until the 202 (the message is committed),
+  - deliver: POST /send until the message shows in the sandbox group (via the control API).
+Usage: .venv/bin/python bench/send_latency.py [N]   (default 200)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from gateway.runtime import GatewayConfig, run_gateway
+from gateway.sandbox_demo import ADMIN_RIGHTS
+from sandbox.client import SandboxClient, entity_text
+from sandbox.server import create_sandbox_app
+from sandbox.state import DEFAULT_BOT_TOKEN
+from storage import migrate
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+async def main(n: int) -> None:
+    runner = web.AppRunner(create_sandbox_app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    sandbox_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    with tempfile.TemporaryDirectory() as tmp:
+        db = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.sqlite3'}"
+        await asyncio.to_thread(migrate.upgrade, db)
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        config = GatewayConfig(DEFAULT_BOT_TOKEN, sandbox_url, db, "127.0.0.1", port, b"b" * 32)
+        stop, ready = asyncio.Event(), asyncio.Event()
+        gateway = asyncio.create_task(run_gateway(config, stop, on_ready=ready.set))
+        await ready.wait()
+        api = f"http://127.0.0.1:{port}/api/v1/communication/send"
+        async with aiohttp.ClientSession() as http:
+            world = SandboxClient(sandbox_url, http)
+            user = await world.create_user("Bench")
+            await world.send_message(user, user, "/start")
+            await world.wait_for_bot_message(user)
+            group = await world.create_group("bench", owner_id=user, is_forum=True)
+            await world.set_bot_membership(
+                group, by_id=user, status="administrator", rights=ADMIN_RIGHTS
+            )
+            await world.wait_for_chat(group, lambda c: len(c.topics) == 5, within=10)
+            await world.send_message(user, user, "/token")
+            reply = await world.wait_for_bot_message(user, lambda m: "lgp_" in (m.text or ""))
+            token = next(
+                entity_text(reply.text or "", e)
+                for e in reply.entities
+                if e["type"] == "code" and entity_text(reply.text or "", e).startswith("lgp_")
+            )
+            headers = {"Authorization": f"Bearer {token}"}
+            accept, deliver = [], []
+            for i in range(n):
+                marker = f"bench message {i}"
+                body = {"category": "system", "content": {"text": marker}, "hashtags": ["bench"]}
+                started = time.perf_counter()
+                async with http.post(api, json=body, headers=headers) as resp:
+                    assert resp.status == 202, await resp.text()
+                accept.append(time.perf_counter() - started)
+                await world.wait_for_bot_message(
+                    group, lambda m, marker=marker: (m.text or "").startswith(marker + "\n")
+                )
+                deliver.append(time.perf_counter() - started)
+        stop.set()
+        await gateway
+    await runner.cleanup()
+    print(f"messages: {n} (sequential, SQLite, loopback sandbox)")
+    for name, values in (("accept (202)", accept), ("deliver (in topic)", deliver)):
+        print(
+            f"{name:20s} p50 {_pct(values, 0.5):7.1f} ms  p95 {_pct(values, 0.95):7.1f} ms  "
+            f"p99 {_pct(values, 0.99):7.1f} ms  mean {statistics.mean(values) * 1000:7.1f} ms"
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 200))
