@@ -6,6 +6,8 @@ request without guessing; unknown fields are refused so typos do not silently do
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
@@ -48,6 +50,15 @@ class MessageContent(_Strict):
                 raise ValueError(f"{given[0]} is empty")
             if len(value.encode()) > MAX_TEXT_BYTES:
                 raise ValueError(f"{given[0]} is longer than 64 KiB")
+        else:
+            # Structured data gets the same budget as text, measured as the JSON it arrived as;
+            # NaN/Infinity are not JSON and could not be rendered later.
+            try:
+                encoded = json.dumps(value, allow_nan=False)
+            except ValueError:
+                raise ValueError("json_data must not contain NaN or Infinity") from None
+            if len(encoded.encode()) > MAX_TEXT_BYTES:
+                raise ValueError("json_data is longer than 64 KiB")
         # Later features; refusing them beats accepting a promise the gateway does not keep.
         if self.encrypted_content is not None:
             raise ValueError("encrypted_content is not supported yet")
@@ -89,7 +100,7 @@ class MessageRequest(_Strict):
                 "context_labels.category must be one of " + ", ".join(c.value for c in Category)
             )
         topic = self.context_labels.get(TOPIC_LABEL)
-        if topic is not None and not str(topic).lstrip("-").isdigit():
+        if topic is not None and not re.fullmatch(r"-?[0-9]{1,18}", str(topic)):
             raise ValueError("context_labels.telegram.topic_id must be an integer thread id")
         if self.channels is not None and set(self.channels) - {Channel.TELEGRAM}:
             raise ValueError("channels: only telegram is available so far")

@@ -165,11 +165,16 @@ async def _ensure_topics(
 ) -> tuple[tuple[Category, ...], tuple[Category, ...]]:
     created: list[Category] = []
     failed: list[Category] = []
+    # Commit before and after each Telegram call: SQLite has one writer, and holding the write
+    # lock across five createForumTopic round trips would stall /send and the worker. Each
+    # committed topic also matches one that now exists in Telegram.
+    await session.commit()
     for category in TOPICS:
         if groups.topic_for(group, category) is not None:
             continue
         try:
             await create_topic(session, bot, group, category)
+            await session.commit()
         except TelegramAPIError as error:
             # Keep the topics made so far (they exist in Telegram now) instead of failing the
             # whole update and rolling back rows whose topics would then be duplicated.

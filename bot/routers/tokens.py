@@ -68,6 +68,7 @@ async def revoke_token(
         await query.answer(texts.STALE_REVOKE_PRESS, show_alert=True)
         return
     log.info("api token %s revoked by user %s", callback_data.token_id, user.id)
+    await session.commit()  # revoked for real before the person is told so
     await query.answer(texts.REVOKED_NOTICE)
     if not isinstance(query.message, Message):
         return

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from gateway.api.errors import error_response
 from gateway.api.keys import CIPHER, CLOCK, DELIVERY, SESSIONMAKER, request_token
+from gateway.api.messages import public_status
 from gateway.message_request import MessageRequest
 from gateway.submission import SubmissionError, Submitted, submit
 
@@ -31,6 +32,8 @@ async def read_json_object(request: web.Request) -> dict[str, Any] | web.Respons
         body = json.loads(raw)
     except json.JSONDecodeError as exc:
         return error_response(400, "malformed_json", f"body is not valid JSON ({exc.msg})")
+    except RecursionError:
+        return error_response(400, "malformed_json", "body is nested too deeply")
     except UnicodeDecodeError:
         return error_response(400, "malformed_json", "body is not UTF-8 encoded JSON")
     if not isinstance(body, dict):
@@ -41,7 +44,7 @@ async def read_json_object(request: web.Request) -> dict[str, Any] | web.Respons
 def submitted_body(result: Submitted) -> dict[str, Any]:
     return {
         "message_id": result.message_id,
-        "status": result.status.value,
+        "status": public_status(result.status),
         "retention_expires_at": result.retention_expires_at.isoformat(),
     }
 

@@ -39,6 +39,7 @@ Clock = Callable[[], datetime]
 
 REASON_NO_LOG = "no personal log linked"
 REASON_REMOVED = "bot was removed from the personal log group"
+REASON_CHAT_GONE = "the personal log group no longer exists"
 REASON_UNREADABLE = "stored content does not decrypt with the configured key"
 REASON_UNRENDERABLE = "content could not be rendered for Telegram"
 
@@ -218,7 +219,8 @@ class Deliverer:
         if isinstance(err, DestinationGone) and group is not None:
             group.unlinked_at = now
             log.warning("chat %s gone (%s); personal log unlinked", group.chat_id, err.error_class)
-            return await self._fail(claim, err.error_class, REASON_REMOVED, err, sent)
+            reason = REASON_CHAT_GONE if err.detail == "chat not found" else REASON_REMOVED
+            return await self._fail(claim, err.error_class, reason, err, sent)
         return await self._fail(claim, err.error_class, err.detail, err, sent)
 
     async def _cover(self, claim: _Claim, parts: int) -> bool:

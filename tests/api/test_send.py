@@ -244,3 +244,42 @@ async def test_recipient_is_refused_for_personal_tokens(api: Client, person: Per
     )
     assert resp.status == 422
     assert "recipient" in (await resp.json())["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"content": {"text": "x"}, "context_labels": {"telegram.topic_id": "²"}}, "integer"),
+        ({"content": {"json_data": {"v": float("nan")}}}, "NaN"),
+        ({"content": {"json_data": ["x" * 1000] * 70}}, "64 KiB"),
+    ],
+)
+async def test_odd_values_are_422_not_500(
+    api: Client, person: Person, body: dict[str, Any], says: str
+) -> None:
+    import json
+
+    raw = json.dumps(body).encode()  # json.dumps writes NaN, as some clients do
+    resp = await api.post(SEND, data=raw, headers=person.auth)
+    assert resp.status == 422
+    assert says in (await resp.json())["error"]["message"]
+
+
+async def test_deeply_nested_json_is_400(api: Client, person: Person) -> None:
+    resp = await api.post(SEND, data=b"[" * 200_000 + b"]" * 200_000, headers=person.auth)
+    assert resp.status == 400
+    assert (await resp.json())["error"]["code"] == "malformed_json"
+
+
+async def test_repeat_while_sending_reports_queued(
+    api: Client, person: Person, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    body = {"content": {"text": "x"}, "idempotency_key": "busy"}
+    first = await (await api.post(SEND, json=body, headers=person.auth)).json()
+    async with sessionmaker() as session, session.begin():
+        row = await session.get(Message, first["message_id"])
+        assert row is not None
+        row.status = MessageStatus.SENDING
+    again = await api.post(SEND, json=body, headers=person.auth)
+    assert again.status == 200
+    assert (await again.json())["status"] == "queued"

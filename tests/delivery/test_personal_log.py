@@ -145,7 +145,7 @@ async def test_a_chat_that_no_longer_exists_unlinks_the_group(
 
     assert (await load_group(sessionmaker, personal.group_id)).unlinked_at is not None
     message = await load(sessionmaker, message_id)
-    assert message.failure_reason == "bot was removed from the personal log group"
+    assert message.failure_reason == "the personal log group no longer exists"
 
 
 async def test_a_recipient_without_a_linked_group_fails(

@@ -59,14 +59,21 @@ class Running:
                     return status
 
     async def person_with_log(self, name: str = "Ada") -> tuple[int, int, str]:
-        """A person who started the bot, linked a forum group and took a token."""
+        """A person who linked a forum group with /setup and took a token from /token.
+
+        The bot is added before the person ever talked to it, so adding it cannot link the
+        group: the person is told to /start first, does, and then runs /setup in the group.
+        """
         user = await self.world.create_user(name)
-        await self.world.send_message(user, user, "/start")
-        await self.world.wait_for_bot_message(user)
         group = await self.world.create_group(f"{name}'s log", owner_id=user, is_forum=True)
         await self.world.set_bot_membership(
             group, by_id=user, status="administrator", rights=ADMIN_RIGHTS
         )
+        hint = await self.world.wait_for_bot_message(group)
+        assert "/start" in (hint.text or "")
+        await self.world.send_message(user, user, "/start")
+        await self.world.wait_for_bot_message(user)
+        await self.world.send_message(user, group, "/setup")
         await self.world.wait_for_chat(
             group,
             lambda c: (

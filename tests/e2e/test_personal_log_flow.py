@@ -8,6 +8,7 @@ from pathlib import Path
 from gateway.topics import TOPICS
 from storage.enums import Category
 from tests.e2e.conftest import Running
+from tests.waiting import eventually
 
 SEND = "/api/v1/communication/send"
 
@@ -77,3 +78,39 @@ async def test_general_and_context_label_routing(running: Running) -> None:
     )
     assert hello.message_thread_id is None  # General
     assert hello.text == "Hi\n\n#general"
+
+
+async def test_failures_through_the_running_gateway(running: Running) -> None:
+    user, group, token = await running.person_with_log("Cy")
+    headers = {"Authorization": f"Bearer {token}"}
+    url = running.api_url + SEND
+    async with running.http.post(url, json={"content": {"text": "x"}}) as resp:
+        assert resp.status == 401
+    async with running.http.post(url, data=b"{nope", headers=headers) as resp:
+        assert resp.status == 400
+    async with running.http.post(url, json={"content": {"text": ""}}, headers=headers) as resp:
+        assert resp.status == 422
+    # Telegram refuses once with a 5xx: the worker retries and the message still arrives.
+    await running.world.add_fault(
+        "sendMessage", error_code=500, description="Internal Server Error", times=1
+    )
+    async with running.http.post(url, json={"content": {"text": "retry me"}}, headers=headers) as r:
+        retried = (await r.json())["message_id"]
+    await running.world.wait_for_bot_message(
+        group, lambda m: (m.text or "").startswith("retry me"), within=15
+    )
+    status_url = f"{running.api_url}/api/v1/communication/messages/{retried}"
+    status = await running.status_when(status_url, headers, lambda s: s["status"] == "delivered")
+    assert [a["outcome"] for a in status["attempts"]] == ["retry", "delivered"]
+    # The person removes the bot: the next message fails with a clear reason, the log unlinks.
+    await running.world.set_bot_membership(group, by_id=user, status="kicked")
+    db = Path(running.database_url.removeprefix("sqlite+aiosqlite:///"))
+
+    def unlinked() -> bool:
+        with sqlite3.connect(db) as conn:
+            row = conn.execute("SELECT unlinked_at FROM log_groups WHERE chat_id = ?", (group,))
+            return row.fetchone()[0] is not None
+
+    await eventually(unlinked, within=10, what="the removal to unlink the log")
+    async with running.http.post(url, json={"content": {"text": "gone"}}, headers=headers) as r:
+        assert r.status == 409  # the removal already unlinked the log: nothing is accepted
