@@ -100,6 +100,29 @@ class Topic(Base):
     group: Mapped[LogGroup] = relationship(back_populates="topics")
 
 
+class UserPreferences(Base):
+    """How, when and what reaches a person. No row means every default (gateway.routing)."""
+
+    __tablename__ = "user_preferences"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Category value -> on/off; categories missing here take their default.
+    categories: Mapped[dict[str, bool]] = mapped_column(JSON, default=dict)
+    channel_order: Mapped[list[str]] = mapped_column(JSON, default=list)
+    disabled_channels: Mapped[list[str]] = mapped_column(JSON, default=list)
+    quiet_enabled: Mapped[bool] = mapped_column(default=True)
+    quiet_start: Mapped[str] = mapped_column(String(5), default="22:00")  # HH:MM, local time
+    quiet_end: Mapped[str] = mapped_column(String(5), default="08:00")
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Tokyo")
+    quiet_mode: Mapped[str] = mapped_column(String(8), default="silent")  # silent | defer
+    urgent_bypass: Mapped[bool] = mapped_column(default=True)
+    default_ephemeral: Mapped[bool] = mapped_column(default=False)
+    read_receipts: Mapped[bool] = mapped_column(default=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
 class ApiToken(Base):
     """A bearer token. Only its hash is stored; the prefix is for display."""
 

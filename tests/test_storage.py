@@ -10,7 +10,15 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.enums import AttemptOutcome, Category, Channel, MessageStatus, Priority
-from storage.models import ApiToken, DeliveryAttempt, LogGroup, Message, Topic, User
+from storage.models import (
+    ApiToken,
+    DeliveryAttempt,
+    LogGroup,
+    Message,
+    Topic,
+    User,
+    UserPreferences,
+)
 
 
 async def _person(session: AsyncSession, telegram_id: int = 1001) -> User:
@@ -47,6 +55,7 @@ async def test_erasing_a_person_cascades_to_everything(
 ) -> None:
     async with sessionmaker() as session, session.begin():
         user = await _person(session)
+        session.add(UserPreferences(user_id=user.id, quiet_mode="defer"))
         group = LogGroup(chat_id=-1001234, owner_id=user.id, is_forum=True)
         session.add(group)
         await session.flush()
@@ -67,7 +76,7 @@ async def test_erasing_a_person_cascades_to_everything(
     async with sessionmaker() as session, session.begin():
         await session.execute(text("DELETE FROM users WHERE telegram_id = 1001"))
     async with sessionmaker() as session:
-        for model in (User, LogGroup, Topic, ApiToken, Message, DeliveryAttempt):
+        for model in (User, UserPreferences, LogGroup, Topic, ApiToken, Message, DeliveryAttempt):
             count = await session.scalar(select(func.count()).select_from(model))
             assert count == 0, model.__tablename__
 
