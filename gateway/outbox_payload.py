@@ -21,6 +21,8 @@ class OutboxPayload:
     # A topic named by context_labels["telegram.topic_id"]; None means the category's topic.
     thread_id: int | None = None
     disable_preview: bool = False
+    # Inside the person's quiet hours: delivered without sound (disable_notification).
+    silent: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -29,6 +31,7 @@ class OutboxPayload:
             "hashtags": list(self.hashtags),
             "thread_id": self.thread_id,
             "disable_preview": self.disable_preview,
+            "silent": self.silent,
         }
 
     @classmethod
@@ -43,4 +46,5 @@ class OutboxPayload:
             hashtags=tuple(str(t) for t in data.get("hashtags", ())),
             thread_id=int(thread) if thread is not None else None,
             disable_preview=bool(data.get("disable_preview", False)),
+            silent=bool(data.get("silent", False)),
         )

@@ -17,8 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.content_cipher import ContentCipher
 from gateway.message_request import MessageRequest
 from gateway.outbox_payload import OutboxPayload
+from gateway.preferences import to_preferences
+from gateway.routing import MessageFacts, RecipientState, plan_route
 from storage.enums import MessageStatus
-from storage.models import ApiToken, Message
+from storage.models import ApiToken, Message, UserPreferences
 from storage.repositories import groups
 from storage.repositories import messages as message_repo
 
@@ -41,10 +43,28 @@ class Submitted:
     status: MessageStatus
     retention_expires_at: datetime
     created: bool  # False: an earlier message with the same idempotency key was returned
+    reason: str | None = None  # why it was suppressed
+    deferred_until: datetime | None = None
 
 
 def _existing(message: Message) -> Submitted:
-    return Submitted(message.id, message.status, message.retention_expires_at, created=False)
+    return _submitted(message, created=False)
+
+
+def _submitted(
+    message: Message, *, created: bool, deferred_until: datetime | None = None
+) -> Submitted:
+    # A message held for quiet hours is an ordinary queued row that becomes due when they end;
+    # only the answer to its submission calls it deferred.
+    suppressed = message.status is MessageStatus.SUPPRESSED
+    return Submitted(
+        message.id,
+        MessageStatus.DEFERRED if deferred_until is not None else message.status,
+        message.retention_expires_at,
+        created=created,
+        reason=message.failure_reason if suppressed else None,
+        deferred_until=deferred_until,
+    )
 
 
 async def _check_and_build(
@@ -74,6 +94,19 @@ async def _check_and_build(
             "invalid_request",
             "context_labels.telegram.topic_id: not one of the recipient's personal log topics",
         )
+    category = request.resolved_category()
+    prefs = to_preferences(await session.get(UserPreferences, token.owner_id))
+    state = RecipientState(
+        linked_group=True, topics={t.category: t.message_thread_id for t in group.topics}
+    )
+    facts = MessageFacts(
+        category,
+        request.priority,
+        tuple(request.hashtags),
+        tuple(request.channels) if request.channels is not None else None,
+        thread_id,
+    )
+    plan = plan_route(facts, prefs, state, now)
     message_id = str(uuid.uuid4())
     payload = OutboxPayload(
         kind=request.content.kind,
@@ -81,18 +114,21 @@ async def _check_and_build(
         hashtags=tuple(request.hashtags),
         thread_id=thread_id,
         disable_preview=request.content.disable_preview,
+        silent=plan.silent,
     )
     return Message(
         id=message_id,
         sender_token_id=token.id,
         recipient_id=token.owner_id,
-        category=request.resolved_category(),
+        category=category,
         priority=request.priority,
-        status=MessageStatus.QUEUED,
-        encrypted_content=cipher.seal(message_id, payload.to_dict()),
+        status=MessageStatus.QUEUED if plan.deliver else MessageStatus.SUPPRESSED,
+        # A suppressed message is never sent: its content is not kept at all.
+        encrypted_content=cipher.seal(message_id, payload.to_dict()) if plan.deliver else None,
+        failure_reason=plan.reason,
         idempotency_key=request.idempotency_key,
         created_at=now,
-        next_attempt_at=now,
+        next_attempt_at=plan.deferred_until or now,
         retention_expires_at=now + timedelta(seconds=request.retention_seconds),
     )
 
@@ -128,4 +164,5 @@ async def submit(
             if earlier is None:
                 raise
             return _existing(earlier)
-    return Submitted(message.id, message.status, message.retention_expires_at, created=True)
+    deferred = message.next_attempt_at if message.next_attempt_at > now else None
+    return _submitted(message, created=True, deferred_until=deferred)

@@ -42,11 +42,16 @@ async def read_json_object(request: web.Request) -> dict[str, Any] | web.Respons
 
 
 def submitted_body(result: Submitted) -> dict[str, Any]:
-    return {
+    body: dict[str, Any] = {
         "message_id": result.message_id,
         "status": public_status(result.status),
         "retention_expires_at": result.retention_expires_at.isoformat(),
     }
+    if result.reason is not None:
+        body["reason"] = result.reason
+    if result.deferred_until is not None:
+        body["deferred_until"] = result.deferred_until.isoformat()
+    return body
 
 
 async def send(request: web.Request) -> web.Response:

@@ -98,6 +98,7 @@ class TelegramChannel:
                 message_thread_id=address.message_thread_id,
                 parse_mode=ParseMode.HTML,
                 link_preview_options=preview,
+                disable_notification=payload.silent or None,
                 request_timeout=self.request_timeout,
             )
         except TelegramAPIError as exc:

@@ -118,6 +118,7 @@ def enqueue(
         hashtags: tuple[str, ...] = (),
         thread_id: int | None = None,
         disable_preview: bool = False,
+        silent: bool = False,
         status: MessageStatus = MessageStatus.QUEUED,
         claimed_until: datetime | None = None,
         created_offset: float = 0.0,
@@ -131,6 +132,7 @@ def enqueue(
                 "hashtags": list(hashtags),
                 "thread_id": thread_id,
                 "disable_preview": disable_preview,
+                "silent": silent,
             }
         )
         created = clock() + timedelta(seconds=created_offset)

@@ -147,3 +147,21 @@ async def test_nothing_due_means_nothing_sent(
     assert await make_worker().run_once() == 0
 
     assert len(await control.get_calls()) == before
+
+
+async def test_quiet_hours_send_without_sound(
+    control: SandboxClient,
+    personal: Personal,
+    enqueue: Enqueue,
+    make_worker: WorkerFactory,
+) -> None:
+    await enqueue("night owl", silent=True)
+    await enqueue("day bird")
+    await make_worker().run_once()
+    sent = {
+        m.text.split("\n")[0]: m
+        for m in (await control.get_chat(personal.chat_id)).bot_messages()
+        if m.text
+    }
+    assert sent["night owl"].disable_notification is True
+    assert sent["day bird"].disable_notification is False
