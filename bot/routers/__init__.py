@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from bot.routers import membership, setup, start, status, tokens
+from bot.routers import membership, quiet, setup, start, status, tokens
 
 
 def feature_routers() -> list[Router]:
-    return [module.create_router() for module in (start, setup, membership, tokens, status)]
+    return [module.create_router() for module in (start, setup, membership, tokens, status, quiet)]

@@ -30,7 +30,7 @@ async def test_commands_are_registered_per_scope(running: RunningBot) -> None:
         c.params["scope"]["type"]: [cmd["command"] for cmd in c.params["commands"]] for c in calls
     }
     assert by_scope == {
-        "all_private_chats": ["start", "help", "token", "tokens", "status"],
+        "all_private_chats": ["start", "help", "token", "tokens", "status", "quiet", "timezone"],
         "all_group_chats": ["setup", "help"],
     }
     assert all(c.status == 200 for c in calls)
