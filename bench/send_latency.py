@@ -21,8 +21,8 @@ import aiohttp
 from aiohttp import web
 
 from gateway.runtime import GatewayConfig, run_gateway
-from gateway.sandbox_demo import ADMIN_RIGHTS
-from sandbox.client import SandboxClient, entity_text
+from gateway.sandbox_demo import ADMIN_RIGHTS, token_from
+from sandbox.client import SandboxClient
 from sandbox.server import create_sandbox_app
 from sandbox.state import DEFAULT_BOT_TOKEN
 from storage import migrate
@@ -64,11 +64,8 @@ async def main(n: int) -> None:
             await world.wait_for_chat(group, lambda c: len(c.topics) == 5, within=10)
             await world.send_message(user, user, "/token")
             reply = await world.wait_for_bot_message(user, lambda m: "lgp_" in (m.text or ""))
-            token = next(
-                entity_text(reply.text or "", e)
-                for e in reply.entities
-                if e["type"] == "code" and entity_text(reply.text or "", e).startswith("lgp_")
-            )
+            token = token_from(reply)
+            assert token is not None
             headers = {"Authorization": f"Bearer {token}"}
             accept, deliver = [], []
             for i in range(n):

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from sandbox.client import ChatView, MessageView, SandboxClient, entity_text
+from sandbox.client import ChatView, MessageView, SandboxClient
 
 ADMIN_RIGHTS = {
     "can_manage_topics": True,
@@ -48,13 +48,9 @@ class DemoError(Exception):
     """A step of the demo did not happen; the message says which."""
 
 
-def _token_from(message: MessageView) -> str:
-    for entity in message.entities:
-        if entity.get("type") == "code" and message.text:
-            candidate = entity_text(message.text, entity)
-            if candidate.startswith("lgp_"):
-                return candidate
-    raise DemoError("the bot's /token reply carries no token")
+def token_from(message: MessageView) -> str | None:
+    """The personal token inside a /token reply's <code> entity, if there is one."""
+    return next((t for t in message.entity_texts("code") if t.startswith("lgp_")), None)
 
 
 async def _step(what: str, coro: Any) -> Any:
@@ -119,7 +115,9 @@ async def run_demo(bot_api_url: str, api_url: str, out: TextIO) -> None:
             "the /token reply",
             world.wait_for_chat(ada, lambda c: len(c.bot_messages()) > before, within=WAIT),
         )
-        token = _token_from(chat.bot_messages()[-1])
+        token = token_from(chat.bot_messages()[-1])
+        if token is None:
+            raise DemoError("the bot's /token reply carries no token")
 
         say(f"5. A script POSTs {len(SAMPLES)} messages to {api_url}/api/v1/communication/send.")
         headers = {"Authorization": f"Bearer {token}"}

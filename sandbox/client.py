@@ -59,6 +59,10 @@ class MessageView:
     edited_at: int | None
     deleted_at: int | None
 
+    def entity_texts(self, kind: str) -> list[str]:
+        """The text each entity of type `kind` covers (offsets count UTF-16 code units)."""
+        return [entity_text(self.text or "", e) for e in self.entities if e["type"] == kind]
+
     @property
     def from_id(self) -> int:
         return int(self.from_user["id"])

@@ -118,12 +118,7 @@ def has_text(message: MessageView, fragment: str) -> bool:
 
 def entity_texts(message: MessageView, kind: str) -> list[str]:
     """The text of each entity of type `kind` (offsets are in UTF-16 code units)."""
-    encoded = (message.text or "").encode("utf-16-le")
-    return [
-        encoded[2 * e["offset"] : 2 * (e["offset"] + e["length"])].decode("utf-16-le")
-        for e in message.entities
-        if e["type"] == kind
-    ]
+    return message.entity_texts(kind)
 
 
 def buttons(message: MessageView) -> list[tuple[str, str]]:

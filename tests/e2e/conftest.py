@@ -15,7 +15,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.runtime import GatewayConfig, run_gateway
-from sandbox.client import MessageView, SandboxClient, entity_text
+from gateway.sandbox_demo import token_from
+from sandbox.client import MessageView, SandboxClient
 from sandbox.server import create_sandbox_app
 from sandbox.state import DEFAULT_BOT_TOKEN
 
@@ -31,13 +32,9 @@ def free_port() -> int:
 
 def token_in(message: MessageView) -> str:
     """The token inside the /token reply's <code> entity."""
-    assert message.text is not None
-    for entity in message.entities:
-        if entity["type"] == "code":
-            candidate = entity_text(message.text, entity)
-            if candidate.startswith("lgp_"):
-                return candidate
-    raise AssertionError(f"no token in a <code> entity: {message.text!r} {message.entities}")
+    token = token_from(message)
+    assert token is not None, f"no token in a <code> entity: {message.text!r}"
+    return token
 
 
 @dataclass
