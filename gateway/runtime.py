@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -14,13 +15,17 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.dispatcher import build_dispatcher
 from gateway.api.app import create_api_app
 from gateway.content_cipher import ContentCipher
+from gateway.deferred import DeferredReleaser
 from gateway.delivery import DeliveryWorker
+from gateway.submission import Submitter
 from storage.engine import create_engine, create_sessionmaker
+from storage.types import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -54,40 +59,67 @@ class Gateway:
     bot: Bot
     dispatcher: Dispatcher
     worker: DeliveryWorker
+    scheduler: AsyncIOScheduler
+    releaser: DeferredReleaser
     api: web.Application
 
 
-def build_gateway(config: GatewayConfig) -> Gateway:
+def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow) -> Gateway:
+    """Everything wired together; `clock` (aware UTC) is injectable for tests of quiet hours."""
     engine = create_engine(config.database_url)
     sessionmaker = create_sessionmaker(engine)
     bot = build_bot(config.bot_token, config.telegram_api_url)
     cipher = ContentCipher(config.content_key)
-    worker = DeliveryWorker(sessionmaker, bot, cipher)
+    worker = DeliveryWorker(sessionmaker, bot, cipher, clock=clock)
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    releaser = DeferredReleaser(
+        sessionmaker, cipher, scheduler, on_released=worker.notify, clock=clock
+    )
+    submitter = Submitter(
+        sessionmaker,
+        cipher,
+        clock=clock,
+        on_queued=worker.notify,
+        on_deferred=releaser.release_at,
+    )
     return Gateway(
         engine=engine,
         sessionmaker=sessionmaker,
         bot=bot,
-        dispatcher=build_dispatcher(sessionmaker, public_api_url=config.api_base_url),
+        dispatcher=build_dispatcher(
+            sessionmaker, public_api_url=config.api_base_url, submitter=submitter
+        ),
         worker=worker,
-        api=create_api_app(sessionmaker, bot, cipher, worker),
+        scheduler=scheduler,
+        releaser=releaser,
+        api=create_api_app(
+            sessionmaker, bot, cipher, worker, clock=clock, on_deferred=releaser.release_at
+        ),
     )
 
 
 async def run_gateway(
-    config: GatewayConfig, stop: asyncio.Event, on_ready: Callable[[], None] | None = None
+    config: GatewayConfig,
+    stop: asyncio.Event,
+    on_ready: Callable[[], None] | None = None,
+    *,
+    clock: Callable[[], datetime] = utcnow,
 ) -> None:
     """Serve the HTTP API, deliver and poll Telegram until `stop` is set; then shut down.
 
     `on_ready` runs once the HTTP API is accepting connections.
     """
-    gw = build_gateway(config)
+    gw = build_gateway(config, clock)
     runner = web.AppRunner(gw.api, access_log=None)
     await runner.setup()
     tasks: list[asyncio.Task[None]] = []
+    gw.scheduler.start()
     try:
         site = web.TCPSite(runner, config.http_host, config.http_port)
         await site.start()
         log.info("HTTP API listening on http://%s:%s", config.http_host, config.http_port)
+        # Messages held while the gateway was down are released now if their time has come.
+        await gw.releaser.start()
         tasks = [
             asyncio.create_task(gw.worker.run(stop), name="delivery"),
             asyncio.create_task(
@@ -110,6 +142,7 @@ async def run_gateway(
     finally:
         for task in tasks:
             task.cancel()
+        gw.scheduler.shutdown(wait=False)
         await runner.cleanup()
         await gw.bot.session.close()
         await gw.engine.dispose()

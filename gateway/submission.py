@@ -1,7 +1,7 @@
 """Accepting a message: validate against the recipient's state, seal it, commit it to the outbox.
 
-The one path into the outbox, shared by the HTTP API and the bot. "Accepted means durable":
-the caller answers 202 only after `submit` returned, which is after the commit.
+The one path into the outbox, shared by the HTTP API and the bot's /test. "Accepted means
+durable": the caller answers 202 only after `submit` returned, which is after the commit.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from gateway.content_cipher import ContentCipher
 from gateway.message_request import MessageRequest
 from gateway.outbox_payload import OutboxPayload
 from gateway.preferences import to_preferences
-from gateway.routing import MessageFacts, RecipientState, plan_route
+from gateway.routing import MessageFacts, Plan, RecipientState, plan_route
 from storage.enums import MessageStatus
-from storage.models import ApiToken, Message, UserPreferences
+from storage.models import Message, UserPreferences
 from storage.repositories import groups
 from storage.repositories import messages as message_repo
 
@@ -38,6 +38,14 @@ class SubmissionError(Exception):
 
 
 @dataclass(frozen=True)
+class Sender:
+    """Who submits: an API token (idempotency keys are per token), or the bot itself (None)."""
+
+    token_id: int | None
+    owner_id: int  # the recipient: a personal token sends to its owner only
+
+
+@dataclass(frozen=True)
 class Submitted:
     message_id: str
     status: MessageStatus
@@ -47,30 +55,22 @@ class Submitted:
     deferred_until: datetime | None = None
 
 
-def _existing(message: Message) -> Submitted:
-    return _submitted(message, created=False)
-
-
-def _submitted(
-    message: Message, *, created: bool, deferred_until: datetime | None = None
-) -> Submitted:
-    # A message held for quiet hours is an ordinary queued row that becomes due when they end;
-    # only the answer to its submission calls it deferred.
-    suppressed = message.status is MessageStatus.SUPPRESSED
+def _submitted(message: Message, *, created: bool) -> Submitted:
+    deferred = message.status is MessageStatus.DEFERRED
     return Submitted(
         message.id,
-        MessageStatus.DEFERRED if deferred_until is not None else message.status,
+        message.status,
         message.retention_expires_at,
         created=created,
-        reason=message.failure_reason if suppressed else None,
-        deferred_until=deferred_until,
+        reason=message.failure_reason if message.status is MessageStatus.SUPPRESSED else None,
+        deferred_until=message.next_attempt_at if deferred else None,
     )
 
 
 async def _check_and_build(
     session: AsyncSession,
     cipher: ContentCipher,
-    token: ApiToken,
+    sender: Sender,
     request: MessageRequest,
     now: datetime,
 ) -> Message:
@@ -80,7 +80,7 @@ async def _check_and_build(
             "invalid_request",
             "recipient: a personal token sends to its owner only; leave recipient out",
         )
-    group = await groups.linked_group_of(session, token.owner_id)
+    group = await groups.linked_group_of(session, sender.owner_id)
     if group is None:
         raise SubmissionError(
             409,
@@ -95,7 +95,7 @@ async def _check_and_build(
             "context_labels.telegram.topic_id: not one of the recipient's personal log topics",
         )
     category = request.resolved_category()
-    prefs = to_preferences(await session.get(UserPreferences, token.owner_id))
+    prefs = to_preferences(await session.get(UserPreferences, sender.owner_id))
     state = RecipientState(
         linked_group=True, topics={t.category: t.message_thread_id for t in group.topics}
     )
@@ -118,11 +118,11 @@ async def _check_and_build(
     )
     return Message(
         id=message_id,
-        sender_token_id=token.id,
-        recipient_id=token.owner_id,
+        sender_token_id=sender.token_id,
+        recipient_id=sender.owner_id,
         category=category,
         priority=request.priority,
-        status=MessageStatus.QUEUED if plan.deliver else MessageStatus.SUPPRESSED,
+        status=_initial_status(plan),
         # A suppressed message is never sent: its content is not kept at all.
         encrypted_content=cipher.seal(message_id, payload.to_dict()) if plan.deliver else None,
         failure_reason=plan.reason,
@@ -133,36 +133,70 @@ async def _check_and_build(
     )
 
 
+def _initial_status(plan: Plan) -> MessageStatus:
+    if not plan.deliver:
+        return MessageStatus.SUPPRESSED
+    # Deferred rows wait for gateway.deferred to release them (alone, or in a digest).
+    return MessageStatus.DEFERRED if plan.deferred_until is not None else MessageStatus.QUEUED
+
+
 async def submit(
     sessionmaker: async_sessionmaker[AsyncSession],
     cipher: ContentCipher,
-    token: ApiToken,
+    sender: Sender,
     request: MessageRequest,
     now: datetime,
 ) -> Submitted:
     """Commit the message to the outbox, or return the earlier one with the same key."""
-    key = request.idempotency_key
+    token_id, key = sender.token_id, request.idempotency_key
     async with sessionmaker() as session:
-        if key is not None:
-            earlier = await message_repo.by_idempotency_key(session, token.id, key)
+        if key is not None and token_id is not None:
+            earlier = await message_repo.by_idempotency_key(session, token_id, key)
             if earlier is not None:
                 if earlier.retention_expires_at > now:
-                    return _existing(earlier)
+                    return _submitted(earlier, created=False)
                 # Past its retention the earlier message no longer counts; make way for the new.
                 await session.delete(earlier)
                 await session.flush()
-        message = await _check_and_build(session, cipher, token, request, now)
+        message = await _check_and_build(session, cipher, sender, request, now)
         session.add(message)
         try:
             await session.commit()
         except IntegrityError:
             # A concurrent request with the same key won the race: answer with its message.
             await session.rollback()
-            if key is None:
+            if key is None or token_id is None:
                 raise
-            earlier = await message_repo.by_idempotency_key(session, token.id, key)
+            earlier = await message_repo.by_idempotency_key(session, token_id, key)
             if earlier is None:
                 raise
-            return _existing(earlier)
-    deferred = message.next_attempt_at if message.next_attempt_at > now else None
-    return _submitted(message, created=True, deferred_until=deferred)
+            return _submitted(earlier, created=False)
+    return _submitted(message, created=True)
+
+
+class Submitter:
+    """`submit` plus what must follow a commit: waking the worker, or the deferred releaser."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        cipher: ContentCipher,
+        *,
+        clock: Clock,
+        on_queued: Callable[[], None],
+        on_deferred: Callable[[datetime], None] | None = None,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._cipher = cipher
+        self._clock = clock
+        self._on_queued = on_queued
+        self._on_deferred = on_deferred
+
+    async def submit(self, sender: Sender, request: MessageRequest) -> Submitted:
+        result = await submit(self._sessionmaker, self._cipher, sender, request, self._clock())
+        if result.created:
+            if result.status is MessageStatus.QUEUED:
+                self._on_queued()
+            elif result.deferred_until is not None and self._on_deferred is not None:
+                self._on_deferred(result.deferred_until)
+        return result

@@ -168,6 +168,11 @@ class Message(Base):
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     failure_reason: Mapped[str | None] = mapped_column(String(200))
+    # Set when the message was folded into a digest: the message that carries its content now.
+    # Such a row is never sent itself; it settles when its carrier does.
+    carried_by: Mapped[str | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="SET NULL"), index=True
+    )
 
     attempts: Mapped[list[DeliveryAttempt]] = relationship(
         back_populates="message",

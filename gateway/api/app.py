@@ -13,10 +13,19 @@ from gateway.api.auth import auth_middleware
 from gateway.api.channels import channels
 from gateway.api.errors import error_middleware
 from gateway.api.health import health
-from gateway.api.keys import BOT, CIPHER, CLOCK, DELIVERY, SESSIONMAKER, DeliveryHandle
+from gateway.api.keys import (
+    BOT,
+    CIPHER,
+    CLOCK,
+    DELIVERY,
+    SESSIONMAKER,
+    SUBMITTER,
+    DeliveryHandle,
+)
 from gateway.api.messages import message_status
 from gateway.api.send import send
 from gateway.content_cipher import ContentCipher
+from gateway.submission import Submitter
 from storage.types import utcnow
 
 API_PREFIX = "/api/v1/communication"
@@ -30,7 +39,9 @@ def create_api_app(
     delivery: DeliveryHandle,
     *,
     clock: Callable[[], datetime] = utcnow,
+    on_deferred: Callable[[datetime], None] | None = None,
 ) -> web.Application:
+    """`on_deferred(when)` is told of each message held for quiet hours (the releaser)."""
     # error_middleware is outermost so that auth failures and aiohttp's own errors (413 for an
     # oversized body, 404, 405) all come out as JSON.
     app = web.Application(
@@ -41,6 +52,9 @@ def create_api_app(
     app[CIPHER] = cipher
     app[CLOCK] = clock
     app[DELIVERY] = delivery
+    app[SUBMITTER] = Submitter(
+        sessionmaker, cipher, clock=clock, on_queued=delivery.notify, on_deferred=on_deferred
+    )
     app.router.add_get(f"{API_PREFIX}/health", health)
     app.router.add_post(f"{API_PREFIX}/send", send)
     app.router.add_get(f"{API_PREFIX}/messages/{{message_id}}", message_status)

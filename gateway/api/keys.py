@@ -11,6 +11,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.content_cipher import ContentCipher
+from gateway.submission import Submitter
 from storage.models import ApiToken
 
 
@@ -37,6 +38,7 @@ CIPHER = web.AppKey("cipher", ContentCipher)
 Clock = Callable[[], datetime]
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 DELIVERY = web.AppKey("delivery", DeliveryHandle)
+SUBMITTER = web.AppKey("submitter", Submitter)
 
 # Set per request by the auth middleware.
 AUTHENTICATED = web.RequestKey("authenticated", ApiToken)

@@ -8,7 +8,8 @@ from aiohttp import web
 
 from gateway.api.errors import error_response
 from gateway.api.keys import SESSIONMAKER, request_token
-from storage.enums import MessageStatus
+from storage.enums import AttemptOutcome, Channel, MessageStatus
+from storage.models import Message
 from storage.repositories import messages
 
 
@@ -19,6 +20,18 @@ def public_status(status: MessageStatus) -> str:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def telegram_message_ids(message: Message) -> list[int]:
+    """Where it landed in Telegram (for a message carried by a digest: the digest's parts)."""
+    for attempt in reversed(message.attempts):
+        if (
+            attempt.channel is Channel.TELEGRAM
+            and attempt.outcome is AttemptOutcome.DELIVERED
+            and attempt.external_id
+        ):
+            return [int(part) for part in attempt.external_id.split(",")]
+    return []
 
 
 async def message_status(request: web.Request) -> web.Response:
@@ -38,6 +51,9 @@ async def message_status(request: web.Request) -> web.Response:
             "delivered_at": _iso(message.delivered_at),
             "retention_expires_at": _iso(message.retention_expires_at),
             "failure_reason": message.failure_reason,
+            "telegram_message_ids": telegram_message_ids(message),
+            # Set when the message went out inside a digest (quiet hours) with others.
+            "carried_by": message.carried_by,
             "attempts": [
                 {
                     "channel": a.channel.value,

@@ -10,10 +10,10 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from gateway.api.errors import error_response
-from gateway.api.keys import CIPHER, CLOCK, DELIVERY, SESSIONMAKER, request_token
+from gateway.api.keys import SUBMITTER, request_token
 from gateway.api.messages import public_status
 from gateway.message_request import MessageRequest
-from gateway.submission import SubmissionError, Submitted, submit
+from gateway.submission import Sender, SubmissionError, Submitted
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +65,11 @@ async def send(request: web.Request) -> web.Response:
         return error_response(422, "invalid_request", message, field=field)
     token = request_token(request)
     try:
-        result = await submit(
-            request.app[SESSIONMAKER],
-            request.app[CIPHER],
-            token,
-            message_request,
-            request.app[CLOCK](),
+        result = await request.app[SUBMITTER].submit(
+            Sender(token.id, token.owner_id), message_request
         )
     except SubmissionError as exc:
         return error_response(exc.status, exc.code, exc.message)
     if result.created:
-        request.app[DELIVERY].notify()
         log.info("accepted message %s from token %s", result.message_id, token.id)
     return web.json_response(submitted_body(result), status=202 if result.created else 200)

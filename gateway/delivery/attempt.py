@@ -268,6 +268,17 @@ class Deliverer:
     async def _delivered(self, claim: _Claim, route: Route, sent: list[str]) -> Handled | None:
         now = self._clock()
         self._record(claim, AttemptOutcome.DELIVERED, None, sent)
+        # A digest's messages are delivered with it, in the same commit, pointing to its parts.
+        await outbox.settle_carried(
+            claim.session,
+            claim.message.id,
+            AttemptOutcome.DELIVERED,
+            now,
+            external_id=progress.external_id(sent),
+            status=MessageStatus.DELIVERED,
+            delivered_at=now,
+            failure_reason=None,
+        )
         # The content is wiped in the same commit that marks the message delivered.
         done = await self._settle(
             claim,
@@ -329,6 +340,15 @@ class Deliverer:
     ) -> Handled | None:
         cause = err or ChannelError(error_class, reason)
         self._record(claim, AttemptOutcome.FAILED, cause, sent or [])
+        await outbox.settle_carried(
+            claim.session,
+            claim.message.id,
+            AttemptOutcome.FAILED,
+            self._clock(),
+            error=f"{cause.error_class}: {cause.detail}",
+            status=MessageStatus.FAILED,
+            failure_reason=reason[:200],
+        )
         # Nothing will deliver this content any more, so it is not kept either.
         done = await self._settle(
             claim,

@@ -7,7 +7,12 @@ channels that need a piece of it (e.g. the hashtags alone).
 from __future__ import annotations
 
 from gateway.rendering.escape import escape_text, safe_href
-from gateway.rendering.hashtags import hashtag_line, hashtags_for, normalise_hashtag
+from gateway.rendering.hashtags import (
+    category_hashtags,
+    hashtag_line,
+    hashtags_for,
+    normalise_hashtag,
+)
 from gateway.rendering.markdown import markdown_to_html
 from gateway.rendering.sanitize import sanitize_html
 from gateway.rendering.split import TELEGRAM_LIMIT, split_html, visible_length, visible_text
@@ -22,6 +27,7 @@ __all__ = [
     "CONTENT_KINDS",
     "TELEGRAM_LIMIT",
     "ContentKind",
+    "category_hashtags",
     "escape_text",
     "hashtag_line",
     "hashtags_for",

@@ -31,10 +31,16 @@ class Candidate:
 
 
 def _due(now: datetime) -> ColumnElement[bool]:
-    """Queued and due, or being sent by a worker whose lease ran out (it crashed or hung)."""
-    return or_(
-        and_(Message.status == MessageStatus.QUEUED, Message.next_attempt_at <= now),
-        and_(Message.status == MessageStatus.SENDING, Message.claimed_until < now),
+    """Queued and due, or being sent by a worker whose lease ran out (it crashed or hung).
+
+    A message carried by a digest is never sent itself: it settles with its carrier.
+    """
+    return and_(
+        Message.carried_by.is_(None),
+        or_(
+            and_(Message.status == MessageStatus.QUEUED, Message.next_attempt_at <= now),
+            and_(Message.status == MessageStatus.SENDING, Message.claimed_until < now),
+        ),
     )
 
 
@@ -139,10 +145,45 @@ def add_attempt(
 async def next_wakeup(session: AsyncSession) -> datetime | None:
     """When the next message becomes due: a queued one's time, or a running-out lease."""
     queued = await session.scalar(
-        select(func.min(Message.next_attempt_at)).where(Message.status == MessageStatus.QUEUED)
+        select(func.min(Message.next_attempt_at)).where(
+            Message.status == MessageStatus.QUEUED, Message.carried_by.is_(None)
+        )
     )
     leased = await session.scalar(
         select(func.min(Message.claimed_until)).where(Message.status == MessageStatus.SENDING)
     )
     times = [t for t in (queued, leased) if t is not None]
     return min(times) if times else None
+
+
+async def settle_carried(
+    session: AsyncSession,
+    carrier_id: str,
+    outcome: AttemptOutcome,
+    at: datetime,
+    *,
+    external_id: str | None = None,
+    error: str | None = None,
+    **values: Any,
+) -> int:
+    """Settle the messages a digest carried as the digest itself settled, each with an attempt
+    that names where it landed. Returns how many there were."""
+    member_ids = list(
+        await session.scalars(select(Message.id).where(Message.carried_by == carrier_id))
+    )
+    if not member_ids:
+        return 0
+    await _update(session, Message.id.in_(member_ids), **values)
+    for member_id in member_ids:
+        attempt = await next_attempt_number(session, member_id, Channel.TELEGRAM)
+        add_attempt(
+            session,
+            member_id,
+            Channel.TELEGRAM,
+            attempt,
+            outcome,
+            at,
+            external_id=external_id,
+            error=error,
+        )
+    return len(member_ids)

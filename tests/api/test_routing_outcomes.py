@@ -24,14 +24,24 @@ ClientFactory = Callable[[web.Application], Awaitable[Client]]
 
 
 @pytest.fixture
+def held() -> list[datetime]:
+    """What the API told the releaser: one due time per message held for quiet hours."""
+    return []
+
+
+@pytest.fixture
 def make_api(
     aiohttp_client: ClientFactory,
     sessionmaker: async_sessionmaker[AsyncSession],
     bot: Bot,
     cipher: ContentCipher,
+    delivery: RecordingDelivery,
+    held: list[datetime],
 ) -> Callable[[datetime], Awaitable[Client]]:
     async def make(now: datetime) -> Client:
-        app = create_api_app(sessionmaker, bot, cipher, RecordingDelivery(), clock=lambda: now)
+        app = create_api_app(
+            sessionmaker, bot, cipher, delivery, clock=lambda: now, on_deferred=held.append
+        )
         return await aiohttp_client(app)
 
     return make
@@ -95,6 +105,8 @@ async def test_defer_mode_holds_the_message_until_the_window_ends(
     make_api: Callable[[datetime], Awaitable[Client]],
     person: Person,
     sessionmaker: async_sessionmaker[AsyncSession],
+    delivery: RecordingDelivery,
+    held: list[datetime],
 ) -> None:
     async with sessionmaker() as session, session.begin():
         session.add(UserPreferences(user_id=person.user_id, quiet_mode="defer"))
@@ -105,5 +117,9 @@ async def test_defer_mode_holds_the_message_until_the_window_ends(
     assert data["status"] == "deferred"
     assert data["deferred_until"] == "2026-11-24T23:00:00+00:00"  # 08:00 in Tokyo
     row = await _row(sessionmaker, data["message_id"])
-    assert row.status is MessageStatus.QUEUED
+    # Held apart from the outbox: the worker is not woken, the releaser is told when.
+    assert row.status is MessageStatus.DEFERRED
     assert row.next_attempt_at == datetime(2026, 11, 24, 23, 0, tzinfo=UTC)
+    assert row.encrypted_content is not None
+    assert held == [datetime(2026, 11, 24, 23, 0, tzinfo=UTC)]
+    assert delivery.notified == 0
