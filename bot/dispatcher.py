@@ -10,15 +10,22 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.commands import register_commands
 from bot.middlewares import ChatLockMiddleware, CurrentUserMiddleware, DbSessionMiddleware
 from bot.routers import feature_routers
+from gateway.submission import Submitter
 
 
 def build_dispatcher(
-    sessionmaker: async_sessionmaker[AsyncSession], *, public_api_url: str | None = None
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    public_api_url: str | None = None,
+    submitter: Submitter | None = None,
 ) -> Dispatcher:
-    """`public_api_url` (e.g. LIBRAL_PUBLIC_URL) is shown in /token's curl example."""
+    """`public_api_url` (e.g. LIBRAL_PUBLIC_URL) is shown in /token's curl example; `submitter`
+    is the outbox entrance /test sends through (the one the HTTP API uses)."""
     data: dict[str, Any] = {"sessionmaker": sessionmaker}
     if public_api_url:
         data["public_api_url"] = public_api_url
+    if submitter is not None:
+        data["submitter"] = submitter
     dp = Dispatcher(**data)
     # Order matters (first registered runs outermost): the chat lock spans the commit, and the
     # user lookup runs inside the session that DbSessionMiddleware opens.
