@@ -1,0 +1,229 @@
+"""Releasing held (quiet-hours) messages: alone or as one digest per topic, delivered by the
+worker through the sandbox; statuses of digested messages follow the digest's."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.content_cipher import ContentCipher
+from gateway.deferred import RELEASE_JOB, DeferredReleaser
+from sandbox.client import SandboxClient
+from storage.enums import AttemptOutcome, Category, MessageStatus
+from storage.models import Message
+from tests.delivery.conftest import Enqueue, Personal, UTCClock, WorkerFactory, load
+
+ReleaserFactory = Callable[..., DeferredReleaser]
+
+
+@pytest.fixture
+async def scheduler() -> AsyncIterator[AsyncIOScheduler]:
+    scheduler = AsyncIOScheduler()
+    scheduler.start()
+    yield scheduler
+    scheduler.shutdown(wait=False)
+
+
+@pytest.fixture
+def released() -> asyncio.Event:
+    return asyncio.Event()
+
+
+@pytest.fixture
+def make_releaser(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    cipher: ContentCipher,
+    clock: UTCClock,
+    scheduler: AsyncIOScheduler,
+    released: asyncio.Event,
+) -> ReleaserFactory:
+    def make(**overrides: object) -> DeferredReleaser:
+        options: dict[str, object] = {"on_released": released.set, "clock": clock}
+        return DeferredReleaser(sessionmaker, cipher, scheduler, **(options | overrides))  # type: ignore[arg-type]
+
+    return make
+
+
+async def _statuses(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, MessageStatus]:
+    async with sessionmaker() as session:
+        rows = await session.execute(select(Message.id, Message.status))
+        return dict(rows.tuples().all())
+
+
+async def test_nothing_moves_before_the_window_ends(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    enqueue: Enqueue,
+    make_releaser: ReleaserFactory,
+    make_worker: WorkerFactory,
+    clock: UTCClock,
+) -> None:
+    held = await enqueue("later", status=MessageStatus.DEFERRED)
+    clock.advance(-1)  # one second before it is due
+    assert await make_releaser().release_due() == 0
+    assert await make_worker().run_once() == 0
+    assert (await load(sessionmaker, held)).status is MessageStatus.DEFERRED
+
+
+async def test_a_single_held_message_goes_out_alone_with_sound(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    enqueue: Enqueue,
+    make_releaser: ReleaserFactory,
+    make_worker: WorkerFactory,
+    released: asyncio.Event,
+) -> None:
+    held = await enqueue("backup done", category=Category.SYSTEM, status=MessageStatus.DEFERRED)
+    assert await make_releaser().release_due() == 1
+    assert released.is_set()  # the worker is woken
+    assert await make_worker().run_once() == 1
+    sent = (await control.get_chat(personal.chat_id)).bot_messages()[-1]
+    assert sent.text == "backup done\n\n#system"
+    assert sent.message_thread_id == personal.threads[Category.SYSTEM]
+    assert not sent.disable_notification
+    message = await load(sessionmaker, held)
+    assert message.status is MessageStatus.DELIVERED
+    assert message.carried_by is None
+
+
+async def test_several_held_for_one_topic_become_one_digest(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    enqueue: Enqueue,
+    make_releaser: ReleaserFactory,
+    make_worker: WorkerFactory,
+    clock: UTCClock,
+) -> None:
+    first = await enqueue(
+        "Disk 91% full\nsecond line",
+        category=Category.SYSTEM,
+        hashtags=("disk",),
+        status=MessageStatus.DEFERRED,
+        created_offset=-3600,
+    )
+    second = await enqueue(
+        "Deploy finished",
+        category=Category.SYSTEM,
+        hashtags=("deploy", "disk"),
+        status=MessageStatus.DEFERRED,
+        created_offset=-60,
+    )
+    other_topic = await enqueue(
+        "New sign-in", category=Category.AUTH, status=MessageStatus.DEFERRED
+    )
+    before = len((await control.get_chat(personal.chat_id)).bot_messages())
+
+    assert await make_releaser().release_due() == 3
+    assert await make_worker().run_once() == 2  # the digest and the lone auth message
+
+    new = (await control.get_chat(personal.chat_id)).bot_messages()[before:]
+    assert len(new) == 2
+    [digest] = [m for m in new if m.message_thread_id == personal.threads[Category.SYSTEM]]
+    text = digest.text or ""
+    assert text.startswith("🗞 Digest: 2 messages held during quiet hours")
+    assert text.index("Disk 91% full\nsecond line") < text.index("Deploy finished")
+    assert text.endswith("#system #disk #deploy")
+    assert not digest.disable_notification
+
+    for member in (first, second):
+        message = await load(sessionmaker, member)
+        assert message.status is MessageStatus.DELIVERED
+        assert message.delivered_at == clock()
+        assert message.encrypted_content is None
+        assert message.carried_by is not None
+        [attempt] = message.attempts
+        assert attempt.outcome is AttemptOutcome.DELIVERED
+        assert attempt.external_id == str(digest.message_id)
+    carrier = await load(sessionmaker, message.carried_by)
+    assert carrier.status is MessageStatus.DELIVERED
+    assert carrier.sender_token_id is None
+    assert carrier.encrypted_content is None
+    assert (await load(sessionmaker, other_topic)).carried_by is None
+
+
+async def test_digest_failing_permanently_fails_the_messages_it_carries(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    enqueue: Enqueue,
+    make_releaser: ReleaserFactory,
+    make_worker: WorkerFactory,
+) -> None:
+    ids = [
+        await enqueue(f"alert {n}", status=MessageStatus.DEFERRED, created_offset=n)
+        for n in range(3)
+    ]
+    assert await make_releaser().release_due() == 3
+    await control.add_fault("sendMessage", error_code=400, description="Bad Request: nope")
+    assert await make_worker().run_once() == 1
+    for message_id in ids:
+        message = await load(sessionmaker, message_id)
+        assert message.status is MessageStatus.FAILED
+        assert message.failure_reason == "Bad Request: nope"
+        assert [a.outcome for a in message.attempts] == [AttemptOutcome.FAILED]
+
+
+async def test_two_releasers_never_release_a_message_twice(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    enqueue: Enqueue,
+    make_releaser: ReleaserFactory,
+) -> None:
+    for n in range(4):
+        await enqueue(f"m{n}", status=MessageStatus.DEFERRED, created_offset=n)
+    results = await asyncio.gather(make_releaser().release_due(), make_releaser().release_due())
+    assert sorted(results) == [0, 4]
+    async with sessionmaker() as session:
+        carriers = await session.scalar(
+            select(func.count())
+            .select_from(Message)
+            .where(
+                Message.sender_token_id.is_(None),
+                Message.carried_by.is_(None),
+                Message.status == MessageStatus.QUEUED,
+            )
+        )
+    assert carriers == 1
+
+
+async def test_at_start_overdue_messages_are_released_at_once(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    enqueue: Enqueue,
+    make_releaser: ReleaserFactory,
+    released: asyncio.Event,
+    clock: UTCClock,
+) -> None:
+    # Held during the night by a gateway that then stopped; this one starts after the window.
+    held = await enqueue("while you slept", status=MessageStatus.DEFERRED)
+    clock.advance(3600)
+    await make_releaser().start()
+    async with asyncio.timeout(10):
+        await released.wait()
+    assert (await load(sessionmaker, held)).status is MessageStatus.QUEUED
+
+
+async def test_a_release_is_scheduled_for_the_earliest_due_time(
+    enqueue: Enqueue,
+    make_releaser: ReleaserFactory,
+    scheduler: AsyncIOScheduler,
+    clock: UTCClock,
+) -> None:
+    await enqueue("due now", status=MessageStatus.DEFERRED)
+    clock.advance(-7200)  # the clock says it is due in two hours
+    releaser = make_releaser()
+    await releaser.start()
+    job = scheduler.get_job(RELEASE_JOB)
+    assert job is not None
+    first = job.next_run_time
+    assert abs(first - (datetime.now(UTC) + timedelta(hours=2))) < timedelta(seconds=5)
+    # Later submissions only ever move the run earlier.
+    releaser.release_at(clock() + timedelta(hours=3))
+    assert scheduler.get_job(RELEASE_JOB).next_run_time == first
+    releaser.release_at(clock() + timedelta(hours=1))
+    moved = scheduler.get_job(RELEASE_JOB).next_run_time
+    assert abs((first - moved) - timedelta(hours=1)) < timedelta(seconds=5)
