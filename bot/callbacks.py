@@ -20,3 +20,40 @@ class RevokeToken(CallbackData, prefix="revoke"):
     """Revoke one API token; the repository checks that the presser owns it."""
 
     token_id: int
+
+
+# --- the /prefs menu --------------------------------------------------------------------------
+# Every menu button carries `owner_id`, the Telegram id of the person whose menu it is: a press
+# by anyone else is refused. Values are plain strings, checked by the handler (bot.prefs_menu),
+# so that a value from an older menu gets an alert instead of silently matching nothing.
+
+
+class PrefsNav(CallbackData, prefix="pfn"):
+    """Show another screen of the menu (bot.prefs_menu.Screen), or `close` it."""
+
+    owner_id: int
+    screen: str
+
+
+class PrefsSet(CallbackData, prefix="pfs"):
+    """Set one setting to `on`; `key` names the category or channel ("" for the others)."""
+
+    owner_id: int
+    setting: str
+    key: str
+    on: bool
+
+
+class PrefsMove(CallbackData, prefix="pfm"):
+    """Move `channel` one place up (earlier) or down in the order of channels."""
+
+    owner_id: int
+    channel: str
+    up: bool
+
+
+class PrefsZone(CallbackData, prefix="pfz"):
+    """Use `zone` (an IANA name from the menu's list) as the time zone."""
+
+    owner_id: int
+    zone: str

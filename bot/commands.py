@@ -11,8 +11,10 @@ PRIVATE_COMMANDS: tuple[BotCommand, ...] = (
     BotCommand(command="token", description="Create a personal API token"),
     BotCommand(command="tokens", description="List and revoke your API tokens"),
     BotCommand(command="status", description="Your personal log and message counts"),
+    BotCommand(command="prefs", description="Preferences: categories, channels, quiet hours"),
     BotCommand(command="quiet", description="Quiet hours: /quiet 22:00 07:30, off, defer, silent"),
     BotCommand(command="timezone", description="Your time zone, e.g. /timezone Europe/Berlin"),
+    BotCommand(command="test", description="Send a test message to each enabled topic"),
 )
 
 GROUP_COMMANDS: tuple[BotCommand, ...] = (

@@ -184,6 +184,22 @@ def _date(value: datetime) -> str:
     return value.strftime("%Y-%m-%d")
 
 
+# --- /prefs -----------------------------------------------------------------------------------
+# Alerts (callback answers) are plain text, at most 200 characters.
+
+PREFS_PRIVATE_ONLY = "Send /prefs to me in our private chat."
+PREFS_SAVED = "Saved."
+PREFS_NOT_YOURS = "These are someone else's preferences: send /prefs to see yours."
+PREFS_NOT_REGISTERED = "I don't know you (any more). Send /start, then /prefs."
+PREFS_STALE_VALUE = "This button no longer applies. Send /prefs to open a fresh menu."
+PREFS_MENU_GONE = "This menu can't be updated any more. Send /prefs to open a new one."
+PREFS_SAVED_MENU_GONE = (
+    "Saved, but this menu can't be updated any more. Send /prefs to open a new one."
+)
+PREFS_EDIT_FAILED = "Telegram did not let me update this menu. Please try again in a moment."
+UNKNOWN_BUTTON = "This button no longer works. Send the command again for fresh buttons."
+
+
 # --- /status ----------------------------------------------------------------------------------
 
 

@@ -4,8 +4,24 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from bot.routers import membership, quiet, setup, start, status, tokens
+from bot.routers import (
+    fallback,
+    membership,
+    prefs,
+    quiet,
+    sample,
+    setup,
+    start,
+    status,
+    tokens,
+)
 
 
 def feature_routers() -> list[Router]:
-    return [module.create_router() for module in (start, setup, membership, tokens, status, quiet)]
+    features = [
+        module.create_router()
+        for module in (start, setup, membership, tokens, status, quiet, prefs, sample)
+    ]
+    # The catch-all for callback queries no feature understood must come last, after any
+    # router added to the tuple above.
+    return [*features, fallback.create_router()]

@@ -30,7 +30,17 @@ async def test_commands_are_registered_per_scope(running: RunningBot) -> None:
         c.params["scope"]["type"]: [cmd["command"] for cmd in c.params["commands"]] for c in calls
     }
     assert by_scope == {
-        "all_private_chats": ["start", "help", "token", "tokens", "status", "quiet", "timezone"],
+        "all_private_chats": [
+            "start",
+            "help",
+            "token",
+            "tokens",
+            "status",
+            "prefs",
+            "quiet",
+            "timezone",
+            "test",
+        ],
         "all_group_chats": ["setup", "help"],
     }
     assert all(c.status == 200 for c in calls)
@@ -40,5 +50,5 @@ async def test_help_lists_the_commands(running: RunningBot) -> None:
     user_id = await running.control.create_user("Ada")
     reply = await running.reply_after(user_id, user_id, "/help", lambda m: has_text(m, "/token"))
     assert reply.text is not None
-    for command in ("/start", "/help", "/token", "/tokens", "/status", "/setup"):
+    for command in ("/start", "/help", "/token", "/tokens", "/status", "/prefs", "/setup"):
         assert command in reply.text
