@@ -1,24 +1,17 @@
 """Releasing messages held for quiet hours: alone, or as one digest per topic.
 
 Held messages live in the database (status `deferred`, content sealed as in the outbox, due at
-`next_attempt_at`), so nothing depends on the scheduler's memory: at start the releaser looks
-up the earliest due time and schedules a run for it (at once if it passed while the gateway was
-down), each submission of a held message may move that run earlier, and a periodic sweep is
-the safety net (and picks up messages that other processes held).
-
-Jobs run on APScheduler's AsyncIOScheduler in the gateway's event loop. Times come from the
-injected clock; the scheduler's own timer is real time, so a due time is turned into a real
-delay from the clock's "now".
+`next_attempt_at`); gateway.scheduling runs the release when the earliest of them comes due,
+also after a restart, with a sweep every minute as the safety net.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -28,6 +21,7 @@ from gateway.content_cipher import ContentCipher, ContentDecryptError
 from gateway.digest import DigestItem, compose_digest
 from gateway.outbox_payload import OutboxPayload
 from gateway.routing import QuietHours
+from gateway.scheduling import DueWork
 from storage.enums import MessageStatus, Priority
 from storage.models import Message, UserPreferences
 from storage.repositories import deferred
@@ -36,8 +30,7 @@ from storage.types import utcnow
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-RELEASE_JOB = "release-deferred"
-SWEEP_JOB = "release-deferred-sweep"
+RELEASE = "release-deferred"
 _PRIORITY_ORDER = (Priority.LOW, Priority.NORMAL, Priority.HIGH, Priority.URGENT)
 
 
@@ -70,58 +63,37 @@ class DeferredReleaser:
         """`on_released` is called after a release committed (wake the delivery worker)."""
         self._sessionmaker = sessionmaker
         self._cipher = cipher
-        self._scheduler = scheduler
         self._on_released = on_released
         self._clock = clock
-        self._sweep_interval = sweep_interval
         self._batch_size = batch_size
-        self._lock = asyncio.Lock()
+        self._due = DueWork(
+            scheduler,
+            RELEASE,
+            self.release_due,
+            self._next_release,
+            clock=clock,
+            sweep_interval=sweep_interval,
+            batch_size=batch_size,
+        )
+
+    @property
+    def timer_job(self) -> str:
+        return self._due.timer_job
 
     async def start(self) -> None:
         """Schedule the sweep and the first release. The scheduler must be running."""
-        self._scheduler.add_job(
-            self.run,
-            "interval",
-            seconds=self._sweep_interval.total_seconds(),
-            id=SWEEP_JOB,
-            replace_existing=True,
-            coalesce=True,
-        )
-        await self._schedule_next()
+        await self._due.start()
 
     def release_at(self, when: datetime) -> None:
         """A message is held until `when`: make sure a release runs then (or earlier)."""
-        run_date = datetime.now(UTC) + (when - self._clock())
-        job = self._scheduler.get_job(RELEASE_JOB)
-        if job is not None and job.next_run_time is not None and job.next_run_time <= run_date:
-            return
-        self._scheduler.add_job(
-            self.run,
-            "date",
-            run_date=run_date,
-            id=RELEASE_JOB,
-            replace_existing=True,
-            misfire_grace_time=None,  # late is better than never (e.g. after a suspend)
-        )
+        self._due.due_at(when)
 
     async def run(self) -> int:
-        """Release everything due now, then schedule the next release; the scheduler's job."""
-        released = 0
-        try:
-            while True:
-                count = await self.release_due()
-                released += count
-                if count < self._batch_size:
-                    break
-        except Exception as exc:
-            # Class only: the text could quote SQL parameters. The sweep tries again.
-            log.error("releasing deferred messages failed: %s", type(exc).__name__)
-        await self._schedule_next()
-        return released
+        return await self._due.run()
 
     async def release_due(self) -> int:
         """One pass: move held messages whose window ended into the outbox; how many moved."""
-        async with self._lock, self._sessionmaker() as session:
+        async with self._sessionmaker() as session:
             now = self._clock()
             rows = await deferred.due(session, now, self._batch_size)
             if not rows:
@@ -204,8 +176,6 @@ class DeferredReleaser:
         row = await session.get(UserPreferences, user_id)
         return row.timezone if row is not None else QuietHours().timezone
 
-    async def _schedule_next(self) -> None:
+    async def _next_release(self) -> datetime | None:
         async with self._sessionmaker() as session:
-            when = await deferred.next_release(session)
-        if when is not None:
-            self.release_at(when)
+            return await deferred.next_release(session)

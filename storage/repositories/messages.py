@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import aliased, selectinload
 
 from storage.enums import MessageStatus
 from storage.models import Message
@@ -28,9 +28,12 @@ async def sent_by(session: AsyncSession, message_id: str, token_id: int) -> Mess
 
 
 async def status_counts(session: AsyncSession, recipient_id: int) -> dict[MessageStatus, int]:
+    """The person's messages by status; a digest counts as the messages it carries."""
+    carried = aliased(Message)
+    is_carrier = exists().where(carried.carried_by == Message.id)
     rows = await session.execute(
         select(Message.status, func.count())
-        .where(Message.recipient_id == recipient_id)
+        .where(Message.recipient_id == recipient_id, ~is_carrier)
         .group_by(Message.status)
     )
     return {status: count for status, count in rows}
@@ -40,6 +43,10 @@ async def queue_depth(session: AsyncSession) -> int:
     count = await session.scalar(
         select(func.count())
         .select_from(Message)
-        .where(Message.status.in_((MessageStatus.QUEUED, MessageStatus.SENDING)))
+        .where(
+            Message.status.in_((MessageStatus.QUEUED, MessageStatus.SENDING)),
+            # Carried messages go out inside their digest, which is counted itself.
+            Message.carried_by.is_(None),
+        )
     )
     return int(count or 0)

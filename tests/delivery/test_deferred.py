@@ -13,10 +13,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.content_cipher import ContentCipher
-from gateway.deferred import RELEASE_JOB, DeferredReleaser
+from gateway.deferred import DeferredReleaser
 from sandbox.client import SandboxClient
 from storage.enums import AttemptOutcome, Category, MessageStatus
 from storage.models import Message
+from storage.repositories import messages
 from tests.delivery.conftest import Enqueue, Personal, UTCClock, WorkerFactory, load
 
 ReleaserFactory = Callable[..., DeferredReleaser]
@@ -146,6 +147,11 @@ async def test_several_held_for_one_topic_become_one_digest(
     assert carrier.sender_token_id is None
     assert carrier.encrypted_content is None
     assert (await load(sessionmaker, other_topic)).carried_by is None
+    # What /status shows: the person's three messages, not the gateway's digest as a fourth.
+    async with sessionmaker() as session:
+        assert await messages.status_counts(session, personal.user_id) == {
+            MessageStatus.DELIVERED: 3
+        }
 
 
 async def test_digest_failing_permanently_fails_the_messages_it_carries(
@@ -217,13 +223,13 @@ async def test_a_release_is_scheduled_for_the_earliest_due_time(
     clock.advance(-7200)  # the clock says it is due in two hours
     releaser = make_releaser()
     await releaser.start()
-    job = scheduler.get_job(RELEASE_JOB)
+    job = scheduler.get_job(releaser.timer_job)
     assert job is not None
     first = job.next_run_time
     assert abs(first - (datetime.now(UTC) + timedelta(hours=2))) < timedelta(seconds=5)
     # Later submissions only ever move the run earlier.
     releaser.release_at(clock() + timedelta(hours=3))
-    assert scheduler.get_job(RELEASE_JOB).next_run_time == first
+    assert scheduler.get_job(releaser.timer_job).next_run_time == first
     releaser.release_at(clock() + timedelta(hours=1))
-    moved = scheduler.get_job(RELEASE_JOB).next_run_time
+    moved = scheduler.get_job(releaser.timer_job).next_run_time
     assert abs((first - moved) - timedelta(hours=1)) < timedelta(seconds=5)

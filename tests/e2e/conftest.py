@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +39,56 @@ def token_in(message: MessageView) -> str:
     return token
 
 
+class ShiftedClock:
+    """The gateway's clock: real time moved by an offset, so tests can stand at any hour of the
+    night while scheduled work (APScheduler's timers are real time) still comes due."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def set(self, at: datetime) -> None:
+        self.offset = at - datetime.now(UTC)
+
+
+@contextlib.asynccontextmanager
+async def gateway_running(config: GatewayConfig, clock: ShiftedClock) -> AsyncIterator[None]:
+    """run_gateway until the block ends, then stopped cleanly (its exception re-raised)."""
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run_gateway(config, stop, on_ready=ready.set, clock=clock))
+    async with asyncio.timeout(15):
+        waiter = asyncio.create_task(ready.wait())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            waiter.cancel()
+            task.result()  # raises why it could not start
+    try:
+        yield
+    finally:
+        stop.set()
+        async with asyncio.timeout(15):
+            await task
+
+
 @dataclass
 class Running:
     world: SandboxClient
     http: aiohttp.ClientSession
     api_url: str
     database_url: str
+    config: GatewayConfig | None = None  # None: the gateway runs elsewhere (a subprocess)
+    clock: ShiftedClock = field(default_factory=ShiftedClock)
+    _gateway: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+
+    async def start_gateway(self) -> None:
+        assert self.config is not None, "this gateway is not run in-process"
+        await self._gateway.enter_async_context(gateway_running(self.config, self.clock))
+
+    async def stop_gateway(self) -> None:
+        """Stop the gateway as a shutdown would; start_gateway runs a new one on the same DB."""
+        await self._gateway.aclose()
 
     async def status_when(
         self, url: str, headers: dict[str, str], done: Callable[[dict[str, Any]], bool]
@@ -99,17 +145,16 @@ async def running(aiohttp_server: ServerFactory, tmp_path: Path) -> AsyncIterato
         http_port=port,
         content_key=b"e" * 32,
     )
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_gateway(config, stop, on_ready=ready.set))
-    async with asyncio.timeout(15):
-        await ready.wait()
     async with aiohttp.ClientSession() as http:
-        yield Running(
+        running = Running(
             SandboxClient(str(sandbox.make_url("")).rstrip("/"), http),
             http,
             f"http://127.0.0.1:{port}",
             database_url,
+            config,
         )
-    stop.set()
-    async with asyncio.timeout(15):
-        await task
+        await running.start_gateway()
+        try:
+            yield running
+        finally:
+            await running.stop_gateway()
