@@ -120,6 +120,8 @@ class UserPreferences(Base):
     urgent_bypass: Mapped[bool] = mapped_column(default=True)
     default_ephemeral: Mapped[bool] = mapped_column(default=False)
     read_receipts: Mapped[bool] = mapped_column(default=False)
+    # Applied when a request sets no retention_seconds; None: the gateway's default (a day).
+    default_retention_seconds: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
@@ -200,3 +202,31 @@ class DeliveryAttempt(Base):
     attempted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     message: Mapped[Message] = relationship(back_populates="attempts")
+
+
+class TelegramCopy(Base):
+    """A message the bot put into a person's personal log, kept (ids and times, no content)
+    while Telegram still lets the bot delete it (48 hours), so that self-destruct, the
+    ephemeral button, DELETE and /erase can remove it. `delete_at` set: a deletion is due then.
+    """
+
+    __tablename__ = "telegram_copies"
+    __table_args__ = (UniqueConstraint("chat_id", "telegram_message_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # The gateway message it carries; NULL once that record is purged (the copy may outlive it).
+    message_id: Mapped[str | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="SET NULL"), index=True
+    )
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    telegram_message_id: Mapped[int] = mapped_column(BigInteger)
+    # The Telegram id of the first part of the same message: links the parts of a long message
+    # even after its record is gone (the ephemeral button deletes all of them).
+    first_part_id: Mapped[int] = mapped_column(BigInteger)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    delete_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # After a failed deletion: when to try again (delete_at stays, for lateness figures).
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delete_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(200))
