@@ -69,7 +69,9 @@ class DueWork:
         """Something is due at `when`: make sure a run happens then (or earlier)."""
         run_date = datetime.now(UTC) + (when - self._clock())
         job = self._scheduler.get_job(self.timer_job)
-        if job is not None and job.next_run_time is not None and job.next_run_time <= run_date:
+        # A job added before the scheduler started has no next_run_time yet.
+        next_run = getattr(job, "next_run_time", None)
+        if next_run is not None and next_run <= run_date:
             return
         self._scheduler.add_job(
             self.run,
@@ -78,6 +80,10 @@ class DueWork:
             id=self.timer_job,
             replace_existing=True,
             misfire_grace_time=None,  # late is better than never (e.g. after a suspend)
+            # run() re-arms the timer while it is itself the running timer job; with the
+            # default of one instance APScheduler would skip that new run. The lock in run()
+            # keeps two runs from overlapping anyway.
+            max_instances=2,
         )
 
     async def run(self) -> int:
@@ -99,6 +105,10 @@ class DueWork:
             log.error("%s: next due time unknown: %s", self.name, type(exc).__name__)
             return handled
         if when is not None:
+            if handled == 0 and when <= self._clock():
+                # Due but nothing could be done (e.g. another process holds it): no timer at
+                # once, or this would spin; the sweep comes back to it.
+                return handled
             self.due_at(when)
         return handled
 

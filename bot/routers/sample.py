@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from html import escape
+from zoneinfo import ZoneInfo
 
 from aiogram import F, Router
 from aiogram.enums import ChatType
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import texts
 from gateway.message_request import MessageContent, MessageRequest
 from gateway.preferences import to_preferences
+from gateway.routing import QuietHours
 from gateway.submission import Sender, SubmissionError, Submitted, Submitter
 from gateway.topics import TOPICS
 from storage.enums import Category, MessageStatus
@@ -38,12 +40,12 @@ def sample_request(category: Category) -> MessageRequest:
     )
 
 
-def outcome_line(category: Category, result: Submitted | SubmissionError) -> str:
+def outcome_line(category: Category, result: Submitted | SubmissionError, zone: ZoneInfo) -> str:
     name = escape(TOPICS[category].name)
     if isinstance(result, SubmissionError):
         return f"⚠️ {name}: not sent ({escape(result.message)})"
     if result.status is MessageStatus.DEFERRED and result.deferred_until is not None:
-        when = result.deferred_until.strftime("%Y-%m-%d %H:%M UTC")
+        when = result.deferred_until.astimezone(zone).strftime("%H:%M (%Z)")
         return f"🌙 {name}: held for your quiet hours until {when}"
     if result.status is MessageStatus.SUPPRESSED:
         return f"🚫 {name}: suppressed ({escape(result.reason or 'by your settings')})"
@@ -65,7 +67,9 @@ async def send_samples(
     if await groups.linked_group_of(session, user.id) is None:
         await message.answer(texts.NO_LOG)
         return
-    prefs = to_preferences(await session.get(UserPreferences, user.id))
+    stored = await session.get(UserPreferences, user.id)
+    prefs = to_preferences(stored)
+    zone = ZoneInfo(stored.timezone if stored is not None else QuietHours().timezone)
     enabled = [c for c in TOPICS if prefs.categories.get(c, True)]
     if not enabled:
         await message.answer("Every category is turned off in /prefs, so there is nothing to send.")
@@ -78,7 +82,7 @@ async def send_samples(
             )
         except SubmissionError as exc:
             result = exc
-        lines.append(outcome_line(category, result))
+        lines.append(outcome_line(category, result, zone))
     log.info("user %s sent %d test message(s)", user.id, len(enabled))
     await message.answer("🧪 <b>Test messages</b>\n" + "\n".join(lines))
 
