@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -22,9 +22,9 @@ from gateway.digest import DigestItem, compose_digest
 from gateway.outbox_payload import OutboxPayload
 from gateway.routing import QuietHours
 from gateway.scheduling import DueWork
-from storage.enums import MessageStatus, Priority
+from storage.enums import Category, MessageStatus, Priority
 from storage.models import Message, UserPreferences
-from storage.repositories import deferred
+from storage.repositories import deferred, groups
 from storage.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -40,12 +40,29 @@ class _Held:
     payload: OutboxPayload | None  # None: it does not open; it is released alone to fail
 
 
-def _topic_key(held: _Held) -> tuple[int, str]:
-    """Messages for the same topic of the same person go into one digest."""
+class _TakenElsewhere(Exception):
+    """Another releaser moved some of these messages first: this whole pass is dropped."""
+
+
+def _topic_key(held: _Held, threads: Mapping[Category, int | None] | None) -> tuple[int, str]:
+    """Messages that land in the same topic of the same person go into one digest: an explicit
+    topic and the category's own topic are the same place when their thread ids agree."""
     message = held.message
-    if held.payload is not None and held.payload.thread_id is not None:
-        return message.recipient_id, f"thread:{held.payload.thread_id}"
+    thread = held.payload.thread_id if held.payload is not None else None
+    if thread is None and threads is not None and message.category in threads:
+        thread = threads[message.category]
+        if thread is None:
+            return message.recipient_id, "general"
+    if thread is not None:
+        return message.recipient_id, f"thread:{thread}"
     return message.recipient_id, f"category:{message.category.value}"
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")  # a zone this host's tz database lacks: times shown in UTC
 
 
 class DeferredReleaser:
@@ -99,20 +116,37 @@ class DeferredReleaser:
             if not rows:
                 return 0
             by_topic: dict[tuple[int, str], list[_Held]] = {}
+            threads: dict[int, Mapping[Category, int | None] | None] = {}
             for row in rows:
+                if row.recipient_id not in threads:
+                    threads[row.recipient_id] = await self._threads(session, row.recipient_id)
                 held = _Held(row, self._open(row))
-                by_topic.setdefault(_topic_key(held), []).append(held)
-            digests = 0
+                by_topic.setdefault(_topic_key(held, threads[row.recipient_id]), []).append(held)
+            digests = released = 0
             for members in by_topic.values():
-                if not await self._release(session, members, now):
+                try:
+                    # A savepoint per topic: one that fails (a bug, bad data) must not hold
+                    # back everybody else's messages; it is logged and retried next pass.
+                    async with session.begin_nested():
+                        digests += await self._release(session, members, now)
+                    released += len(members)
+                except _TakenElsewhere:
                     await session.rollback()
                     log.warning("deferred messages taken by another releaser; pass dropped")
                     return 0
-                digests += len(members) > 1
+                except Exception as exc:
+                    log.error(
+                        "releasing %d message(s) for user %s failed: %s",
+                        len(members),
+                        members[0].message.recipient_id,
+                        type(exc).__name__,
+                    )
             await session.commit()
-        log.info("released %d deferred message(s), %d digest(s)", len(rows), digests)
+        if not released:
+            return 0
+        log.info("released %d deferred message(s), %d digest(s)", released, digests)
         self._on_released()
-        return len(rows)
+        return released
 
     def _open(self, row: Message) -> OutboxPayload | None:
         if row.encrypted_content is None:
@@ -122,22 +156,27 @@ class DeferredReleaser:
         except (ContentDecryptError, KeyError, TypeError, ValueError):
             return None
 
-    async def _release(
-        self, session: AsyncSession, members: Sequence[_Held], now: datetime
-    ) -> bool:
-        readable = [m for m in members if m.payload is not None]
-        if len(members) == 1 or len(readable) < len(members):
-            # One message goes out as it is; so do unreadable ones, for the worker to fail
-            # with the usual reason (nothing to put in a digest).
-            ids = [m.message.id for m in members]
-            return await deferred.take(
-                session, ids, status=MessageStatus.QUEUED, next_attempt_at=now
-            )
-        return await self._digest(session, members, now)
+    async def _release(self, session: AsyncSession, members: Sequence[_Held], now: datetime) -> int:
+        """Queue the topic's held messages; how many digests that made (0 or 1)."""
+        digestible = [m for m in members if m.payload is not None and m.payload.digestible]
+        if len(digestible) < 2:
+            digestible = []
+        # Alone: a single message; unreadable ones (for the worker to fail with the usual
+        # reason); and self-destructing or ephemeral ones, whose copies must go on their own.
+        alone = [m.message.id for m in members if m not in digestible]
+        if alone and not await deferred.take(
+            session, alone, status=MessageStatus.QUEUED, next_attempt_at=now
+        ):
+            raise _TakenElsewhere
+        if not digestible:
+            return 0
+        if not await self._digest(session, digestible, now):
+            raise _TakenElsewhere
+        return 1
 
     async def _digest(self, session: AsyncSession, members: Sequence[_Held], now: datetime) -> bool:
         first = members[0].message
-        zone = ZoneInfo(await self._timezone(session, first.recipient_id))
+        zone = _zone(await self._timezone(session, first.recipient_id))
         payload = compose_digest(
             [
                 DigestItem(m.message.created_at, m.message.category, m.payload)
@@ -175,6 +214,14 @@ class DeferredReleaser:
     async def _timezone(self, session: AsyncSession, user_id: int) -> str:
         row = await session.get(UserPreferences, user_id)
         return row.timezone if row is not None else QuietHours().timezone
+
+    async def _threads(
+        self, session: AsyncSession, user_id: int
+    ) -> Mapping[Category, int | None] | None:
+        group = await groups.linked_group_of(session, user_id)
+        if group is None:
+            return None
+        return {topic.category: topic.message_thread_id for topic in group.topics}
 
     async def _next_release(self) -> datetime | None:
         async with self._sessionmaker() as session:

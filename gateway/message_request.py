@@ -10,7 +10,15 @@ import json
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 from gateway.outbox_payload import CONTENT_KINDS, ContentKind
 from storage.enums import Category, Channel, Priority
@@ -18,6 +26,7 @@ from storage.enums import Category, Channel, Priority
 MAX_TEXT_BYTES = 64 * 1024
 DEFAULT_RETENTION_SECONDS = 86_400
 MAX_RETENTION_SECONDS = 30 * 86_400
+MAX_SELF_DESTRUCT_SECONDS = 48 * 3600
 TOPIC_LABEL = "telegram.topic_id"
 CATEGORY_LABEL = "category"
 
@@ -32,7 +41,8 @@ class MessageContent(_Strict):
     html: str | None = None
     json_data: Any = None
     encrypted_content: str | None = None
-    ephemeral: StrictBool = False
+    # None: the recipient's default (/prefs → Privacy).
+    ephemeral: StrictBool | None = None
     self_destruct_seconds: StrictInt | None = None
     disable_preview: StrictBool = False
 
@@ -62,11 +72,21 @@ class MessageContent(_Strict):
         # Later features; refusing them beats accepting a promise the gateway does not keep.
         if self.encrypted_content is not None:
             raise ValueError("encrypted_content is not supported yet")
-        if self.ephemeral:
-            raise ValueError("ephemeral is not supported yet")
-        if self.self_destruct_seconds is not None:
-            raise ValueError("self_destruct_seconds is not supported yet")
         return self
+
+    @field_validator("self_destruct_seconds")
+    @classmethod
+    def _deletable_in_time(cls, value: int | None) -> int | None:
+        if value is None:
+            return None
+        if value < 1:
+            raise ValueError("must be at least 1 second")
+        if value > MAX_SELF_DESTRUCT_SECONDS:
+            raise ValueError(
+                f"must be at most {MAX_SELF_DESTRUCT_SECONDS} (48 hours): Telegram lets a bot "
+                "delete its messages only within 48 hours of sending them"
+            )
+        return value
 
     @property
     def kind(self) -> ContentKind:
@@ -85,9 +105,8 @@ class MessageRequest(_Strict):
     hashtags: Annotated[list[Annotated[str, Field(max_length=100)]], Field(max_length=30)] = []
     context_labels: dict[str, str | int] = {}
     channels: list[Channel] | None = None
-    retention_seconds: Annotated[StrictInt, Field(ge=1, le=MAX_RETENTION_SECONDS)] = (
-        DEFAULT_RETENTION_SECONDS
-    )
+    # None: the recipient's default (/retention), else DEFAULT_RETENTION_SECONDS.
+    retention_seconds: Annotated[StrictInt, Field(ge=1, le=MAX_RETENTION_SECONDS)] | None = None
     gdpr_compliant: StrictBool = True
     personal_data_included: StrictBool = False
     idempotency_key: Annotated[str, Field(min_length=1, max_length=255)] | None = None

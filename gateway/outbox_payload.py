@@ -23,6 +23,15 @@ class OutboxPayload:
     disable_preview: bool = False
     # Inside the person's quiet hours: delivered without sound (disable_notification).
     silent: bool = False
+    # Delete the Telegram copy this long after delivery.
+    self_destruct_seconds: int | None = None
+    # Carries a "Read, delete" button; deleted unread at Telegram's 48-hour limit.
+    ephemeral: bool = False
+
+    @property
+    def digestible(self) -> bool:
+        """Whether it may go out inside a digest: not if its copy must be deleted on its own."""
+        return self.self_destruct_seconds is None and not self.ephemeral
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -32,6 +41,8 @@ class OutboxPayload:
             "thread_id": self.thread_id,
             "disable_preview": self.disable_preview,
             "silent": self.silent,
+            "self_destruct_seconds": self.self_destruct_seconds,
+            "ephemeral": self.ephemeral,
         }
 
     @classmethod
@@ -40,6 +51,7 @@ class OutboxPayload:
         if kind not in CONTENT_KINDS:
             raise ValueError(f"unknown content kind {kind!r}")
         thread = data.get("thread_id")
+        destruct = data.get("self_destruct_seconds")
         return cls(
             kind=cast("ContentKind", kind),
             value=data["value"],
@@ -47,4 +59,6 @@ class OutboxPayload:
             thread_id=int(thread) if thread is not None else None,
             disable_preview=bool(data.get("disable_preview", False)),
             silent=bool(data.get("silent", False)),
+            self_destruct_seconds=int(destruct) if destruct is not None else None,
+            ephemeral=bool(data.get("ephemeral", False)),
         )

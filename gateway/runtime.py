@@ -22,7 +22,9 @@ from bot.dispatcher import build_dispatcher
 from gateway.api.app import create_api_app
 from gateway.content_cipher import ContentCipher
 from gateway.deferred import DeferredReleaser
+from gateway.deletion import CopyDeleter
 from gateway.delivery import DeliveryWorker
+from gateway.retention import RetentionPurger
 from gateway.submission import Submitter
 from storage.engine import create_engine, create_sessionmaker
 from storage.types import utcnow
@@ -61,6 +63,8 @@ class Gateway:
     worker: DeliveryWorker
     scheduler: AsyncIOScheduler
     releaser: DeferredReleaser
+    deleter: CopyDeleter
+    purger: RetentionPurger
     api: web.Application
 
 
@@ -70,8 +74,17 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
     sessionmaker = create_sessionmaker(engine)
     bot = build_bot(config.bot_token, config.telegram_api_url)
     cipher = ContentCipher(config.content_key)
-    worker = DeliveryWorker(sessionmaker, bot, cipher, clock=clock)
     scheduler = AsyncIOScheduler(timezone=UTC)
+    # The worker wakes for the notices these queue; it is built after them, hence the lambda.
+    deleter = CopyDeleter(
+        sessionmaker, bot, cipher, scheduler, on_notice=lambda: worker.notify(), clock=clock
+    )
+    purger = RetentionPurger(
+        sessionmaker, cipher, scheduler, on_notice=lambda: worker.notify(), clock=clock
+    )
+    worker = DeliveryWorker(
+        sessionmaker, bot, cipher, clock=clock, on_deletion_scheduled=deleter.due_at
+    )
     releaser = DeferredReleaser(
         sessionmaker, cipher, scheduler, on_released=worker.notify, clock=clock
     )
@@ -92,8 +105,17 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
         worker=worker,
         scheduler=scheduler,
         releaser=releaser,
+        deleter=deleter,
+        purger=purger,
         api=create_api_app(
-            sessionmaker, bot, cipher, worker, clock=clock, on_deferred=releaser.release_at
+            sessionmaker,
+            bot,
+            cipher,
+            worker,
+            clock=clock,
+            on_deferred=releaser.release_at,
+            deletion_stats=deleter.stats,
+            scheduler=scheduler,
         ),
     )
 
@@ -118,8 +140,10 @@ async def run_gateway(
         site = web.TCPSite(runner, config.http_host, config.http_port)
         await site.start()
         log.info("HTTP API listening on http://%s:%s", config.http_host, config.http_port)
-        # Messages held while the gateway was down are released now if their time has come.
-        await gw.releaser.start()
+        # Work that came due while the gateway was down (held messages, deletions, expired
+        # records) runs now; the rest is scheduled from the database.
+        for due_work in (gw.releaser, gw.deleter, gw.purger):
+            await due_work.start()
         tasks = [
             asyncio.create_task(gw.worker.run(stop), name="delivery"),
             asyncio.create_task(

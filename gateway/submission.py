@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.content_cipher import ContentCipher
-from gateway.message_request import MessageRequest
+from gateway.message_request import DEFAULT_RETENTION_SECONDS, MessageRequest
 from gateway.outbox_payload import OutboxPayload
 from gateway.preferences import to_preferences
 from gateway.routing import MessageFacts, Plan, RecipientState, plan_route
@@ -95,7 +95,8 @@ async def _check_and_build(
             "context_labels.telegram.topic_id: not one of the recipient's personal log topics",
         )
     category = request.resolved_category()
-    prefs = to_preferences(await session.get(UserPreferences, sender.owner_id))
+    stored = await session.get(UserPreferences, sender.owner_id)
+    prefs = to_preferences(stored)
     state = RecipientState(
         linked_group=True, topics={t.category: t.message_thread_id for t in group.topics}
     )
@@ -115,6 +116,8 @@ async def _check_and_build(
         thread_id=thread_id,
         disable_preview=request.content.disable_preview,
         silent=plan.silent,
+        self_destruct_seconds=request.content.self_destruct_seconds,
+        ephemeral=_ephemeral(request, stored),
     )
     return Message(
         id=message_id,
@@ -129,8 +132,22 @@ async def _check_and_build(
         idempotency_key=request.idempotency_key,
         created_at=now,
         next_attempt_at=plan.deferred_until or now,
-        retention_expires_at=now + timedelta(seconds=request.retention_seconds),
+        retention_expires_at=now + timedelta(seconds=_retention(request, stored)),
     )
+
+
+def _retention(request: MessageRequest, stored: UserPreferences | None) -> int:
+    if request.retention_seconds is not None:
+        return request.retention_seconds
+    if stored is not None and stored.default_retention_seconds is not None:
+        return stored.default_retention_seconds
+    return DEFAULT_RETENTION_SECONDS
+
+
+def _ephemeral(request: MessageRequest, stored: UserPreferences | None) -> bool:
+    if request.content.ephemeral is not None:
+        return request.content.ephemeral
+    return stored is not None and stored.default_ephemeral
 
 
 def _initial_status(plan: Plan) -> MessageStatus:

@@ -16,11 +16,12 @@ from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 
 from gateway.channels.base import ChannelError, RateLimited, Transient
 from gateway.channels.telegram import translate
+from gateway.ephemeral import DELETE_WINDOW
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 100  # deleteMessages accepts 1-100 identifiers
-DELETE_WINDOW_SECONDS = 48 * 3600  # Telegram lets bots delete their messages this long
+DELETE_WINDOW_SECONDS = int(DELETE_WINDOW.total_seconds())  # Telegram's limit for bots
 GONE = ("message to delete not found", "message_id_invalid")
 
 

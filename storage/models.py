@@ -172,8 +172,10 @@ class Message(Base):
     failure_reason: Mapped[str | None] = mapped_column(String(200))
     # Set when the message was folded into a digest: the message that carries its content now.
     # Such a row is never sent itself; it settles when its carrier does.
+    # CASCADE: without its carrier a carried message has nothing to deliver (its content went
+    # into the digest); it never outlives it anyway (the digest keeps the longest retention).
     carried_by: Mapped[str | None] = mapped_column(
-        ForeignKey("messages.id", ondelete="SET NULL"), index=True
+        ForeignKey("messages.id", ondelete="CASCADE"), index=True
     )
 
     attempts: Mapped[list[DeliveryAttempt]] = relationship(

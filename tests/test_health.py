@@ -38,6 +38,15 @@ async def test_health_ok_against_sandbox(
             "queue_depth": 0,
             "telegram": {"ok": True, "username": "libral_sandbox_bot"},
             "worker": {"ok": True, "last_error": None, "last_run_at": None},
+            "deletions": {
+                "pending": 0,
+                "overdue": 0,
+                "oldest_due": None,
+                "deleted": 0,
+                "given_up": 0,
+                "last_lateness_seconds": None,
+                "max_lateness_seconds": 0.0,
+            },
             "status": "ok",
         }
     finally:

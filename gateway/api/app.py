@@ -11,20 +11,25 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.api.auth import auth_middleware
 from gateway.api.channels import channels
+from gateway.api.erase import erase_message
 from gateway.api.errors import error_middleware
 from gateway.api.health import health
 from gateway.api.keys import (
     BOT,
     CIPHER,
     CLOCK,
+    DELETIONS,
     DELIVERY,
+    SCHEDULER,
     SESSIONMAKER,
     SUBMITTER,
     DeliveryHandle,
+    SchedulerState,
 )
 from gateway.api.messages import message_status
 from gateway.api.send import send
 from gateway.content_cipher import ContentCipher
+from gateway.deletion import DeletionStats
 from gateway.submission import Submitter
 from storage.types import utcnow
 
@@ -40,6 +45,8 @@ def create_api_app(
     *,
     clock: Callable[[], datetime] = utcnow,
     on_deferred: Callable[[datetime], None] | None = None,
+    deletion_stats: DeletionStats | None = None,
+    scheduler: SchedulerState | None = None,
 ) -> web.Application:
     """`on_deferred(when)` is told of each message held for quiet hours (the releaser)."""
     # error_middleware is outermost so that auth failures and aiohttp's own errors (413 for an
@@ -52,11 +59,14 @@ def create_api_app(
     app[CIPHER] = cipher
     app[CLOCK] = clock
     app[DELIVERY] = delivery
+    app[DELETIONS] = deletion_stats or DeletionStats()
+    app[SCHEDULER] = scheduler
     app[SUBMITTER] = Submitter(
         sessionmaker, cipher, clock=clock, on_queued=delivery.notify, on_deferred=on_deferred
     )
     app.router.add_get(f"{API_PREFIX}/health", health)
     app.router.add_post(f"{API_PREFIX}/send", send)
     app.router.add_get(f"{API_PREFIX}/messages/{{message_id}}", message_status)
+    app.router.add_delete(f"{API_PREFIX}/messages/{{message_id}}", erase_message)
     app.router.add_get(f"{API_PREFIX}/channels", channels)
     return app

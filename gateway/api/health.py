@@ -9,7 +9,9 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import text
 
-from gateway.api.keys import BOT, DELIVERY, SESSIONMAKER
+from gateway.api.keys import BOT, CLOCK, DELETIONS, DELIVERY, SCHEDULER, SESSIONMAKER
+from gateway.deletion import OVERDUE_GRACE
+from storage.repositories import copies
 from storage.repositories.messages import queue_depth
 
 log = logging.getLogger(__name__)
@@ -17,10 +19,24 @@ log = logging.getLogger(__name__)
 _CHECK_TIMEOUT = 5.0
 
 
-async def _database(request: web.Request) -> int:
+async def _database(request: web.Request) -> tuple[int, copies.Pending]:
     async with request.app[SESSIONMAKER]() as session:
         await session.execute(text("SELECT 1"))
-        return await queue_depth(session)
+        overdue_before = request.app[CLOCK]() - OVERDUE_GRACE
+        return await queue_depth(session), await copies.pending(session, overdue_before)
+
+
+def _deletions(request: web.Request, pending: copies.Pending) -> dict[str, Any]:
+    stats = request.app[DELETIONS]
+    return {
+        "pending": pending.count,
+        "overdue": pending.overdue,
+        "oldest_due": pending.oldest_due.isoformat() if pending.oldest_due else None,
+        "deleted": stats.deleted,
+        "given_up": stats.given_up,
+        "last_lateness_seconds": stats.last_lateness_seconds,
+        "max_lateness_seconds": stats.max_lateness_seconds,
+    }
 
 
 async def health(request: web.Request) -> web.Response:
@@ -28,9 +44,10 @@ async def health(request: web.Request) -> web.Response:
     failing: list[str] = []
     try:
         async with asyncio.timeout(_CHECK_TIMEOUT):
-            depth = await _database(request)
+            depth, pending = await _database(request)
         body["database"] = {"ok": True}
         body["queue_depth"] = depth
+        body["deletions"] = _deletions(request, pending)
     except Exception as exc:
         log.warning("health: database check failed: %s", type(exc).__name__)
         body["database"] = {"ok": False, "error": type(exc).__name__}
@@ -51,6 +68,12 @@ async def health(request: web.Request) -> web.Response:
     }
     if not worker.running:
         failing.append("worker")
+    scheduler = request.app[SCHEDULER]
+    if scheduler is not None:
+        # Quiet-hours releases, scheduled deletions and retention all run on it.
+        body["scheduler"] = {"ok": scheduler.running}
+        if not scheduler.running:
+            failing.append("scheduler")
     body["status"] = "ok" if not failing else "degraded"
     if failing:
         body["failing"] = failing

@@ -11,6 +11,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.content_cipher import ContentCipher
+from gateway.deletion import DeletionStats
 from gateway.submission import Submitter
 from storage.models import ApiToken
 
@@ -32,6 +33,13 @@ class DeliveryHandle(Protocol):
     def state(self) -> WorkerStatus: ...
 
 
+class SchedulerState(Protocol):
+    """APScheduler's scheduler as health sees it."""
+
+    @property
+    def running(self) -> bool: ...
+
+
 SESSIONMAKER = web.AppKey("sessionmaker", async_sessionmaker[AsyncSession])
 BOT = web.AppKey("bot", Bot)
 CIPHER = web.AppKey("cipher", ContentCipher)
@@ -39,6 +47,8 @@ Clock = Callable[[], datetime]
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 DELIVERY = web.AppKey("delivery", DeliveryHandle)
 SUBMITTER = web.AppKey("submitter", Submitter)
+DELETIONS = web.AppKey("deletions", DeletionStats)
+SCHEDULER: web.AppKey[SchedulerState | None] = web.AppKey("scheduler")
 
 # Set per request by the auth middleware.
 AUTHENTICATED = web.RequestKey("authenticated", ApiToken)

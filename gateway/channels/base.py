@@ -60,6 +60,9 @@ class ChannelAdapter(Protocol[AddressT_contra]):
         """The parts to send, in order. Raises TypeError/ValueError for unrenderable content."""
         ...
 
-    async def send(self, address: AddressT_contra, part: str, payload: OutboxPayload) -> str:
-        """Send one part; returns the channel's id for it. Raises a ChannelError subclass."""
+    async def send(
+        self, address: AddressT_contra, part: str, payload: OutboxPayload, *, last: bool
+    ) -> str:
+        """Send one part (`last`: the final one); returns the channel's id for it. Raises a
+        ChannelError subclass."""
         ...

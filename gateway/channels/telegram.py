@@ -26,6 +26,7 @@ from gateway.channels.base import (
     Rejected,
     Transient,
 )
+from gateway.ephemeral import read_delete_markup
 from gateway.outbox_payload import OutboxPayload
 from gateway.rendering import render_message
 from storage.enums import Category, Channel
@@ -89,8 +90,12 @@ class TelegramChannel:
     def render(self, payload: OutboxPayload, category: Category) -> list[str]:
         return render_message(payload.kind, payload.value, category.value, payload.hashtags)
 
-    async def send(self, address: TelegramAddress, part: str, payload: OutboxPayload) -> str:
+    async def send(
+        self, address: TelegramAddress, part: str, payload: OutboxPayload, *, last: bool
+    ) -> str:
         preview = LinkPreviewOptions(is_disabled=True) if payload.disable_preview else None
+        # The button goes on the last part: pressing it deletes every part.
+        markup = read_delete_markup() if payload.ephemeral and last else None
         try:
             sent = await self._bot.send_message(
                 chat_id=address.chat_id,
@@ -99,6 +104,7 @@ class TelegramChannel:
                 parse_mode=ParseMode.HTML,
                 link_preview_options=preview,
                 disable_notification=payload.silent or None,
+                reply_markup=markup,
                 request_timeout=self.request_timeout,
             )
         except TelegramAPIError as exc:

@@ -28,10 +28,11 @@ from gateway.content_cipher import ContentCipher, ContentDecryptError
 from gateway.delivery import progress
 from gateway.delivery.backoff import backoff_delay
 from gateway.delivery.routes import CreateTopic, Route, recreate, resolve
+from gateway.ephemeral import deletion_due
 from gateway.outbox_payload import OutboxPayload
 from storage.enums import AttemptOutcome, Channel, MessageStatus
 from storage.models import LogGroup, Message
-from storage.repositories import groups, outbox
+from storage.repositories import copies, groups, outbox
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,9 @@ class Deliverer:
         clock: Clock,
         rng: Callable[[], float],
         policy: Policy,
+        on_deletion_scheduled: Callable[[datetime], None],
     ) -> None:
+        self._on_deletion_scheduled = on_deletion_scheduled
         self._sessionmaker = sessionmaker
         self._bot = bot
         self._channel = channel
@@ -159,9 +162,12 @@ class Deliverer:
                         payload.thread_id,
                     )
                 sent = progress.sent_parts(sealed, route.address)
-                for part in parts[len(sent) :]:
-                    sent.append(await self._channel.send(route.address, part, payload))
-                return await self._delivered(claim, route, sent)
+                for index in range(len(sent), len(parts)):
+                    last = index == len(parts) - 1
+                    sent.append(
+                        await self._channel.send(route.address, parts[index], payload, last=last)
+                    )
+                return await self._delivered(claim, route, sent, payload)
             except AddressGone as err:
                 if recreated or route is None:
                     reason = "message thread not found even after recreating the topic"
@@ -265,9 +271,25 @@ class Deliverer:
         await claim.session.commit()
         return True
 
-    async def _delivered(self, claim: _Claim, route: Route, sent: list[str]) -> Handled | None:
+    async def _delivered(
+        self, claim: _Claim, route: Route, sent: list[str], payload: OutboxPayload
+    ) -> Handled | None:
         now = self._clock()
         self._record(claim, AttemptOutcome.DELIVERED, None, sent)
+        # Kept while the bot may delete them: for self-destruct, the ephemeral button, DELETE
+        # and /erase. A due deletion is stored with them, so it survives any restart.
+        delete_at = deletion_due(
+            now, self_destruct_seconds=payload.self_destruct_seconds, ephemeral=payload.ephemeral
+        )
+        copies.add(
+            claim.session,
+            user_id=claim.message.recipient_id,
+            message_id=claim.message.id,
+            chat_id=route.address.chat_id,
+            telegram_ids=[int(part) for part in sent],
+            sent_at=now,
+            delete_at=delete_at,
+        )
         # A digest's messages are delivered with it, in the same commit, pointing to its parts.
         await outbox.settle_carried(
             claim.session,
@@ -291,6 +313,8 @@ class Deliverer:
         )
         if not done:
             return None
+        if delete_at is not None:
+            self._on_deletion_scheduled(delete_at)
         log.info(
             "message %s delivered to chat %s thread %s in %d part(s)",
             claim.message.id,

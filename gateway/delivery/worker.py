@@ -54,10 +54,12 @@ class DeliveryWorker:
         batch_size: int = 100,
         request_timeout: int = 20,
         create_topic: CreateTopic = personal_log_create_topic,
+        on_deletion_scheduled: Callable[[datetime], None] = lambda when: None,
     ) -> None:
         """`clock` returns aware UTC datetimes and `rng` floats in [0, 1) (backoff jitter); both
         are injectable so tests are deterministic. `lease` must exceed the slowest single send;
-        a message of many parts extends its own lease."""
+        a message of many parts extends its own lease. `on_deletion_scheduled(when)` hears of
+        each delivered message whose Telegram copy must be deleted at `when`."""
         self._sessionmaker = sessionmaker
         self._clock = clock
         self._poll_interval = poll_interval
@@ -76,6 +78,7 @@ class DeliveryWorker:
             clock,
             rng,
             Policy(lease=lease, max_attempts=max_attempts),
+            on_deletion_scheduled,
         )
 
     def notify(self) -> None:

@@ -27,7 +27,7 @@ def upgrade() -> None:
             "messages",
             ["carried_by"],
             ["id"],
-            ondelete="SET NULL",
+            ondelete="CASCADE",
         )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, delete, func, select
+from sqlalchemy import ColumnElement, CursorResult, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import TelegramCopy
@@ -140,3 +140,12 @@ async def pending(
         )
     ).one()
     return Pending(int(row[0]), int(row[1]), row[2])
+
+
+async def schedule(session: AsyncSession, copy_ids: Sequence[int], when: datetime) -> None:
+    """Due for deletion at `when` (the scheduled deleter takes it from there)."""
+    if copy_ids:
+        await session.execute(
+            update(TelegramCopy).where(TelegramCopy.id.in_(copy_ids)).values(delete_at=when),
+            execution_options={"synchronize_session": False},
+        )

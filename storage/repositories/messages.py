@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import exists, func, select
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, and_, delete, exists, func, not_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 
@@ -50,3 +53,17 @@ async def queue_depth(session: AsyncSession) -> int:
         )
     )
     return int(count or 0)
+
+
+async def erase_sent_by(
+    session: AsyncSession, message_id: str, token_id: int, now: datetime
+) -> bool:
+    """Delete the record if this token sent it and no worker is sending it right now."""
+    being_sent = and_(Message.status == MessageStatus.SENDING, Message.claimed_until >= now)
+    result = await session.execute(
+        delete(Message).where(
+            Message.id == message_id, Message.sender_token_id == token_id, not_(being_sent)
+        ),
+        execution_options={"synchronize_session": False},
+    )
+    return cast("CursorResult[Any]", result).rowcount == 1

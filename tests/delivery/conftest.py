@@ -119,6 +119,8 @@ def enqueue(
         thread_id: int | None = None,
         disable_preview: bool = False,
         silent: bool = False,
+        self_destruct_seconds: int | None = None,
+        ephemeral: bool = False,
         status: MessageStatus = MessageStatus.QUEUED,
         claimed_until: datetime | None = None,
         created_offset: float = 0.0,
@@ -133,6 +135,8 @@ def enqueue(
                 "thread_id": thread_id,
                 "disable_preview": disable_preview,
                 "silent": silent,
+                "self_destruct_seconds": self_destruct_seconds,
+                "ephemeral": ephemeral,
             }
         )
         created = clock() + timedelta(seconds=created_offset)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -142,6 +143,7 @@ async def test_several_held_for_one_topic_become_one_digest(
         [attempt] = message.attempts
         assert attempt.outcome is AttemptOutcome.DELIVERED
         assert attempt.external_id == str(digest.message_id)
+    assert message.carried_by is not None
     carrier = await load(sessionmaker, message.carried_by)
     assert carrier.status is MessageStatus.DELIVERED
     assert carrier.sender_token_id is None
@@ -233,3 +235,84 @@ async def test_a_release_is_scheduled_for_the_earliest_due_time(
     releaser.release_at(clock() + timedelta(hours=1))
     moved = scheduler.get_job(releaser.timer_job).next_run_time
     assert abs((first - moved) - timedelta(hours=1)) < timedelta(seconds=5)
+
+
+async def test_an_explicit_topic_and_the_category_topic_make_one_digest(
+    control: SandboxClient,
+    personal: Personal,
+    enqueue: Enqueue,
+    make_releaser: ReleaserFactory,
+    make_worker: WorkerFactory,
+) -> None:
+    system = personal.threads[Category.SYSTEM]
+    await enqueue("by category", category=Category.SYSTEM, status=MessageStatus.DEFERRED)
+    await enqueue(
+        "by topic id",
+        thread_id=system,
+        category=Category.SYSTEM,
+        status=MessageStatus.DEFERRED,
+        created_offset=1,
+    )
+    before = len((await control.get_chat(personal.chat_id)).bot_messages())
+    await make_releaser().release_due()
+    assert await make_worker().run_once() == 1
+    [digest] = (await control.get_chat(personal.chat_id)).bot_messages()[before:]
+    assert digest.message_thread_id == system
+    assert "Digest: 2 messages" in (digest.text or "")
+
+
+async def test_self_destructing_and_ephemeral_messages_are_never_digested(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    enqueue: Enqueue,
+    make_releaser: ReleaserFactory,
+) -> None:
+    plain = [
+        await enqueue(f"plain {n}", status=MessageStatus.DEFERRED, created_offset=n)
+        for n in range(2)
+    ]
+    special = [
+        await enqueue("burns", self_destruct_seconds=60, status=MessageStatus.DEFERRED),
+        await enqueue("ephemeral", ephemeral=True, status=MessageStatus.DEFERRED),
+    ]
+    assert await make_releaser().release_due() == 4
+    for message_id in plain:
+        assert (await load(sessionmaker, message_id)).carried_by is not None
+    for message_id in special:
+        message = await load(sessionmaker, message_id)
+        assert message.carried_by is None
+        assert message.status is MessageStatus.QUEUED
+
+
+async def test_one_topic_failing_does_not_hold_back_the_others(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    enqueue: Enqueue,
+    make_releaser: ReleaserFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gateway.deferred
+
+    real = gateway.deferred.compose_digest
+
+    def broken_for_auth(items: Any, zone: Any, **kwargs: Any) -> Any:
+        if items[0].category is Category.AUTH:
+            raise RuntimeError("a bug in composing")
+        return real(items, zone, **kwargs)
+
+    monkeypatch.setattr(gateway.deferred, "compose_digest", broken_for_auth)
+    auth = [
+        await enqueue(
+            f"a{n}", category=Category.AUTH, status=MessageStatus.DEFERRED, created_offset=n
+        )
+        for n in range(2)
+    ]
+    system = [
+        await enqueue(
+            f"s{n}", category=Category.SYSTEM, status=MessageStatus.DEFERRED, created_offset=n
+        )
+        for n in range(2)
+    ]
+    assert await make_releaser().release_due() == 2
+    for message_id in system:
+        assert (await load(sessionmaker, message_id)).status is MessageStatus.QUEUED
+    for message_id in auth:  # still held: the next pass tries again
+        assert (await load(sessionmaker, message_id)).status is MessageStatus.DEFERRED

@@ -1,0 +1,100 @@
+"""DELETE /messages/{id}: the sender erases a message now, its Telegram copy included if
+Telegram still allows it. The answer says what was and was not deleted, and why."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from gateway.api.errors import error_response
+from gateway.api.keys import BOT, CLOCK, SESSIONMAKER, request_token
+from gateway.api.messages import public_status, telegram_message_ids
+from gateway.ephemeral import DELETE_WINDOW
+from gateway.telegram_deletion import delete_messages
+from storage.models import Message, TelegramCopy
+from storage.repositories import copies, messages
+
+log = logging.getLogger(__name__)
+
+TOO_OLD = "sent more than 48 hours ago: Telegram no longer lets the bot delete it"
+IN_DIGEST = "delivered inside a digest together with other messages, which stays"
+RETRYING = "Telegram refused for now ({}); the gateway keeps trying in the background"
+
+
+def _not_deleted(ids: Sequence[int], reason: str) -> list[dict[str, Any]]:
+    return [{"telegram_message_id": i, "reason": reason} for i in ids]
+
+
+async def _take(
+    request: web.Request, message_id: str, now: datetime
+) -> web.Response | tuple[Message, list[TelegramCopy]]:
+    """Erase the record (in one commit with reading its copies), or an error answer."""
+    token = request_token(request)
+    async with request.app[SESSIONMAKER]() as session:
+        message = await messages.sent_by(session, message_id, token.id)
+        if message is None:
+            return error_response(
+                404, "not_found", "no message with this id was sent by this token"
+            )
+        held = await copies.of_message(session, message.id)
+        if not await messages.erase_sent_by(session, message.id, token.id, now):
+            await session.rollback()
+            response = error_response(
+                409, "being_delivered", "the message is being delivered right now; try again"
+            )
+            response.headers["Retry-After"] = "5"
+            return response
+        await session.commit()
+    return message, held
+
+
+async def erase_message(request: web.Request) -> web.Response:
+    now = request.app[CLOCK]()
+    taken = await _take(request, request.match_info["message_id"], now)
+    if isinstance(taken, web.Response):
+        return taken
+    message, held = taken
+    known = telegram_message_ids(message)
+    not_deleted: list[dict[str, Any]] = []
+    deleted: list[int] = []
+    if message.carried_by is not None:
+        not_deleted += _not_deleted(known, IN_DIGEST)
+    else:
+        deletable = [c for c in held if c.sent_at > now - DELETE_WINDOW]
+        reachable = {c.telegram_message_id for c in deletable}
+        not_deleted += _not_deleted([i for i in known if i not in reachable], TOO_OLD)
+        by_chat: dict[int, list[TelegramCopy]] = {}
+        for held_copy in deletable:
+            by_chat.setdefault(held_copy.chat_id, []).append(held_copy)
+        for chat_id, chat_copies in by_chat.items():
+            result = await delete_messages(
+                request.app[BOT], chat_id, [c.telegram_message_id for c in chat_copies]
+            )
+            deleted += result.done
+            done = set(result.done)
+            async with request.app[SESSIONMAKER]() as session:
+                await copies.drop(
+                    session, [c.id for c in chat_copies if c.telegram_message_id in done]
+                )
+                # What failed is left to the scheduled deleter, due now.
+                await copies.schedule(
+                    session, [c.id for c in chat_copies if c.telegram_message_id not in done], now
+                )
+                await session.commit()
+            for telegram_id, error in result.failed.items():
+                not_deleted += _not_deleted([telegram_id], RETRYING.format(error.detail))
+    log.info(
+        "message %s erased by its sender (%d Telegram message(s) deleted)", message.id, len(deleted)
+    )
+    return web.json_response(
+        {
+            "message_id": message.id,
+            "status_before": public_status(message.status),
+            "record_deleted": True,
+            "telegram": {"deleted": deleted, "not_deleted": not_deleted},
+        }
+    )
