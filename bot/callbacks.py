@@ -57,3 +57,21 @@ class PrefsZone(CallbackData, prefix="pfz"):
 
     owner_id: int
     zone: str
+
+
+# --- /erase -----------------------------------------------------------------------------------
+# Both carry `owner_id`, the Telegram id of the person who sent /erase: a press by anyone else,
+# or after that person is gone, gets an alert.
+
+
+class EraseConfirm(CallbackData, prefix="erase"):
+    """Erase the owner's data; with `delete_log`, first the bot's messages in their log too."""
+
+    owner_id: int
+    delete_log: bool
+
+
+class EraseCancel(CallbackData, prefix="erase_keep"):
+    """Keep everything."""
+
+    owner_id: int

@@ -15,6 +15,9 @@ PRIVATE_COMMANDS: tuple[BotCommand, ...] = (
     BotCommand(command="quiet", description="Quiet hours: /quiet 22:00 07:30, off, defer, silent"),
     BotCommand(command="timezone", description="Your time zone, e.g. /timezone Europe/Berlin"),
     BotCommand(command="test", description="Send a test message to each enabled topic"),
+    BotCommand(command="retention", description="How long I keep message records: /retention 7d"),
+    BotCommand(command="export", description="Everything I store about you, as a JSON file"),
+    BotCommand(command="erase", description="Erase everything I store about you"),
 )
 
 GROUP_COMMANDS: tuple[BotCommand, ...] = (

@@ -8,7 +8,7 @@ from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import texts
-from bot.callbacks import MoveLog, RevokeToken
+from bot.callbacks import EraseCancel, EraseConfirm, MoveLog, RevokeToken
 from storage.models import ApiToken
 
 
@@ -29,5 +29,23 @@ def token_list(tokens: Sequence[ApiToken]) -> InlineKeyboardMarkup | None:
         builder.button(
             text=texts.revoke_button(token.prefix), callback_data=RevokeToken(token_id=token.id)
         )
+    builder.adjust(1)
+    return builder.as_markup()
+
+
+def erase_confirmation(owner_telegram_id: int) -> InlineKeyboardMarkup:
+    """/erase's choices, one per row: erase, erase and delete the log messages, cancel."""
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=texts.ERASE_BUTTON,
+        callback_data=EraseConfirm(owner_id=owner_telegram_id, delete_log=False),
+    )
+    builder.button(
+        text=texts.ERASE_WITH_LOG_BUTTON,
+        callback_data=EraseConfirm(owner_id=owner_telegram_id, delete_log=True),
+    )
+    builder.button(
+        text=texts.ERASE_CANCEL_BUTTON, callback_data=EraseCancel(owner_id=owner_telegram_id)
+    )
     builder.adjust(1)
     return builder.as_markup()

@@ -237,3 +237,67 @@ def status(
     if failed:
         text += f", {failed} failed"
     return text
+
+
+# --- the person's rights: /retention, /export, /erase ------------------------------------------
+
+RIGHTS_PRIVATE_ONLY = "Send /retention, /export and /erase to me in our private chat."
+
+RETENTION_USAGE = (
+    "Set it with e.g. <code>/retention 7d</code>, <code>2h</code>, <code>90m</code>, "
+    "<code>1d12h</code> or <code>3600</code> (seconds), from 1 minute to 30 days; "
+    "<code>/retention default</code> goes back to the gateway's default."
+)
+
+
+def retention(period: str, *, own: bool) -> str:
+    whose = "your setting" if own else "the gateway's default"
+    return (
+        f"⏳ Default retention: <b>{escape(period)}</b> ({whose}).\n"
+        "After that long I purge my record of a message (status, dates, attempts) unless its "
+        "sender set another period. Its content is wiped as soon as it is delivered."
+    )
+
+
+def retention_saved(period: str, *, own: bool) -> str:
+    return "Saved.\n" + retention(period, own=own)
+
+
+def retention_refused(problem: str) -> str:
+    return f"{escape(problem)}, or <code>/retention default</code>."
+
+
+EXPORT_CAPTION = (
+    "📦 Everything I store about you, as JSON: profile, preferences, personal log and topics, "
+    "API tokens (prefixes and dates), message records and my messages in your log. "
+    "No message content: I don't keep it once delivered."
+)
+
+ERASE_WARNING = (
+    "⚠️ <b>Erase everything I store about you?</b>\n"
+    "Your profile, preferences, personal log link and topics, API tokens (they stop working at "
+    "once), message records and queued or held messages are deleted for good. "
+    "/export first if you want a copy.\n\n"
+    "I can also delete my messages in your personal log that Telegram still lets me delete "
+    "(those younger than 48 hours)."
+)
+ERASE_BUTTON = "Erase my data"
+ERASE_WITH_LOG_BUTTON = "Erase my data and delete the bot's messages in my log"
+ERASE_CANCEL_BUTTON = "Cancel"
+ERASE_NOT_YOURS = "This button is not for you."
+ERASE_NOTHING_LEFT = "I hold no data about you (any more): nothing to erase."
+ERASE_CANCELLED = "Nothing was erased."
+ERASED_NOTICE = "Erased."
+
+
+def erased(*, log_requested: bool, deleted: int, not_deleted: int) -> str:
+    text = (
+        "🗑 <b>Erased.</b> I no longer store anything about you: profile, preferences, "
+        "personal log link, API tokens and message records are gone."
+    )
+    if log_requested:
+        text += f"\nMessages in your personal log: {deleted} deleted"
+        if not_deleted:
+            text += f", {not_deleted} could not be deleted (Telegram refused, or older than 48 h)"
+        text += "."
+    return text + "\nSend /start if you ever want to use me again."

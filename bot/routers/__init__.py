@@ -5,10 +5,12 @@ from __future__ import annotations
 from aiogram import Router
 
 from bot.routers import (
+    ephemeral,
     fallback,
     membership,
     prefs,
     quiet,
+    rights,
     sample,
     setup,
     start,
@@ -20,7 +22,18 @@ from bot.routers import (
 def feature_routers() -> list[Router]:
     features = [
         module.create_router()
-        for module in (start, setup, membership, tokens, status, quiet, prefs, sample)
+        for module in (
+            start,
+            setup,
+            membership,
+            tokens,
+            status,
+            quiet,
+            prefs,
+            sample,
+            ephemeral,
+            rights,
+        )
     ]
     # The catch-all for callback queries no feature understood must come last, after any
     # router added to the tuple above.

@@ -10,9 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import texts
 from bot.linking import chat_title
+from gateway.deletion import OVERDUE_GRACE
 from storage.enums import MessageStatus
 from storage.models import User
-from storage.repositories import groups, messages
+from storage.repositories import copies, groups, messages
+from storage.types import utcnow
 
 # Accepted but not yet delivered, from the person's point of view.
 WAITING = (MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING)
@@ -27,6 +29,7 @@ async def status(message: Message, session: AsyncSession, bot: Bot, user: User |
         await message.answer(texts.NO_LOG)
         return
     counts = await messages.status_counts(session, user.id)
+    deletions = await copies.pending(session, utcnow() - OVERDUE_GRACE, user.id)
     await message.answer(
         texts.status(
             await chat_title(bot, group.chat_id),
@@ -37,7 +40,18 @@ async def status(message: Message, session: AsyncSession, bot: Bot, user: User |
             delivered=counts.get(MessageStatus.DELIVERED, 0),
             failed=counts.get(MessageStatus.FAILED, 0),
         )
+        + deletion_line(deletions)
     )
+
+
+def deletion_line(pending: copies.Pending) -> str:
+    """Self-destruct and unread ephemeral messages still to delete from the log, if any."""
+    if not pending.count:
+        return ""
+    line = f"\n🗑 Scheduled deletions: {pending.count} pending"
+    if pending.overdue:
+        line += f", {pending.overdue} overdue (Telegram refused so far; I keep trying)"
+    return line
 
 
 def create_router() -> Router:

@@ -40,6 +40,9 @@ async def test_commands_are_registered_per_scope(running: RunningBot) -> None:
             "quiet",
             "timezone",
             "test",
+            "retention",
+            "export",
+            "erase",
         ],
         "all_group_chats": ["setup", "help"],
     }
