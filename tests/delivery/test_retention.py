@@ -1,0 +1,186 @@
+"""Retention: records go at their deadline, undelivered ones are reported once, copies the bot
+can no longer delete are forgotten; the database is read directly to prove it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+
+import pytest
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.content_cipher import ContentCipher
+from gateway.outbox_payload import OutboxPayload
+from gateway.retention import RetentionPurger
+from storage.enums import Category, MessageStatus
+from storage.models import DeliveryAttempt, Message, TelegramCopy
+from storage.repositories import copies, tokens
+from tests.delivery.conftest import Enqueue, Personal, UTCClock, WorkerFactory
+
+PurgerFactory = Callable[..., RetentionPurger]
+DAY = 86400
+
+
+@pytest.fixture
+async def scheduler() -> AsyncIterator[AsyncIOScheduler]:
+    scheduler = AsyncIOScheduler()
+    scheduler.start()
+    yield scheduler
+    scheduler.shutdown(wait=False)
+
+
+@pytest.fixture
+def make_purger(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    cipher: ContentCipher,
+    clock: UTCClock,
+    scheduler: AsyncIOScheduler,
+) -> PurgerFactory:
+    def make(**overrides: object) -> RetentionPurger:
+        options: dict[str, object] = {"on_notice": lambda: None, "clock": clock}
+        return RetentionPurger(sessionmaker, cipher, scheduler, **(options | overrides))  # type: ignore[arg-type]
+
+    return make
+
+
+async def _mentions(sessionmaker: async_sessionmaker[AsyncSession], needle: str) -> list[str]:
+    """Every table.column holding `needle` as text, read with plain SQL."""
+    found: list[str] = []
+    async with sessionmaker() as session:
+        tables = await session.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'"))
+        for (table,) in tables.all():
+            columns = await session.execute(text(f'PRAGMA table_info("{table}")'))
+            for column in [row[1] for row in columns.all()]:
+                hit = await session.scalar(
+                    # Names from sqlite_master itself, not from input.
+                    text(f'SELECT COUNT(*) FROM "{table}" WHERE CAST("{column}" AS TEXT) LIKE :n'),  # noqa: S608
+                    {"n": f"%{needle}%"},
+                )
+                if hit:
+                    found.append(f"{table}.{column}")
+    return found
+
+
+async def test_a_delivered_message_leaves_nothing_after_its_deadline(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    enqueue: Enqueue,
+    make_worker: WorkerFactory,
+    make_purger: PurgerFactory,
+    clock: UTCClock,
+) -> None:
+    message_id = await enqueue("short-lived")
+    await make_worker().run_once()
+    assert sorted(await _mentions(sessionmaker, message_id)) == [
+        "delivery_attempts.message_id",
+        "messages.id",
+        "telegram_copies.message_id",
+    ]
+    purger = make_purger()
+    clock.advance(DAY - 1)
+    assert await purger.purge_due() == 0
+    clock.advance(1)
+    assert await purger.purge_due() == 1
+    assert await _mentions(sessionmaker, message_id) == []
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(DeliveryAttempt)) == 0
+        # The copy stays while the bot may still delete it (for /erase), with no link left.
+        [kept] = await session.scalars(select(TelegramCopy))
+    assert kept.message_id is None
+
+
+async def test_an_undelivered_message_is_dropped_and_reported_once(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    personal: Personal,
+    cipher: ContentCipher,
+    enqueue: Enqueue,
+    make_purger: PurgerFactory,
+    clock: UTCClock,
+) -> None:
+    stuck = [await enqueue(f"never {n}", created_offset=n) for n in range(2)]
+    async with sessionmaker() as session:  # sent through the API, by a token of theirs
+        token = await tokens.add(session, personal.user_id, "h" * 64, "lgw_test", ["send"])
+        await session.execute(
+            update(Message).where(Message.id.in_(stuck)).values(sender_token_id=token.id)
+        )
+        await session.commit()
+    told: list[bool] = []
+    purger = make_purger(on_notice=lambda: told.append(True))
+    clock.advance(DAY + 1)
+    assert await purger.purge_due() == 2
+    assert told == [True]
+    for message_id in stuck:
+        assert await _mentions(sessionmaker, message_id) == []
+    async with sessionmaker() as session:
+        [notice] = await session.scalars(select(Message))
+    assert notice.category is Category.GENERAL
+    assert notice.status is MessageStatus.QUEUED
+    assert notice.encrypted_content is not None
+    body = OutboxPayload.from_dict(cipher.open(notice.id, notice.encrypted_content)).value
+    assert "2 message(s) expired before they could be delivered" in body
+    assert "never" not in body  # no content of what was dropped
+
+    # Once: the next passes find nothing more to report (the notice itself is not reported).
+    assert await purger.purge_due() == 0
+    clock.advance(DAY)
+    assert await purger.purge_due() == 1  # the undelivered notice goes silently
+    assert told == [True]
+
+
+async def test_a_message_being_sent_waits_for_its_outcome(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    enqueue: Enqueue,
+    make_purger: PurgerFactory,
+    clock: UTCClock,
+) -> None:
+    clock.advance(DAY)
+    held = await enqueue(
+        "in flight",
+        status=MessageStatus.SENDING,
+        claimed_until=clock() + timedelta(seconds=30),
+        created_offset=-DAY,
+    )
+    purger = make_purger()
+    assert await purger.purge_due() == 0
+    assert await _mentions(sessionmaker, held) == ["messages.id"]
+    clock.advance(31)  # the lease ran out: the worker is gone, the record may go
+    assert await purger.purge_due() == 1
+
+
+async def test_copies_are_forgotten_once_the_bot_cannot_delete_them(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    personal: Personal,
+    make_purger: PurgerFactory,
+    clock: UTCClock,
+) -> None:
+    async with sessionmaker() as session:
+        copies.add(
+            session,
+            user_id=personal.user_id,
+            message_id=None,
+            chat_id=personal.chat_id,
+            telegram_ids=[1, 2],
+            sent_at=clock(),
+            delete_at=None,
+        )
+        copies.add(
+            session,
+            user_id=personal.user_id,
+            message_id=None,
+            chat_id=personal.chat_id,
+            telegram_ids=[3],
+            sent_at=clock(),
+            delete_at=clock() + timedelta(days=3),
+        )
+        await session.commit()
+    purger = make_purger()
+    clock.advance(48 * 3600 - 1)
+    await purger.purge_due()
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(TelegramCopy)) == 3
+    clock.advance(2)
+    await purger.purge_due()
+    async with sessionmaker() as session:
+        left = list(await session.scalars(select(TelegramCopy.telegram_message_id)))
+    assert left == [3]  # a scheduled deletion is the deleter's to finish or give up
