@@ -94,6 +94,7 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
         clock=clock,
         on_queued=worker.notify,
         on_deferred=releaser.release_at,
+        on_retention=purger.due_at,
     )
     return Gateway(
         engine=engine,
@@ -113,9 +114,9 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
             cipher,
             worker,
             clock=clock,
-            on_deferred=releaser.release_at,
             deletion_stats=deleter.stats,
             scheduler=scheduler,
+            submitter=submitter,
         ),
     )
 

@@ -202,7 +202,11 @@ class Submitter:
         clock: Clock,
         on_queued: Callable[[], None],
         on_deferred: Callable[[datetime], None] | None = None,
+        on_retention: Callable[[datetime], None] | None = None,
     ) -> None:
+        """After a commit: `on_queued()` for a message due now, `on_deferred(when)` for one held
+        for quiet hours, `on_retention(deadline)` for every new record."""
+        self._on_retention = on_retention
         self._sessionmaker = sessionmaker
         self._cipher = cipher
         self._clock = clock
@@ -216,4 +220,6 @@ class Submitter:
                 self._on_queued()
             elif result.deferred_until is not None and self._on_deferred is not None:
                 self._on_deferred(result.deferred_until)
+            if self._on_retention is not None:
+                self._on_retention(result.retention_expires_at)
         return result

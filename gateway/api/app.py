@@ -47,8 +47,10 @@ def create_api_app(
     on_deferred: Callable[[datetime], None] | None = None,
     deletion_stats: DeletionStats | None = None,
     scheduler: SchedulerState | None = None,
+    submitter: Submitter | None = None,
 ) -> web.Application:
-    """`on_deferred(when)` is told of each message held for quiet hours (the releaser)."""
+    """`on_deferred(when)` is told of each message held for quiet hours (the releaser), unless a
+    ready `submitter` (the composition root's, shared with the bot) is given."""
     # error_middleware is outermost so that auth failures and aiohttp's own errors (413 for an
     # oversized body, 404, 405) all come out as JSON.
     app = web.Application(
@@ -61,7 +63,7 @@ def create_api_app(
     app[DELIVERY] = delivery
     app[DELETIONS] = deletion_stats or DeletionStats()
     app[SCHEDULER] = scheduler
-    app[SUBMITTER] = Submitter(
+    app[SUBMITTER] = submitter or Submitter(
         sessionmaker, cipher, clock=clock, on_queued=delivery.notify, on_deferred=on_deferred
     )
     app.router.add_get(f"{API_PREFIX}/health", health)
