@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from aiogram import Bot, F, Router
 from aiogram.enums import ChatType
 from aiogram.filters import Command
@@ -29,7 +31,8 @@ async def status(message: Message, session: AsyncSession, bot: Bot, user: User |
         await message.answer(texts.NO_LOG)
         return
     counts = await messages.status_counts(session, user.id)
-    deletions = await copies.pending(session, utcnow() - OVERDUE_GRACE, user.id)
+    now = utcnow()
+    deletions = await copies.pending(session, now - OVERDUE_GRACE, user.id)
     await message.answer(
         texts.status(
             await chat_title(bot, group.chat_id),
@@ -40,17 +43,21 @@ async def status(message: Message, session: AsyncSession, bot: Bot, user: User |
             delivered=counts.get(MessageStatus.DELIVERED, 0),
             failed=counts.get(MessageStatus.FAILED, 0),
         )
-        + deletion_line(deletions)
+        + deletion_line(deletions, now)
     )
 
 
-def deletion_line(pending: copies.Pending) -> str:
+def deletion_line(pending: copies.Pending, now: datetime) -> str:
     """Self-destruct and unread ephemeral messages still to delete from the log, if any."""
     if not pending.count:
         return ""
     line = f"\n🗑 Scheduled deletions: {pending.count} pending"
-    if pending.overdue:
-        line += f", {pending.overdue} overdue (Telegram refused so far; I keep trying)"
+    if pending.overdue and pending.oldest_due is not None:
+        late = max(int((now - pending.oldest_due).total_seconds() // 60), 1)
+        line += (
+            f", {pending.overdue} overdue (the oldest by {late} min: Telegram refused so far; "
+            "I keep trying)"
+        )
     return line
 
 

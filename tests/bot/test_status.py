@@ -8,7 +8,7 @@ from datetime import timedelta
 from gateway.topics import CREATED_TOPICS
 from storage.enums import Category, MessageStatus, Priority
 from storage.models import Message
-from storage.repositories import users
+from storage.repositories import copies, users
 from storage.types import utcnow
 from tests.bot.conftest import RunningBot, has_text
 
@@ -66,3 +66,36 @@ async def test_status_after_the_bot_was_removed_shows_the_id(running: RunningBot
     assert str(group_id) in text
     assert "unlinked" in text
     assert "0 queued, 0 delivered" in text
+
+
+async def test_status_shows_pending_and_overdue_deletions(running: RunningBot) -> None:
+    user_id = await running.register("Ada")
+    group_id = await running.forum_log(user_id, "Ada's log")
+    reply = await running.reply_after(user_id, user_id, "/status", lambda m: has_text(m, "Group"))
+    assert "Scheduled deletions" not in (reply.text or "")
+
+    now = utcnow()
+    async with running.sessionmaker() as session, session.begin():
+        user = await users.by_telegram_id(session, user_id)
+        assert user is not None
+        for telegram_id, due in ((101, now + timedelta(hours=1)), (102, now - timedelta(hours=1))):
+            copies.add(
+                session,
+                user_id=user.id,
+                message_id=None,
+                chat_id=group_id,
+                telegram_ids=[telegram_id],
+                sent_at=now,
+                delete_at=due,
+            )
+        copies.add(  # kept for /erase, nothing scheduled: not counted
+            session,
+            user_id=user.id,
+            message_id=None,
+            chat_id=group_id,
+            telegram_ids=[103],
+            sent_at=now,
+            delete_at=None,
+        )
+    reply = await running.reply_after(user_id, user_id, "/status", lambda m: has_text(m, "Group"))
+    assert "🗑 Scheduled deletions: 2 pending, 1 overdue (the oldest by 60 min" in (reply.text or "")
