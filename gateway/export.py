@@ -45,7 +45,7 @@ EXPORTED: dict[type[Base], tuple[str, ...]] = {
         "category",
         "priority",
         "status",
-        "idempotency_key",
+        "idempotency_key_hash",
         "created_at",
         "retention_expires_at",
         "next_attempt_at",

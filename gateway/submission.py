@@ -6,6 +6,7 @@ durable": the caller answers 202 only after `submit` returned, which is after th
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -129,11 +130,17 @@ async def _check_and_build(
         # A suppressed message is never sent: its content is not kept at all.
         encrypted_content=cipher.seal(message_id, payload.to_dict()) if plan.deliver else None,
         failure_reason=plan.reason,
-        idempotency_key=request.idempotency_key,
+        idempotency_key_hash=idempotency_digest(request.idempotency_key),
         created_at=now,
         next_attempt_at=plan.deferred_until or now,
         retention_expires_at=now + timedelta(seconds=_retention(request, stored)),
     )
+
+
+def idempotency_digest(key: str | None) -> str | None:
+    """What is stored and looked up for an idempotency key: never the caller's text itself
+    (keys are free text, and SQL parameters can reach debug logs)."""
+    return hashlib.sha256(key.encode()).hexdigest() if key is not None else None
 
 
 def _retention(request: MessageRequest, stored: UserPreferences | None) -> int:
@@ -165,7 +172,7 @@ async def submit(
     now: datetime,
 ) -> Submitted:
     """Commit the message to the outbox, or return the earlier one with the same key."""
-    token_id, key = sender.token_id, request.idempotency_key
+    token_id, key = sender.token_id, idempotency_digest(request.idempotency_key)
     async with sessionmaker() as session:
         if key is not None and token_id is not None:
             earlier = await message_repo.by_idempotency_key(session, token_id, key)

@@ -34,12 +34,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # Deleted rows (wiped content, purged records) are overwritten, not left in free pages.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     ensure_sqlite_dir(url)
-    engine = create_async_engine(url, echo=echo, pool_pre_ping=not is_sqlite(url))
+    # hide_parameters: SQL errors (which end up in logs) must not quote the values they bound.
+    engine = create_async_engine(
+        url, echo=echo, pool_pre_ping=not is_sqlite(url), hide_parameters=True
+    )
     if is_sqlite(url):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine

@@ -145,7 +145,7 @@ class Message(Base):
 
     __tablename__ = "messages"
     __table_args__ = (
-        UniqueConstraint("sender_token_id", "idempotency_key"),
+        UniqueConstraint("sender_token_id", "idempotency_key_hash"),
         # The worker's claim query: due rows of one status, oldest first.
         Index("ix_messages_status_next_attempt_at", "status", "next_attempt_at"),
     )
@@ -161,7 +161,9 @@ class Message(Base):
     priority: Mapped[Priority] = mapped_column(_enum(Priority))
     status: Mapped[MessageStatus] = mapped_column(_enum(MessageStatus))
     encrypted_content: Mapped[bytes | None] = mapped_column(LargeBinary)
-    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    # SHA-256 (hex) of the sender's idempotency key: keys are the caller's free text (they may
+    # hold an address or a name), and the hash is all a repeat needs to be recognised.
+    idempotency_key_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     retention_expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

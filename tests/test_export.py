@@ -122,7 +122,7 @@ async def seed(session: AsyncSession, telegram_id: int, chat_id: int, tag: str) 
         return row
 
     delivered = message(MessageStatus.DELIVERED, delivered_at=NOW - timedelta(hours=1))
-    message(MessageStatus.QUEUED, encrypted_content=CONTENT, idempotency_key=f"{tag}-key")
+    message(MessageStatus.QUEUED, encrypted_content=CONTENT, idempotency_key_hash=f"{tag}-key")
     message(
         MessageStatus.DEFERRED, encrypted_content=CONTENT, carried_by=delivered.id, attempt_count=1
     )
@@ -224,7 +224,7 @@ async def test_export_holds_everything_of_the_person_and_nothing_of_another(
     assert delivered["delivered_at"] == (NOW - timedelta(hours=1)).isoformat()
     assert delivered["sender_token_id"] == ada.token_ids[0]
     assert (delivered["content_stored"], queued["content_stored"]) == (False, True)
-    assert queued["idempotency_key"] == "ada-key"
+    assert queued["idempotency_key_hash"] == "ada-key"
     assert deferred["carried_by"] == "ada-delivered"
     assert deferred["attempt_count"] == 1
     assert [(a["attempt"], a["outcome"], a["external_id"]) for a in delivered["attempts"]] == [

@@ -66,3 +66,25 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(migrated_url: str) -> None:
     db = Path(migrated_url.removeprefix("sqlite+aiosqlite:///"))
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_stored_idempotency_keys_become_hashes(database_url: str) -> None:
+    """0006 replaces the callers' key text by its hash; a repeat is still recognised."""
+    from gateway.submission import idempotency_digest
+
+    migrate.upgrade(database_url, "0005")
+    db = Path(database_url.removeprefix("sqlite+aiosqlite:///"))
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO users (id, telegram_id, created_at) VALUES (1, 7, '2026-01-01')")
+        conn.execute(
+            "INSERT INTO messages (id, recipient_id, category, priority, status, created_at,"
+            " retention_expires_at, next_attempt_at, attempt_count, idempotency_key)"
+            " VALUES ('m1', 1, 'general', 'normal', 'delivered', '2026-01-01', '2026-01-02',"
+            " '2026-01-01', 1, 'order:ada@example.org')"
+        )
+    migrate.upgrade(database_url)
+    with sqlite3.connect(db) as conn:
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(messages)")]
+        [(stored,)] = conn.execute("SELECT idempotency_key_hash FROM messages").fetchall()
+    assert "idempotency_key" not in columns
+    assert stored == idempotency_digest("order:ada@example.org")

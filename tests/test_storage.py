@@ -37,7 +37,7 @@ async def _message(session: AsyncSession, user: User, token: ApiToken | None) ->
         priority=Priority.HIGH,
         status=MessageStatus.QUEUED,
         encrypted_content=b"\x00ciphertext",
-        idempotency_key="k1",
+        idempotency_key_hash="k1",
         retention_expires_at=datetime.now(UTC) + timedelta(days=1),
     )
     session.add(msg)

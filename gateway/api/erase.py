@@ -12,7 +12,7 @@ from aiohttp import web
 
 from gateway.api.errors import error_response
 from gateway.api.keys import BOT, CLOCK, SESSIONMAKER, request_token
-from gateway.api.messages import public_status, telegram_message_ids
+from gateway.api.messages import NOT_FOUND, message_id_of, public_status, telegram_message_ids
 from gateway.ephemeral import DELETE_WINDOW
 from gateway.telegram_deletion import delete_messages
 from storage.models import Message, TelegramCopy
@@ -54,7 +54,10 @@ async def _take(
 
 async def erase_message(request: web.Request) -> web.Response:
     now = request.app[CLOCK]()
-    taken = await _take(request, request.match_info["message_id"], now)
+    message_id = message_id_of(request)
+    if message_id is None:
+        return error_response(404, "not_found", NOT_FOUND)
+    taken = await _take(request, message_id, now)
     if isinstance(taken, web.Response):
         return taken
     message, held = taken

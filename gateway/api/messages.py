@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 from aiohttp import web
@@ -34,13 +35,31 @@ def telegram_message_ids(message: Message) -> list[int]:
     return []
 
 
+NOT_FOUND = "no message with this id was sent by this token"
+
+
+def message_id_of(request: web.Request) -> str | None:
+    """The path's message id if it is one the gateway could have issued (a canonical UUID);
+    anything else never reaches a query, so whatever a caller puts there stays out of SQL
+    parameters and the logs that may show them."""
+    raw = request.match_info["message_id"]
+    try:
+        canonical = str(uuid.UUID(raw))
+    except ValueError:
+        return None
+    return raw if raw == canonical else None
+
+
 async def message_status(request: web.Request) -> web.Response:
     token = request_token(request)
+    message_id = message_id_of(request)
+    if message_id is None:
+        return error_response(404, "not_found", NOT_FOUND)
     async with request.app[SESSIONMAKER]() as session:
-        message = await messages.sent_by(session, request.match_info["message_id"], token.id)
+        message = await messages.sent_by(session, message_id, token.id)
     if message is None:
         # Same answer for "no such id" and "someone else's": ids reveal nothing.
-        return error_response(404, "not_found", "no message with this id was sent by this token")
+        return error_response(404, "not_found", NOT_FOUND)
     return web.json_response(
         {
             "message_id": message.id,

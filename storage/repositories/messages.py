@@ -13,9 +13,11 @@ from storage.enums import MessageStatus
 from storage.models import Message
 
 
-async def by_idempotency_key(session: AsyncSession, token_id: int, key: str) -> Message | None:
+async def by_idempotency_key(session: AsyncSession, token_id: int, key_hash: str) -> Message | None:
     result: Message | None = await session.scalar(
-        select(Message).where(Message.sender_token_id == token_id, Message.idempotency_key == key)
+        select(Message).where(
+            Message.sender_token_id == token_id, Message.idempotency_key_hash == key_hash
+        )
     )
     return result
 
