@@ -121,8 +121,8 @@ class MessageRequest(_Strict):
         topic = self.context_labels.get(TOPIC_LABEL)
         if topic is not None and not re.fullmatch(r"-?[0-9]{1,18}", str(topic)):
             raise ValueError("context_labels.telegram.topic_id must be an integer thread id")
-        if self.channels is not None and set(self.channels) - {Channel.TELEGRAM}:
-            raise ValueError("channels: only telegram is available so far")
+        if self.channels is not None and not self.channels:
+            raise ValueError("channels: leave it out, or name at least one channel")
         return self
 
     def resolved_category(self) -> Category:

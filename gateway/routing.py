@@ -24,6 +24,7 @@ DEFAULT_CATEGORIES: Mapping[Category, bool] = {
     Category.COMMUNICATION: True,
     Category.GENERAL: True,
 }
+URGENT_ONLY = frozenset({Channel.SMS, Channel.PUSH})
 DEFAULT_CHANNEL_ORDER: tuple[Channel, ...] = (
     Channel.TELEGRAM,
     Channel.EMAIL,
@@ -133,6 +134,9 @@ def _channels(
         allowed = [c for c in allowed if c in wanted]
         if not allowed:
             return (), "none of the requested channels is allowed by the recipient"
+    elif message.priority is not Priority.URGENT:
+        # SMS and push interrupt: unless a sender asks for them, only urgent messages use them.
+        allowed = [c for c in allowed if c not in URGENT_ONLY]
     if not allowed:
         return (), "the recipient has no channel available"
     return tuple(allowed), None

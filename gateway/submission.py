@@ -22,7 +22,7 @@ from gateway.preferences import to_preferences
 from gateway.routing import MessageFacts, Plan, RecipientState, plan_route
 from storage.enums import MessageStatus
 from storage.models import Message, UserPreferences
-from storage.repositories import groups
+from storage.repositories import contacts, groups
 from storage.repositories import messages as message_repo
 
 Clock = Callable[[], datetime]
@@ -82,14 +82,20 @@ async def _check_and_build(
             "recipient: a personal token sends to its owner only; leave recipient out",
         )
     group = await groups.linked_group_of(session, sender.owner_id)
-    if group is None:
+    verified = await contacts.verified_channels(session, sender.owner_id)
+    if group is None and not verified:
         raise SubmissionError(
             409,
             "no_personal_log",
-            "the recipient has no personal log group linked yet (run /setup in a forum group)",
+            "the recipient has no personal log group linked yet (run /setup in a forum group) "
+            "and no other verified channel",
         )
     thread_id = request.topic_thread_id()
-    if thread_id is not None and groups.topic_by_thread(group, thread_id) is None:
+    if (
+        group is not None
+        and thread_id is not None
+        and groups.topic_by_thread(group, thread_id) is None
+    ):
         raise SubmissionError(
             422,
             "invalid_request",
@@ -99,7 +105,9 @@ async def _check_and_build(
     stored = await session.get(UserPreferences, sender.owner_id)
     prefs = to_preferences(stored)
     state = RecipientState(
-        linked_group=True, topics={t.category: t.message_thread_id for t in group.topics}
+        linked_group=group is not None,
+        topics={t.category: t.message_thread_id for t in group.topics} if group else {},
+        verified_channels=verified,
     )
     facts = MessageFacts(
         category,
@@ -130,6 +138,7 @@ async def _check_and_build(
         # A suppressed message is never sent: its content is not kept at all.
         encrypted_content=cipher.seal(message_id, payload.to_dict()) if plan.deliver else None,
         failure_reason=plan.reason,
+        channels=[channel.value for channel in plan.channels],
         idempotency_key_hash=idempotency_digest(request.idempotency_key),
         created_at=now,
         next_attempt_at=plan.deferred_until or now,

@@ -43,3 +43,10 @@ class AttemptOutcome(StrEnum):
     DELIVERED = "delivered"
     RETRY = "retry"  # transient failure: another attempt is scheduled
     FAILED = "failed"  # permanent failure on this channel: fall back to the next one
+
+
+class ContactState(StrEnum):
+    PENDING = "pending"  # added, waiting for its verification code
+    VERIFIED = "verified"  # usable
+    BOUNCING = "bouncing"  # email: a permanent rejection; unused until verified again
+    DISABLED = "disabled"  # webhook 410 or failing for days, push refused, SMS unreachable

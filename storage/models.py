@@ -23,7 +23,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from storage.enums import AttemptOutcome, Category, Channel, MessageStatus, Priority
+from storage.enums import (
+    AttemptOutcome,
+    Category,
+    Channel,
+    ContactState,
+    MessageStatus,
+    Priority,
+)
 from storage.types import UTCDateTime, utcnow
 
 # Deterministic constraint names: Alembic batch mode on SQLite needs them to alter tables, and
@@ -122,6 +129,8 @@ class UserPreferences(Base):
     read_receipts: Mapped[bool] = mapped_column(default=False)
     # Applied when a request sets no retention_seconds; None: the gateway's default (a day).
     default_retention_seconds: Mapped[int | None] = mapped_column(Integer)
+    # Audit lines in the log for messages delivered elsewhere carry their content too.
+    audit_with_content: Mapped[bool] = mapped_column(default=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
@@ -179,6 +188,12 @@ class Message(Base):
     carried_by: Mapped[str | None] = mapped_column(
         ForeignKey("messages.id", ondelete="CASCADE"), index=True
     )
+    # The fallback chain decided at submission (channel values, in order), where the message
+    # stands in it, since when it tries that channel, and the channel that delivered it.
+    channels: Mapped[list[str]] = mapped_column(JSON, default=lambda: [Channel.TELEGRAM.value])
+    channel_index: Mapped[int] = mapped_column(Integer, default=0)
+    channel_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_via: Mapped[Channel | None] = mapped_column(_enum(Channel))
 
     attempts: Mapped[list[DeliveryAttempt]] = relationship(
         back_populates="message",
@@ -234,3 +249,48 @@ class TelegramCopy(Base):
     retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     delete_attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(200))
+
+
+class Contact(Base):
+    """A person's address on a channel besides Telegram (email, webhook, SMS, push).
+
+    The address and any secret are sealed with the content key (personal data stays encrypted
+    at rest); `channel` and `state` are all the queries need.
+    """
+
+    __tablename__ = "contacts"
+    __table_args__ = (UniqueConstraint("user_id", "channel"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[Channel] = mapped_column(_enum(Channel))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[ContactState] = mapped_column(_enum(ContactState))
+    # Email verification: the hash of the code mailed, until when it counts, wrong tries.
+    code_hash: Mapped[str | None] = mapped_column(String(64))
+    code_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    code_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Email: the hash of the one-click unsubscribe token in List-Unsubscribe links.
+    unsubscribe_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # Since when deliveries keep failing (a webhook failing for days is disabled).
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    state_reason: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class AuditEntry(Base):
+    """A message delivered by another channel, waiting to be noted in the person's log
+    ("📡 Communication Logs") once the log is reachable. Content only if the person chose so,
+    sealed."""
+
+    __tablename__ = "audit_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    message_id: Mapped[str] = mapped_column(String(36))
+    channel: Mapped[Channel] = mapped_column(_enum(Channel))
+    category: Mapped[Category] = mapped_column(_enum(Category))
+    delivered_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sealed_content: Mapped[bytes | None] = mapped_column(LargeBinary)

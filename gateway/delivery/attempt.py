@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,7 +25,9 @@ from gateway.channels.base import (
 from gateway.channels.telegram import TelegramAddress
 from gateway.content_cipher import ContentCipher, ContentDecryptError
 from gateway.delivery import progress
-from gateway.delivery.backoff import backoff_delay
+from gateway.delivery.chain import DEFAULT_POLICIES, MoveOn, RetryPolicy, after_temporary_failure
+from gateway.delivery.claim import Claim, Handled, Policy, current_channel
+from gateway.delivery.elsewhere import Elsewhere
 from gateway.delivery.routes import CreateTopic, Route, recreate, resolve
 from gateway.ephemeral import deletion_due
 from gateway.outbox_payload import OutboxPayload
@@ -45,27 +46,6 @@ REASON_UNREADABLE = "stored content does not decrypt with the configured key"
 REASON_UNRENDERABLE = "content could not be rendered for Telegram"
 
 
-@dataclass(frozen=True)
-class Handled:
-    outcome: AttemptOutcome
-    # Set for a retry: the earliest time anything more should be sent to this recipient.
-    retry_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Policy:
-    lease: timedelta
-    max_attempts: int
-
-
-@dataclass
-class _Claim:
-    session: AsyncSession
-    message: Message
-    token: datetime  # the claimed_until we set: proof we still own the row
-    attempt: int  # the DeliveryAttempt number of the current try
-
-
 class Deliverer:
     def __init__(
         self,
@@ -78,6 +58,7 @@ class Deliverer:
         rng: Callable[[], float],
         policy: Policy,
         on_deletion_scheduled: Callable[[datetime], None],
+        elsewhere: Elsewhere,
     ) -> None:
         self._on_deletion_scheduled = on_deletion_scheduled
         self._sessionmaker = sessionmaker
@@ -88,6 +69,12 @@ class Deliverer:
         self._clock = clock
         self._rng = rng
         self._policy = policy
+        self._telegram_policy = RetryPolicy(
+            max_attempts=policy.max_attempts,
+            base=DEFAULT_POLICIES[Channel.TELEGRAM].base,
+            cap=DEFAULT_POLICIES[Channel.TELEGRAM].cap,
+        )
+        self._elsewhere = elsewhere
 
     async def deliver(self, message_id: str) -> Handled | None:
         """Try the message once; None if another worker holds it (or took it over from us)."""
@@ -103,8 +90,9 @@ class Deliverer:
             message = await session.get(Message, message_id, populate_existing=True)
             if message is None:  # erased between claim and read
                 return None
-            attempt = await outbox.next_attempt_number(session, message_id, Channel.TELEGRAM)
-            claim = _Claim(session, message, token, attempt)
+            channel = current_channel(message)
+            attempt = await outbox.next_attempt_number(session, message_id, channel)
+            claim = Claim(session, message, token, attempt, channel)
             try:
                 return await self._attempt(claim)
             except Exception as exc:
@@ -118,7 +106,7 @@ class Deliverer:
                 unexpected = Transient(type(exc).__name__, "unexpected error while delivering")
                 return await self._failed_send(claim, None, unexpected, [])
 
-    async def _attempt(self, claim: _Claim) -> Handled | None:
+    async def _attempt(self, claim: Claim) -> Handled | None:
         message = claim.message
         try:
             if message.encrypted_content is None:
@@ -127,9 +115,11 @@ class Deliverer:
             payload = OutboxPayload.from_dict(sealed)
         except (ContentDecryptError, KeyError, TypeError, ValueError) as exc:
             return await self._fail(claim, type(exc).__name__, REASON_UNREADABLE)
+        if claim.channel is not Channel.TELEGRAM:
+            return await self._elsewhere.attempt(self, claim, payload)
         group = await groups.linked_group_of(claim.session, message.recipient_id)
         if group is None:
-            return await self._fail(claim, "NoPersonalLog", REASON_NO_LOG)
+            return await self.give_up(claim, "NoPersonalLog", REASON_NO_LOG)
         try:
             parts = self._channel.render(payload, message.category)
         except (TypeError, ValueError) as exc:
@@ -140,7 +130,7 @@ class Deliverer:
 
     async def _send(
         self,
-        claim: _Claim,
+        claim: Claim,
         group: LogGroup,
         sealed: dict[str, Any],
         payload: OutboxPayload,
@@ -171,7 +161,7 @@ class Deliverer:
             except AddressGone as err:
                 if recreated or route is None:
                     reason = "message thread not found even after recreating the topic"
-                    return await self._fail(claim, err.error_class, reason, err, sent)
+                    return await self.give_up(claim, err.error_class, reason, err, sent)
                 # Once per attempt: the topic was deleted in Telegram. Record the failed try,
                 # build the topic anew and send again at once (its old messages went with it).
                 self._record(claim, AttemptOutcome.RETRY, err, sent)
@@ -196,7 +186,7 @@ class Deliverer:
 
     async def _failed_send(
         self,
-        claim: _Claim,
+        claim: Claim,
         group: LogGroup | None,
         err: ChannelError,
         sent: list[str],
@@ -215,21 +205,41 @@ class Deliverer:
             retry_at = now + timedelta(seconds=err.retry_after)
             return await self._retry(claim, err, sent, retry_at, counted=False, **extra)
         if isinstance(err, Transient):
-            failures = message.attempt_count + 1
-            if failures >= self._policy.max_attempts:
-                reason = f"gave up after {failures} attempts: {err.error_class}: {err.detail}"
-                return await self._fail(claim, err.error_class, reason, err, sent)
-            delay = backoff_delay(failures, self._rng)
-            retry_at = now + timedelta(seconds=delay)
-            return await self._retry(claim, err, sent, retry_at, counted=True, **extra)
+            return await self.after_transient(claim, err, self._telegram_policy, sent, **extra)
         if isinstance(err, DestinationGone) and group is not None:
             group.unlinked_at = now
             log.warning("chat %s gone (%s); personal log unlinked", group.chat_id, err.error_class)
             reason = REASON_CHAT_GONE if err.detail == "chat not found" else REASON_REMOVED
-            return await self._fail(claim, err.error_class, reason, err, sent)
-        return await self._fail(claim, err.error_class, err.detail, err, sent)
+            return await self.give_up(claim, err.error_class, reason, err, sent)
+        return await self.give_up(claim, err.error_class, err.detail, err, sent)
 
-    async def _cover(self, claim: _Claim, parts: int) -> bool:
+    async def after_transient(
+        self,
+        claim: Claim,
+        err: ChannelError,
+        policy: RetryPolicy,
+        sent: list[str] | None = None,
+        *,
+        retry_after: float | None = None,
+        **extra: Any,
+    ) -> Handled | None:
+        """Retry on this channel when its policy says so, else move on down the chain."""
+        now = self._clock()
+        decision = after_temporary_failure(
+            failures=claim.message.attempt_count + 1,
+            since=claim.message.channel_since or now,
+            now=now,
+            has_next=claim.has_next,
+            policy=policy,
+            rng=self._rng,
+            retry_after=retry_after,
+        )
+        if isinstance(decision, MoveOn):
+            reason = f"{decision.reason}: {err.error_class}: {err.detail}"
+            return await self.give_up(claim, err.error_class, reason, err, sent)
+        return await self._retry(claim, err, sent or [], decision.at, counted=True, **extra)
+
+    async def _cover(self, claim: Claim, parts: int) -> bool:
         """Make the lease last for every part (plus a topic creation) of the slowest sends."""
         worst = timedelta(seconds=(parts + 1) * self._channel.request_timeout)
         needed = self._clock() + worst
@@ -245,7 +255,7 @@ class Deliverer:
 
     def _record(
         self,
-        claim: _Claim,
+        claim: Claim,
         outcome: AttemptOutcome,
         err: ChannelError | None,
         sent: list[str],
@@ -253,7 +263,7 @@ class Deliverer:
         outbox.add_attempt(
             claim.session,
             claim.message.id,
-            Channel.TELEGRAM,
+            claim.channel,
             claim.attempt,
             outcome,
             self._clock(),
@@ -261,7 +271,7 @@ class Deliverer:
             error=f"{err.error_class}: {err.detail}" if err else None,
         )
 
-    async def _settle(self, claim: _Claim, **values: Any) -> bool:
+    async def _settle(self, claim: Claim, **values: Any) -> bool:
         held = await outbox.settle(claim.session, claim.message.id, claim.token, **values)
         if not held:
             # Our lease ran out and another worker owns the message now; its outcome wins.
@@ -272,7 +282,7 @@ class Deliverer:
         return True
 
     async def _delivered(
-        self, claim: _Claim, route: Route, sent: list[str], payload: OutboxPayload
+        self, claim: Claim, route: Route, sent: list[str], payload: OutboxPayload
     ) -> Handled | None:
         now = self._clock()
         self._record(claim, AttemptOutcome.DELIVERED, None, sent)
@@ -306,6 +316,7 @@ class Deliverer:
             claim,
             status=MessageStatus.DELIVERED,
             delivered_at=now,
+            delivered_via=claim.channel,
             encrypted_content=None,
             claimed_until=None,
             failure_reason=None,
@@ -326,7 +337,7 @@ class Deliverer:
 
     async def _retry(
         self,
-        claim: _Claim,
+        claim: Claim,
         err: ChannelError,
         sent: list[str],
         retry_at: datetime,
@@ -341,6 +352,7 @@ class Deliverer:
             next_attempt_at=retry_at,
             claimed_until=None,
             attempt_count=claim.message.attempt_count + (1 if counted else 0),
+            channel_since=claim.message.channel_since or self._clock(),
             **extra,
         )
         if not done:
@@ -354,9 +366,63 @@ class Deliverer:
         )
         return Handled(AttemptOutcome.RETRY, retry_at)
 
+    async def delivered_elsewhere(self, claim: Claim, external_id: str) -> Handled | None:
+        """Settle a delivery by a channel other than Telegram (no parts, no copies)."""
+        self._record(claim, AttemptOutcome.DELIVERED, None, [external_id])
+        done = await self._settle(
+            claim,
+            status=MessageStatus.DELIVERED,
+            delivered_at=self._clock(),
+            delivered_via=claim.channel,
+            encrypted_content=None,
+            claimed_until=None,
+            failure_reason=None,
+            attempt_count=claim.message.attempt_count + 1,
+        )
+        if not done:
+            return None
+        log.info("message %s delivered by %s", claim.message.id, claim.channel.value)
+        return Handled(AttemptOutcome.DELIVERED)
+
+    async def give_up(
+        self,
+        claim: Claim,
+        error_class: str,
+        reason: str,
+        err: ChannelError | None = None,
+        sent: list[str] | None = None,
+    ) -> Handled | None:
+        """This channel will not deliver the message: the next one in its chain will try, or,
+        if it was the last, the message failed."""
+        if not claim.has_next:
+            return await self._fail(claim, error_class, reason, err, sent)
+        cause = err or ChannelError(error_class, reason)
+        self._record(claim, AttemptOutcome.FAILED, cause, sent or [])
+        nxt = claim.message.channels[claim.message.channel_index + 1]
+        done = await self._settle(
+            claim,
+            status=MessageStatus.QUEUED,
+            channel_index=claim.message.channel_index + 1,
+            channel_since=None,
+            attempt_count=0,
+            next_attempt_at=self._clock(),
+            claimed_until=None,
+            failure_reason=reason[:200],
+        )
+        if not done:
+            return None
+        log.warning(
+            "message %s: %s gave up (%s); falling back to %s",
+            claim.message.id,
+            claim.channel.value,
+            error_class,
+            nxt,
+        )
+        return Handled(AttemptOutcome.FAILED)
+
     async def _fail(
         self,
-        claim: _Claim,
+        claim: Claim,
         error_class: str,
         reason: str,
         err: ChannelError | None = None,

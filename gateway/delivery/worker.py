@@ -11,18 +11,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from aiogram import Bot
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway import audit
+from gateway.channels.fallback import FallbackChannel
 from gateway.channels.telegram import TelegramChannel
 from gateway.content_cipher import ContentCipher
-from gateway.delivery.attempt import Clock, Deliverer, Policy
+from gateway.delivery.attempt import Clock, Deliverer
+from gateway.delivery.chain import DEFAULT_POLICIES, RetryPolicy
+from gateway.delivery.claim import Policy
+from gateway.delivery.elsewhere import Elsewhere
 from gateway.delivery.routes import CreateTopic
 from gateway.personal_log import create_topic as personal_log_create_topic
+from storage.enums import Channel
 from storage.repositories import outbox
 from storage.types import utcnow
 
@@ -55,11 +62,16 @@ class DeliveryWorker:
         request_timeout: int = 20,
         create_topic: CreateTopic = personal_log_create_topic,
         on_deletion_scheduled: Callable[[datetime], None] = lambda when: None,
+        fallbacks: Mapping[Channel, FallbackChannel[Any]] | None = None,
+        public_url: str | None = None,
+        policies: Mapping[Channel, RetryPolicy] = DEFAULT_POLICIES,
     ) -> None:
         """`clock` returns aware UTC datetimes and `rng` floats in [0, 1) (backoff jitter); both
         are injectable so tests are deterministic. `lease` must exceed the slowest single send;
         a message of many parts extends its own lease. `on_deletion_scheduled(when)` hears of
-        each delivered message whose Telegram copy must be deleted at `when`."""
+        each delivered message whose Telegram copy must be deleted at `when`. `fallbacks` are
+        the other channels this deployment set up; `public_url` builds email unsubscribe
+        links."""
         self._sessionmaker = sessionmaker
         self._clock = clock
         self._poll_interval = poll_interval
@@ -79,7 +91,15 @@ class DeliveryWorker:
             rng,
             Policy(lease=lease, max_attempts=max_attempts),
             on_deletion_scheduled,
+            Elsewhere(
+                fallbacks or {},
+                cipher,
+                clock=clock,
+                public_url=public_url,
+                policies=policies,
+            ),
         )
+        self._cipher = cipher
 
     def notify(self) -> None:
         """A message was just committed: look at the outbox now rather than at the next poll."""
@@ -95,6 +115,9 @@ class DeliveryWorker:
         """
         try:
             async with self._sessionmaker() as session:
+                # Audit lines of deliveries elsewhere go to logs that are reachable again.
+                if await audit.flush_ready(session, self._cipher, self._clock()):
+                    await session.commit()
                 candidates = await outbox.due(session, self._clock(), self._batch_size)
             chats: dict[int, list[str]] = {}
             for candidate in candidates:

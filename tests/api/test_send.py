@@ -107,7 +107,8 @@ async def test_malformed_json_is_400(api: Client, person: Person) -> None:
         ({"content": {"text": "x"}, "priority": "asap"}, "priority", "urgent"),
         ({"content": {"text": "x"}, "colour": "red"}, "colour", "Extra inputs"),
         ({"content": {"text": "x"}, "hashtags": "auth"}, "hashtags", "list"),
-        ({"content": {"text": "x"}, "channels": ["email"]}, None, "only telegram"),
+        ({"content": {"text": "x"}, "channels": ["fax"]}, "channels.0", "telegram"),
+        ({"content": {"text": "x"}, "channels": []}, None, "at least one channel"),
         (
             {"content": {"text": "x", "self_destruct_seconds": 172801}},
             "content.self_destruct_seconds",

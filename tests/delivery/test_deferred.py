@@ -55,7 +55,7 @@ def make_releaser(
 async def _statuses(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, MessageStatus]:
     async with sessionmaker() as session:
         rows = await session.execute(select(Message.id, Message.status))
-        return dict(rows.tuples().all())
+        return {message_id: status for message_id, status in rows}
 
 
 async def test_nothing_moves_before_the_window_ends(

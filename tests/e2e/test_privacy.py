@@ -364,7 +364,7 @@ async def refused_requests(api: Api, stranger_api: Api) -> None:
             {"content": {"text": secret_text, "self_destruct_seconds": 3 * 86400}},
         ),
         ("NaN json", {"content": {"json_data": {"email": EMAILS[0], "x": float("nan")}}}),
-        ("bad channel", {"content": {"text": secret_text}, "channels": ["email"]}),
+        ("bad channel", {"content": {"text": secret_text}, "channels": ["fax"]}),
         ("recipient", {"recipient": EMAILS[1], "content": {"text": secret_text}}),
         ("bad priority", {"content": {"text": secret_text}, "priority": PHONES[1]}),
         ("not an object", [secret_text, EMAILS[1]]),

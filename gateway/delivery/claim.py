@@ -1,0 +1,44 @@
+"""A claimed message in the middle of an attempt, and what an attempt comes to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.enums import AttemptOutcome, Channel
+from storage.models import Message
+
+
+@dataclass(frozen=True)
+class Handled:
+    outcome: AttemptOutcome
+    # Set for a retry: the earliest time anything more should be sent to this recipient.
+    retry_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    lease: timedelta
+    max_attempts: int
+
+
+@dataclass
+class Claim:
+    session: AsyncSession
+    message: Message
+    token: datetime  # the claimed_until we set: proof we still own the row
+    attempt: int  # the DeliveryAttempt number of the current try
+    channel: Channel  # where in its fallback chain the message stands
+
+    @property
+    def has_next(self) -> bool:
+        return self.message.channel_index + 1 < len(self.message.channels)
+
+
+def current_channel(message: Message) -> Channel:
+    """The channel the message tries now (old rows without a chain: Telegram)."""
+    if message.channel_index < len(message.channels):
+        return Channel(message.channels[message.channel_index])
+    return Channel.TELEGRAM
