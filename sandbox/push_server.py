@@ -1,0 +1,373 @@
+"""A local stand-in for an ntfy server's publish API (tests and `libral-gateway sandbox`).
+
+`POST /{topic}` (or PUT) publishes the request body as the message, with ntfy's headers:
+`Title` (also `X-Title`, `t`), `Priority` (`X-Priority`, `prio`, `p`: 1-5 or min/low/default/
+high/max/urgent), `Tags` (`X-Tags`, `ta`: comma-separated) and `Authorization: Bearer <token>`.
+Header values may be RFC 2047 encoded words (`=?UTF-8?B?...?=`); like ntfy, the stand-in
+decodes them and keeps the raw value when they do not decode.
+
+Topics listed in `protected` need their token: none → 403 (ntfy code 40301), a wrong one → 401
+(40101); an unknown token is refused on any topic (401), as ntfy does. A bad priority is 400
+(40007), a body over 4096 bytes or not UTF-8 is 413 (41301) / 400 (40000). Success is 200
+`{"id", "time", "expires", "event": "message", "topic", "message", ...}`. Errors have ntfy's
+shape `{"code", "http", "error", "link"?}`.
+
+Received messages are recorded (`PushServerState.messages`, `wait_for_messages`). Failures can
+be scripted: the next N publishes answer a status (429, 503 with Retry-After, 404, ...) or hang
+until released.
+
+Control API, JSON: `GET /sandbox/messages?count=N&timeout=S` (waits for at least N),
+`DELETE /sandbox/messages`, `POST /sandbox/failures` `{"status", "times", "retry_after", "hang"}`,
+`DELETE /sandbox/failures`. `GET /v1/health` answers `{"healthy": true}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import string
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
+from typing import Any
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_request import BaseRequest
+
+MESSAGE_LIMIT_BYTES = 4096
+MESSAGE_TTL_SECONDS = 12 * 3600
+MAX_WAIT_SECONDS = 30.0
+TOPIC_ROUTE = "/{topic:[-_A-Za-z0-9]{1,64}}"
+_ID_ALPHABET = string.ascii_letters + string.digits
+_PRIORITY_NAMES = {"min": 1, "low": 2, "default": 3, "high": 4, "max": 5, "urgent": 5}
+
+
+@dataclass(frozen=True)
+class PushRecord:
+    """One published message as the stand-in received it (header values decoded)."""
+
+    id: str
+    time: int
+    topic: str
+    message: str
+    title: str | None
+    priority: int | None  # None: not given (ntfy's default, 3)
+    tags: tuple[str, ...]
+    token: str | None  # the Bearer token, if any
+    raw_headers: dict[str, str]  # Title/Priority/Tags exactly as sent
+
+
+@dataclass
+class PushFailure:
+    status: int
+    times: int = 1
+    retry_after: float | None = None
+    code: int | None = None
+    hang: bool = False  # hold the request until `release_hung()` (for client timeouts)
+
+
+class NtfyError(Exception):
+    def __init__(self, status: int, code: int, error: str) -> None:
+        super().__init__(error)
+        self.status = status
+        self.code = code
+        self.error = error
+
+
+def ntfy_error(
+    status: int, code: int, error: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.json_response(
+        {"code": code, "http": status, "error": error}, status=status, headers=headers
+    )
+
+
+def decode_header_value(value: str) -> str:
+    """An RFC 2047 encoded header as text (the raw value if it does not decode), trimmed."""
+    try:
+        return str(make_header(decode_header(value))).strip()
+    except (HeaderParseError, LookupError, UnicodeDecodeError, ValueError):
+        return value.strip()
+
+
+@dataclass
+class PushServerState:
+    # topic -> the token publishing to it needs
+    protected: dict[str, str] = field(default_factory=dict, repr=False)
+    messages: list[PushRecord] = field(default_factory=list)
+    failures: list[PushFailure] = field(default_factory=list)
+    requests: int = 0  # every publish attempt, failed or not
+    clock: Callable[[], float] = time.time  # Unix seconds
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition, repr=False)
+    _release: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    def fail_next(
+        self,
+        times: int = 1,
+        *,
+        status: int = 503,
+        retry_after: float | None = None,
+        code: int | None = None,
+        hang: bool = False,
+    ) -> None:
+        """Make the next `times` publishes fail with `status` (or hang first)."""
+        if hang:
+            self._arm_hang()
+        self.failures.append(PushFailure(status, times, retry_after, code, hang))
+
+    def _arm_hang(self) -> None:
+        if self._release.is_set():  # released before: hang again until the next release
+            self._release = asyncio.Event()
+
+    def release_hung(self) -> None:
+        self._release.set()
+
+    def take_failure(self) -> PushFailure | None:
+        for rule in self.failures:
+            if rule.times > 0:
+                rule.times -= 1
+                return rule
+        return None
+
+    def messages_for(self, topic: str) -> list[PushRecord]:
+        return [m for m in self.messages if m.topic == topic]
+
+    async def record(self, message: PushRecord) -> None:
+        async with self._changed:
+            self.messages.append(message)
+            self._changed.notify_all()
+
+    async def wait_for_messages(self, count: int = 1) -> list[PushRecord]:
+        """The messages once at least `count` arrived (bound the wait with asyncio.timeout)."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: len(self.messages) >= count)
+            return list(self.messages)
+
+
+PUSH_STATE_KEY = web.AppKey("push_server_state", PushServerState)
+
+
+def _state(request: web.Request) -> PushServerState:
+    return request.app[PUSH_STATE_KEY]
+
+
+def _param(request: web.Request, *names: str) -> tuple[str | None, str | None]:
+    """(raw, decoded) of the first of `names` present as a header, else as a query parameter."""
+    for name in names:
+        raw = request.headers.get(name)
+        if raw is None:
+            raw = request.query.get(name)
+        if raw is not None:
+            return raw, decode_header_value(raw)
+    return None, None
+
+
+def _authorize(request: web.Request, state: PushServerState, topic: str) -> str | None:
+    header = request.headers.get("Authorization")
+    token: str | None = None
+    if header is not None:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise NtfyError(401, 40101, "unauthorized")
+        token = value.strip()
+        if not any(secrets.compare_digest(token, t) for t in state.protected.values()):
+            raise NtfyError(401, 40101, "unauthorized")
+    required = state.protected.get(topic)
+    if required is None:
+        return token
+    if token is None:
+        raise NtfyError(403, 40301, "forbidden")
+    if not secrets.compare_digest(token, required):
+        raise NtfyError(401, 40101, "unauthorized")
+    return token
+
+
+def _priority(decoded: str | None) -> int | None:
+    if decoded is None or decoded == "":
+        return None
+    value = decoded.lower()
+    if value in _PRIORITY_NAMES:
+        return _PRIORITY_NAMES[value]
+    if value in ("1", "2", "3", "4", "5"):
+        return int(value)
+    raise NtfyError(400, 40007, "invalid priority")
+
+
+async def publish(request: web.Request) -> web.Response:
+    state = _state(request)
+    state.requests += 1
+    topic = request.match_info["topic"]
+    try:
+        token = _authorize(request, state, topic)
+        rule = state.take_failure()
+        if rule is not None:
+            if rule.hang:
+                await state._release.wait()
+            headers = (
+                {"Retry-After": f"{rule.retry_after:g}"} if rule.retry_after is not None else None
+            )
+            code = rule.code or rule.status * 100 + 1
+            return ntfy_error(rule.status, code, "scripted failure", headers)
+        raw_title, title = _param(request, "X-Title", "Title", "t")
+        raw_priority, priority_text = _param(request, "X-Priority", "Priority", "prio", "p")
+        raw_tags, tags_text = _param(request, "X-Tags", "Tags", "Tag", "ta")
+        priority = _priority(priority_text)
+        data = await request.read()
+        if len(data) > MESSAGE_LIMIT_BYTES:
+            raise NtfyError(413, 41301, "message too large")
+        try:
+            message = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise NtfyError(400, 40000, "message is not UTF-8") from None
+    except NtfyError as err:
+        return ntfy_error(err.status, err.code, err.error)
+    tags = tuple(t.strip() for t in (tags_text or "").split(",") if t.strip())
+    raw = {
+        name: value
+        for name, value in (("Title", raw_title), ("Priority", raw_priority), ("Tags", raw_tags))
+        if value is not None
+    }
+    record = PushRecord(
+        id="".join(secrets.choice(_ID_ALPHABET) for _ in range(12)),
+        time=state.now(),
+        topic=topic,
+        message=message or "triggered",
+        title=title or None,
+        priority=priority,
+        tags=tags,
+        token=token,
+        raw_headers=raw,
+    )
+    await state.record(record)
+    answer: dict[str, Any] = {
+        "id": record.id,
+        "time": record.time,
+        "expires": record.time + MESSAGE_TTL_SECONDS,
+        "event": "message",
+        "topic": topic,
+        "message": record.message,
+    }
+    if record.title:
+        answer["title"] = record.title
+    if record.tags:
+        answer["tags"] = list(record.tags)
+    if record.priority is not None and record.priority != 3:
+        answer["priority"] = record.priority
+    return web.json_response(answer)
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"healthy": True})
+
+
+# --- control API ---------------------------------------------------------------------------------
+
+
+def _record_view(record: PushRecord) -> dict[str, Any]:
+    view = asdict(record)
+    view["tags"] = list(record.tags)
+    return view
+
+
+async def list_messages(request: web.Request) -> web.Response:
+    state = _state(request)
+    try:
+        count = int(request.query.get("count", "0"))
+        timeout = min(float(request.query.get("timeout", "5")), MAX_WAIT_SECONDS)
+    except ValueError:
+        return web.json_response({"error": "count and timeout must be numbers"}, status=400)
+    try:
+        async with asyncio.timeout(timeout):
+            messages = await state.wait_for_messages(count)
+    except TimeoutError:
+        messages = list(state.messages)
+    return web.json_response({"messages": [_record_view(m) for m in messages]})
+
+
+async def clear_messages(request: web.Request) -> web.Response:
+    _state(request).messages.clear()
+    return web.json_response({"ok": True})
+
+
+async def add_failure(request: web.Request) -> web.Response:
+    try:
+        data = await request.json()
+        retry_after = data.get("retry_after")
+        code = data.get("code")
+        _state(request).fail_next(
+            int(data.get("times", 1)),
+            status=int(data.get("status", 503)),
+            retry_after=float(retry_after) if retry_after is not None else None,
+            code=int(code) if code is not None else None,
+            hang=bool(data.get("hang", False)),
+        )
+    except (ValueError, TypeError, AttributeError):
+        return web.json_response(
+            {"error": "expected {status, times, retry_after, code, hang}"}, status=400
+        )
+    return web.json_response({"ok": True})
+
+
+async def clear_failures(request: web.Request) -> web.Response:
+    state = _state(request)
+    state.failures.clear()
+    state.release_hung()
+    return web.json_response({"ok": True})
+
+
+@web.middleware
+async def _ntfy_not_found(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        response: web.StreamResponse = await handler(request)
+    except web.HTTPNotFound:
+        return ntfy_error(404, 40401, "page not found")
+    except web.HTTPMethodNotAllowed:
+        return ntfy_error(405, 40501, "method not allowed")
+    return response
+
+
+class TopicMaskingAccessLogger(AbstractAccessLogger):
+    """Access log lines without the topic (a secret) or the query string. Pass it as
+    `access_log_class` to the runner serving `create_push_server_app()`."""
+
+    def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
+        path = request.path if request.path.startswith(("/sandbox/", "/v1/")) else "/<topic>"
+        self.logger.info("%s %s -> %d (%.3fs)", request.method, path, response.status, time)
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+
+def create_push_server_app(*, protected: Mapping[str, str] | None = None) -> web.Application:
+    """The stand-in; `protected` maps topics to the Bearer token publishing to them needs."""
+    state = PushServerState(protected=dict(protected or {}))
+    app = web.Application(middlewares=[_ntfy_not_found], client_max_size=1024 * 1024)
+    app[PUSH_STATE_KEY] = state
+    app.router.add_get("/v1/health", health)
+    app.router.add_get("/sandbox/messages", list_messages)
+    app.router.add_delete("/sandbox/messages", clear_messages)
+    app.router.add_post("/sandbox/failures", add_failure)
+    app.router.add_delete("/sandbox/failures", clear_failures)
+    app.router.add_post(TOPIC_ROUTE, publish)
+    app.router.add_put(TOPIC_ROUTE, publish)
+
+    async def release(app: web.Application) -> None:
+        app[PUSH_STATE_KEY].release_hung()
+
+    app.on_shutdown.append(release)
+    return app
+
+
+def push_server_state(app: web.Application) -> PushServerState:
+    """The state behind an app from `create_push_server_app` (for in-process inspection)."""
+    return app[PUSH_STATE_KEY]
