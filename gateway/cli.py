@@ -14,6 +14,7 @@ from gateway.settings import Settings, SettingsError, content_key, load_settings
 from storage import migrate as migrations
 
 if TYPE_CHECKING:
+    from gateway.channel_wiring import ChannelsConfig
     from gateway.runtime import GatewayConfig
 
 # aiogram takes seconds to import (it builds every Bot API type), so the runtime is imported
@@ -92,7 +93,44 @@ def _gateway_config(settings: Settings, token: str) -> GatewayConfig:
         http_port=settings.http_port,
         content_key=content_key(settings),
         public_url=settings.public_url,
+        channels=channels_config(settings),
     )
+
+
+def channels_config(settings: Settings) -> ChannelsConfig:
+    """The fallback channels the settings turn on (email and SMS need their LIBRAL_* values)."""
+    from gateway.channel_wiring import ChannelsConfig
+    from gateway.channels.email import SmtpConfig
+    from gateway.channels.sms import SmsConfig
+    from gateway.channels.webhook import parse_schedule
+
+    smtp = None
+    host, sender = settings.smtp_host, settings.smtp_from
+    if host and sender:
+        default_port = {"tls": 465, "starttls": 587, "none": 25}[settings.smtp_security]
+        smtp = SmtpConfig(
+            host=host,
+            port=settings.smtp_port or default_port,
+            username=settings.smtp_username,
+            password=(
+                settings.smtp_password.get_secret_value() if settings.smtp_password else None
+            ),
+            security=settings.smtp_security,
+            sender=sender,
+        )
+    sms = None
+    url, sid, token, number = (
+        settings.sms_api_url,
+        settings.sms_account_sid,
+        settings.sms_auth_token,
+        settings.sms_from,
+    )
+    if url and sid and token and number:
+        sms = SmsConfig(
+            api_url=url, account_sid=sid, auth_token=token.get_secret_value(), sender=number
+        )
+    schedule = tuple(d.total_seconds() for d in parse_schedule(settings.webhook_retry_schedule))
+    return ChannelsConfig(smtp=smtp, sms=sms, webhook_schedule=schedule)
 
 
 def _cmd_serve(settings: Settings) -> int:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from aiogram import Bot, Dispatcher
@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.dispatcher import build_dispatcher
 from gateway.api.app import create_api_app
+from gateway.channel_monitor import CHECK_INTERVAL_SECONDS, ChannelMonitor
+from gateway.channel_wiring import ChannelsConfig, FallbackChannels, build_channels
 from gateway.content_cipher import ContentCipher
 from gateway.deferred import DeferredReleaser
 from gateway.deletion import CopyDeleter
@@ -43,6 +45,7 @@ class GatewayConfig:
     http_port: int
     content_key: bytes
     public_url: str | None = None
+    channels: ChannelsConfig = field(default_factory=ChannelsConfig)
 
     @property
     def api_base_url(self) -> str:
@@ -65,6 +68,8 @@ class Gateway:
     releaser: DeferredReleaser
     deleter: CopyDeleter
     purger: RetentionPurger
+    channels: FallbackChannels
+    monitor: ChannelMonitor
     api: web.Application
 
 
@@ -82,8 +87,17 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
     purger = RetentionPurger(
         sessionmaker, cipher, scheduler, on_notice=lambda: worker.notify(), clock=clock
     )
+    channels = build_channels(config.channels, clock)
+    monitor = ChannelMonitor(channels.adapters, clock=clock)
     worker = DeliveryWorker(
-        sessionmaker, bot, cipher, clock=clock, on_deletion_scheduled=deleter.due_at
+        sessionmaker,
+        bot,
+        cipher,
+        clock=clock,
+        on_deletion_scheduled=deleter.due_at,
+        fallbacks=channels.adapters,
+        public_url=config.api_base_url,
+        policies=channels.policies,
     )
     releaser = DeferredReleaser(
         sessionmaker, cipher, scheduler, on_released=worker.notify, clock=clock
@@ -108,6 +122,8 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
         releaser=releaser,
         deleter=deleter,
         purger=purger,
+        channels=channels,
+        monitor=monitor,
         api=create_api_app(
             sessionmaker,
             bot,
@@ -117,6 +133,7 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
             deletion_stats=deleter.stats,
             scheduler=scheduler,
             submitter=submitter,
+            channel_statuses=monitor.statuses,
         ),
     )
 
@@ -145,6 +162,13 @@ async def run_gateway(
         # records) runs now; the rest is scheduled from the database.
         for due_work in (gw.releaser, gw.deleter, gw.purger):
             await due_work.start()
+        gw.scheduler.add_job(
+            gw.monitor.check_all,
+            "interval",
+            seconds=CHECK_INTERVAL_SECONDS,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),  # the first check at once
+        )
         tasks = [
             asyncio.create_task(gw.worker.run(stop), name="delivery"),
             asyncio.create_task(
@@ -169,5 +193,6 @@ async def run_gateway(
             task.cancel()
         gw.scheduler.shutdown(wait=False)
         await runner.cleanup()
+        await gw.channels.close()
         await gw.bot.session.close()
         await gw.engine.dispose()

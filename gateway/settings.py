@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -37,6 +37,20 @@ class Settings(BaseSettings):
     # AES key for message content at rest; without it a key file is created beside the data.
     content_key: SecretStr | None = None
     content_key_file: Path = Path("./var/content.key")
+    # Email (all of host and from needed to turn email on).
+    smtp_host: str | None = None
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)  # default by security
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_from: str | None = None
+    # SMS through a Twilio-compatible API (all four needed to turn SMS on).
+    sms_api_url: str | None = None
+    sms_account_sid: str | None = None
+    sms_auth_token: SecretStr | None = None
+    sms_from: str | None = None
+    # Webhook retry delays, e.g. "5s,5m,30m,2h,5h,10h,10h".
+    webhook_retry_schedule: str = "5s,5m,30m,2h,5h,10h,10h"
 
     @field_validator("bot_token")
     @classmethod
@@ -61,7 +75,33 @@ class Settings(BaseSettings):
             raise ValueError(str(exc)) from None
         return value
 
-    @field_validator("telegram_api_url", "public_url")
+    @field_validator("smtp_from")
+    @classmethod
+    def _from_address(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not re.match(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$", value):
+            raise ValueError("must be an address like gateway@example.org")
+        return value
+
+    @field_validator("sms_from")
+    @classmethod
+    def _sms_from(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not re.match(r"^\+[1-9][0-9]{6,14}$", value):
+            raise ValueError("must be a phone number in E.164 form, like +15551234567")
+        return value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        from gateway.channels.webhook import parse_schedule
+
+        parse_schedule(value)  # raises ValueError with a hint
+        return value
+
+    @field_validator("telegram_api_url", "public_url", "sms_api_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None or value == "":

@@ -38,6 +38,7 @@ async def test_health_ok_against_sandbox(
             "queue_depth": 0,
             "telegram": {"ok": True, "username": "libral_sandbox_bot"},
             "worker": {"ok": True, "last_error": None, "last_run_at": None},
+            "channels": {},
             "deletions": {
                 "pending": 0,
                 "overdue": 0,

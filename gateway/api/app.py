@@ -16,6 +16,7 @@ from gateway.api.errors import error_middleware
 from gateway.api.health import health
 from gateway.api.keys import (
     BOT,
+    CHANNEL_STATUSES,
     CIPHER,
     CLOCK,
     DELETIONS,
@@ -28,6 +29,7 @@ from gateway.api.keys import (
 )
 from gateway.api.messages import message_status
 from gateway.api.send import send
+from gateway.channel_monitor import ChannelStatus, nothing_configured
 from gateway.content_cipher import ContentCipher
 from gateway.deletion import DeletionStats
 from gateway.submission import Submitter
@@ -48,6 +50,7 @@ def create_api_app(
     deletion_stats: DeletionStats | None = None,
     scheduler: SchedulerState | None = None,
     submitter: Submitter | None = None,
+    channel_statuses: Callable[[], list[ChannelStatus]] = nothing_configured,
 ) -> web.Application:
     """`on_deferred(when)` is told of each message held for quiet hours (the releaser), unless a
     ready `submitter` (the composition root's, shared with the bot) is given."""
@@ -63,6 +66,7 @@ def create_api_app(
     app[DELIVERY] = delivery
     app[DELETIONS] = deletion_stats or DeletionStats()
     app[SCHEDULER] = scheduler
+    app[CHANNEL_STATUSES] = channel_statuses
     app[SUBMITTER] = submitter or Submitter(
         sessionmaker, cipher, clock=clock, on_queued=delivery.notify, on_deferred=on_deferred
     )

@@ -9,7 +9,15 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import text
 
-from gateway.api.keys import BOT, CLOCK, DELETIONS, DELIVERY, SCHEDULER, SESSIONMAKER
+from gateway.api.keys import (
+    BOT,
+    CHANNEL_STATUSES,
+    CLOCK,
+    DELETIONS,
+    DELIVERY,
+    SCHEDULER,
+    SESSIONMAKER,
+)
 from gateway.deletion import OVERDUE_GRACE
 from storage.repositories import copies
 from storage.repositories.messages import queue_depth
@@ -68,6 +76,14 @@ async def health(request: web.Request) -> web.Response:
     }
     if not worker.running:
         failing.append("worker")
+    # Fallback channels as last checked: a configured one whose check failed degrades health.
+    body["channels"] = {}
+    for status in request.app[CHANNEL_STATUSES]():
+        if not status.configured:
+            continue
+        body["channels"][status.channel.value] = {"ok": status.healthy, "error": status.error}
+        if status.healthy is False:
+            failing.append(f"channel:{status.channel.value}")
     scheduler = request.app[SCHEDULER]
     if scheduler is not None:
         # Quiet-hours releases, scheduled deletions and retention all run on it.

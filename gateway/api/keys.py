@@ -10,6 +10,7 @@ from aiogram import Bot
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.channel_monitor import ChannelStatus
 from gateway.content_cipher import ContentCipher
 from gateway.deletion import DeletionStats
 from gateway.submission import Submitter
@@ -49,6 +50,8 @@ DELIVERY = web.AppKey("delivery", DeliveryHandle)
 SUBMITTER = web.AppKey("submitter", Submitter)
 DELETIONS = web.AppKey("deletions", DeletionStats)
 SCHEDULER: web.AppKey[SchedulerState | None] = web.AppKey("scheduler")
+# The fallback channels' last check results (gateway.channel_monitor).
+CHANNEL_STATUSES: web.AppKey[Callable[[], list[ChannelStatus]]] = web.AppKey("channel_statuses")
 
 # Set per request by the auth middleware.
 AUTHENTICATED = web.RequestKey("authenticated", ApiToken)

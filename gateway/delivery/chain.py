@@ -9,11 +9,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from gateway.channels.webhook import DEFAULT_SCHEDULE
 from gateway.delivery.backoff import backoff_delay
 from storage.enums import Channel
 
 # Webhooks follow the Standard Webhooks style schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
-WEBHOOK_SCHEDULE: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+WEBHOOK_SCHEDULE: tuple[float, ...] = tuple(d.total_seconds() for d in DEFAULT_SCHEDULE)
 # Temporary failures on a channel with another one after it stop being retried after this long:
 # the message moves on rather than waiting a day for one endpoint.
 FALL_THROUGH_AFTER = timedelta(hours=1)
