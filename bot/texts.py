@@ -290,7 +290,9 @@ ERASE_CANCELLED = "Nothing was erased."
 ERASED_NOTICE = "Erased."
 
 
-def erased(*, log_requested: bool, deleted: int, not_deleted: int) -> str:
+def erased(
+    *, log_requested: bool, deleted: int, not_deleted: int, scheduled_failed: int = 0
+) -> str:
     text = (
         "🗑 <b>Erased.</b> I no longer store anything about you: profile, preferences, "
         "personal log link, API tokens and message records are gone."
@@ -300,4 +302,167 @@ def erased(*, log_requested: bool, deleted: int, not_deleted: int) -> str:
         if not_deleted:
             text += f", {not_deleted} could not be deleted (Telegram refused, or older than 48 h)"
         text += "."
+    elif scheduled_failed:
+        # Self-destructing and unread ephemeral messages were deleted now rather than later.
+        text += (
+            f"\n{scheduled_failed} message(s) in your log were due to be deleted and Telegram "
+            "refused it just now: please delete them by hand."
+        )
     return text + "\nSend /start if you ever want to use me again."
+
+
+ERASE_BUSY = "A message to you is being delivered right now. Press the button again in a moment."
+
+
+# --- other channels: /email, /webhook, /phone, /push, /channels --------------------------------
+
+CONTACTS_PRIVATE_ONLY = (
+    "Set up email, webhook, SMS and push in our private chat: /email, /webhook, /phone, /push, "
+    "/channels."
+)
+CONTACTS_UNAVAILABLE = "Email, webhooks, SMS and push are not available on this gateway."
+
+EMAIL_USAGE = (
+    "<code>/email you@example.org</code> adds an address (I mail it a code), "
+    "<code>/email verify 123456</code> confirms it with that code, "
+    "<code>/email off</code> removes it."
+)
+WEBHOOK_USAGE = (
+    "<code>/webhook https://example.org/hooks/libral</code> registers your endpoint, "
+    "<code>/webhook test</code> sends it a signed test event, "
+    "<code>/webhook off</code> removes it."
+)
+PHONE_USAGE = (
+    "<code>/phone</code> and the button share your number for SMS (urgent messages only), "
+    "<code>/phone off</code> removes it."
+)
+PUSH_USAGE = (
+    "<code>/push https://ntfy.sh/your-secret-topic</code> (optionally followed by an access "
+    "token) sends notifications to that ntfy topic, <code>/push off</code> removes it."
+)
+
+_CHANNEL_NAMES = {
+    "email": "Email",
+    "webhook": "Webhook",
+    "sms": "SMS",
+    "push": "Push",
+}
+_STATE_LABELS = {
+    "pending": "⏳ waiting for the code",
+    "verified": "✅ in use",
+    "bouncing": "⚠️ bouncing",
+    "disabled": "⛔ disabled",
+}
+_FIXES = {
+    ("email", "pending"): "Send <code>/email verify 123456</code> with the code I mailed.",
+    ("email", "bouncing"): (
+        "The mail server refused it. Send <code>/email you@example.org</code> to verify it again."
+    ),
+    ("email", "disabled"): "Send <code>/email you@example.org</code> to verify it again.",
+    ("webhook", "bouncing"): (
+        "<code>/webhook test</code> turns it back on once your endpoint answers; "
+        "<code>/webhook https://...</code> registers a new one."
+    ),
+    ("webhook", "disabled"): (
+        "<code>/webhook test</code> turns it back on once your endpoint answers; "
+        "<code>/webhook https://...</code> registers a new one."
+    ),
+    ("sms", "bouncing"): "Send /phone to share your number again.",
+    ("sms", "disabled"): "Send /phone to share your number again.",
+    ("push", "bouncing"): "Send <code>/push https://...</code> to set it again.",
+    ("push", "disabled"): "Send <code>/push https://...</code> to set it again.",
+}
+
+
+def contact_line(channel: str, state: str, reason: str | None, shown: str) -> str:
+    """One contact of /channels (and of /email etc. alone): masked, with how to fix it."""
+    name = _CHANNEL_NAMES.get(channel, escape(channel))
+    line = f"• <b>{name}</b>: {escape(shown)} — {_STATE_LABELS.get(state, escape(state))}"
+    if reason and state != "verified":
+        line += f"\n   Reason: {escape(reason)}"
+    fix = _FIXES.get((channel, state))
+    if fix:
+        line += f"\n   {fix}"
+    return line
+
+
+def no_contact(channel: str) -> str:
+    return f"• <b>{_CHANNEL_NAMES.get(channel, escape(channel))}</b>: not set up"
+
+
+def channel_list(lines: Sequence[str]) -> str:
+    if not lines:
+        return (
+            "📡 You have no channels besides Telegram yet.\n"
+            "Add one with /email, /webhook, /phone or /push."
+        )
+    return (
+        "📡 <b>Your channels besides Telegram</b>\n"
+        + "\n".join(lines)
+        + "\n\nChange them with /email, /webhook, /phone or /push (each with <code>off</code> "
+        "to remove)."
+    )
+
+
+def setup_refused(problem: str, usage: str) -> str:
+    return f"⚠️ {escape(problem)}\n{usage}"
+
+
+def email_code_sent(shown: str, minutes: int) -> str:
+    return (
+        f"📧 I mailed a code to {escape(shown)}. It expires in {minutes} minutes; send it back "
+        "like this: <code>/email verify 123456</code>"
+    )
+
+
+def email_already_verified(shown: str) -> str:
+    return f"✅ {escape(shown)} is already verified and in use."
+
+
+def email_verified(shown: str) -> str:
+    return f"✅ Verified: messages can now reach you at {escape(shown)}."
+
+
+def webhook_registered(secret: str, host: str) -> str:
+    return (
+        f"🔗 Your webhook at {escape(host)} is registered.\n\n"
+        "Your signing secret (shown only this once, keep it on your receiver):\n"
+        f"<code>{escape(secret)}</code>\n\n"
+        "Each delivery is a JSON POST signed per Standard Webhooks "
+        "(standardwebhooks.com): headers <code>webhook-id</code>, "
+        "<code>webhook-timestamp</code> and <code>webhook-signature: v1,&lt;signature&gt;</code>, "
+        "the base64 HMAC-SHA256 of <code>id.timestamp.body</code> keyed with the base64-decoded "
+        "part after <code>whsec_</code>. The official libraries verify it for you; reject old "
+        "timestamps and deduplicate on <code>webhook-id</code>.\n\n"
+        "<code>/webhook test</code> sends a signed test event now."
+    )
+
+
+PHONE_ASK = (
+    "📱 Tap the button below to share your phone number from Telegram. "
+    "I send SMS for urgent messages only."
+)
+PHONE_BUTTON = "📱 Share my phone number"
+PHONE_NOT_YOURS = (
+    "⚠️ That is someone else's contact. I only take your own number: tap "
+    "“📱 Share my phone number” below."
+)
+PHONE_ONLY_BY_BUTTON = (
+    "I only take your number from Telegram's contact sharing: send /phone and tap the button."
+)
+
+
+def phone_saved(shown: str) -> str:
+    return f"✅ Saved your {escape(shown)} for SMS (urgent messages only)."
+
+
+def push_saved(host: str, *, token: bool) -> str:
+    with_token = " with your access token" if token else ""
+    return f"✅ Push notifications go to your topic on {escape(host)}{with_token}."
+
+
+def contact_removed(channel: str, *, existed: bool) -> str:
+    name = _CHANNEL_NAMES.get(channel, escape(channel))
+    if not existed:
+        return f"{name}: nothing to remove."
+    return f"🗑 {name} removed; I no longer store it."

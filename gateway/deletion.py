@@ -37,8 +37,9 @@ from storage.types import utcnow
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-MAX_ATTEMPTS = 6
-RETRY_BASE_SECONDS = 5.0
+# Retries run through a Telegram outage of hours: the real bound is the 48-hour window.
+MAX_ATTEMPTS = 30
+RETRY_BASE_SECONDS = 30.0
 RETRY_CAP_SECONDS = 1800.0
 OVERDUE_GRACE = timedelta(minutes=1)  # a deletion later than this counts as overdue
 

@@ -78,10 +78,14 @@ class RetentionPurger:
         now = self._clock()
         async with self._sessionmaker() as session:
             expired = await retention.expired(session, now, self._batch_size)
-            await retention.drop(session, [e.message_id for e in expired])
-            # Only what someone sent is reported; the gateway's own notices are not (a notice
-            # that could not be delivered must not beget another).
-            lost = Counter(e.recipient_id for e in expired if e.undelivered and e.from_sender)
+            ours = await retention.drop(session, [e.message_id for e in expired])
+            # Only what someone sent is reported, once: by the process whose DELETE removed it;
+            # the gateway's own notices are not (an undeliverable notice must not beget one).
+            lost = Counter(
+                e.recipient_id
+                for e in expired
+                if e.message_id in ours and e.undelivered and e.from_sender
+            )
             told = False
             for user_id, count in lost.items():
                 if await groups.linked_group_of(session, user_id) is not None:

@@ -17,7 +17,10 @@ from storage.types import utcnow
 
 log = logging.getLogger(__name__)
 
-GONE = "This message is no longer tracked: it was deleted already or is too old to delete."
+GONE = (
+    "I have no record of this message (yet): if it just arrived, try again in a moment; "
+    "otherwise it was deleted already or is too old to delete."
+)
 NOT_OWNER = "Only the owner of this personal log can delete its messages."
 LATER = "Telegram did not let me delete it just now; I will keep trying."
 DONE = "Deleted."

@@ -123,12 +123,20 @@ async def _conclude(query: CallbackQuery, bot: Bot, text: str) -> None:
         log.warning("could not report the erasure: %s", type(error).__name__)
 
 
-async def _delete_log_messages(session: AsyncSession, bot: Bot, user_id: int) -> tuple[int, int]:
-    """Delete the bot's messages in the person's log that Telegram still allows deleting;
-    (deleted, not deleted) counts, the too old ones among the latter."""
+async def _delete_log_messages(
+    session: AsyncSession, bot: Bot, user_id: int, *, scheduled_only: bool = False
+) -> tuple[int, int]:
+    """Delete the bot's messages in the person's log that Telegram still allows deleting (with
+    `scheduled_only`: those due to go anyway); (deleted, not deleted) counts, the too old ones
+    among the latter."""
     sent_after = utcnow() - DELETE_WINDOW
-    by_chat = await person_data.deletable_copies(session, user_id, sent_after)
-    recorded = await person_data.count_copies(session, user_id)
+    by_chat = await person_data.deletable_copies(
+        session, user_id, sent_after, scheduled_only=scheduled_only
+    )
+    if scheduled_only:
+        recorded = sum(len(ids) for ids in by_chat.values())
+    else:
+        recorded = await person_data.count_copies(session, user_id)
     deleted = failed = 0
     for chat_id, ids in by_chat.items():
         result = await delete_messages(bot, chat_id, ids)
@@ -152,9 +160,14 @@ async def confirm_erase(
         await _answer(query, texts.ERASE_NOTHING_LEFT, alert=True)
         return
     user_id = user.id
-    deleted = not_deleted = 0
-    if callback_data.delete_log:
-        deleted, not_deleted = await _delete_log_messages(session, bot, user_id)
+    if await person_data.being_sent(session, user_id, utcnow()):
+        await _answer(query, texts.ERASE_BUSY, alert=True)
+        return
+    # Deletions already promised (self-destruct, unread ephemeral) happen now, whichever button:
+    # erasing their schedule must not leave those messages in the log for good.
+    deleted, not_deleted = await _delete_log_messages(
+        session, bot, user_id, scheduled_only=not callback_data.delete_log
+    )
     await person_data.erase(session, user_id)
     await session.commit()  # gone for real before the person is told so
     log.info(
@@ -165,7 +178,10 @@ async def confirm_erase(
     )
     await _answer(query, texts.ERASED_NOTICE)
     text = texts.erased(
-        log_requested=callback_data.delete_log, deleted=deleted, not_deleted=not_deleted
+        log_requested=callback_data.delete_log,
+        deleted=deleted,
+        not_deleted=not_deleted,
+        scheduled_failed=0 if callback_data.delete_log else not_deleted,
     )
     await _conclude(query, bot, text)
 

@@ -21,6 +21,7 @@ from storage.repositories import copies, messages
 log = logging.getLogger(__name__)
 
 TOO_OLD = "sent more than 48 hours ago: Telegram no longer lets the bot delete it"
+ALREADY_GONE = "deleted already (self-destruct or the person's Read-delete button)"
 IN_DIGEST = "delivered inside a digest together with other messages, which stays"
 RETRYING = "Telegram refused for now ({}); the gateway keeps trying in the background"
 
@@ -40,7 +41,20 @@ async def _take(
             return error_response(
                 404, "not_found", "no message with this id was sent by this token"
             )
+        if message.carried_by is not None and await messages.undelivered(
+            session, message.carried_by
+        ):
+            # Its content sits in a digest on its way out: erasing the record alone would let
+            # the content through anyway. The digest settles within moments.
+            response = error_response(
+                409, "being_delivered", "the message is in a digest being delivered; try again"
+            )
+            response.headers["Retry-After"] = "5"
+            return response
         held = await copies.of_message(session, message.id)
+        # Scheduled in the same commit as the erase: if this process dies before Telegram
+        # answers, the deleter still removes them.
+        await copies.schedule(session, [c.id for c in held if c.sent_at > now - DELETE_WINDOW], now)
         if not await messages.erase_sent_by(session, message.id, token.id, now):
             await session.rollback()
             response = error_response(
@@ -69,7 +83,11 @@ async def erase_message(request: web.Request) -> web.Response:
     else:
         deletable = [c for c in held if c.sent_at > now - DELETE_WINDOW]
         reachable = {c.telegram_message_id for c in deletable}
-        not_deleted += _not_deleted([i for i in known if i not in reachable], TOO_OLD)
+        gone = [i for i in known if i not in reachable]
+        # A part with no copy left was deleted already (self-destruct, the ephemeral button)
+        # if it is younger than Telegram's limit; otherwise it is too old to delete.
+        young = message.delivered_at is not None and message.delivered_at > now - DELETE_WINDOW
+        not_deleted += _not_deleted(gone, ALREADY_GONE if young else TOO_OLD)
         by_chat: dict[int, list[TelegramCopy]] = {}
         for held_copy in deletable:
             by_chat.setdefault(held_copy.chat_id, []).append(held_copy)
@@ -83,10 +101,7 @@ async def erase_message(request: web.Request) -> web.Response:
                 await copies.drop(
                     session, [c.id for c in chat_copies if c.telegram_message_id in done]
                 )
-                # What failed is left to the scheduled deleter, due now.
-                await copies.schedule(
-                    session, [c.id for c in chat_copies if c.telegram_message_id not in done], now
-                )
+                # What failed stays scheduled (due now) for the deleter.
                 await session.commit()
             for telegram_id, error in result.failed.items():
                 not_deleted += _not_deleted([telegram_id], RETRYING.format(error.detail))

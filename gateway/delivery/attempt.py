@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiogram import Bot
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.channels.base import (
@@ -99,7 +100,10 @@ class Deliverer:
                 # A bug or an unforeseen error must not retry forever at every lease expiry:
                 # it counts as a transient failure, so the retry bound applies.
                 await session.rollback()
-                await session.refresh(message)  # the rollback expired it
+                try:
+                    await session.refresh(message)  # the rollback expired it
+                except InvalidRequestError:  # the row is gone (erased meanwhile)
+                    return None
                 log.error(
                     "message %s: unexpected %s while delivering", message_id, type(exc).__name__
                 )
@@ -157,6 +161,7 @@ class Deliverer:
                     sent.append(
                         await self._channel.send(route.address, parts[index], payload, last=last)
                     )
+                    self._keep_copy(claim, route, sent, payload)
                 return await self._delivered(claim, route, sent, payload)
             except AddressGone as err:
                 if recreated or route is None:
@@ -286,19 +291,8 @@ class Deliverer:
     ) -> Handled | None:
         now = self._clock()
         self._record(claim, AttemptOutcome.DELIVERED, None, sent)
-        # Kept while the bot may delete them: for self-destruct, the ephemeral button, DELETE
-        # and /erase. A due deletion is stored with them, so it survives any restart.
         delete_at = deletion_due(
             now, self_destruct_seconds=payload.self_destruct_seconds, ephemeral=payload.ephemeral
-        )
-        copies.add(
-            claim.session,
-            user_id=claim.message.recipient_id,
-            message_id=claim.message.id,
-            chat_id=route.address.chat_id,
-            telegram_ids=[int(part) for part in sent],
-            sent_at=now,
-            delete_at=delete_at,
         )
         # A digest's messages are delivered with it, in the same commit, pointing to its parts.
         await outbox.settle_carried(
@@ -365,6 +359,29 @@ class Deliverer:
             retry_at.isoformat(),
         )
         return Handled(AttemptOutcome.RETRY, retry_at)
+
+    def _keep_copy(
+        self, claim: Claim, route: Route, sent: list[str], payload: OutboxPayload
+    ) -> None:
+        """Record the part just sent, in the session the attempt's outcome commits: kept while
+        the bot may delete it (self-destruct, the ephemeral button, DELETE, /erase), with its
+        own send time, also when a later part fails. A due deletion lives in the same row, so
+        it survives any restart."""
+        now = self._clock()
+        copies.add(
+            claim.session,
+            user_id=claim.message.recipient_id,
+            message_id=claim.message.id,
+            chat_id=route.address.chat_id,
+            telegram_ids=[int(sent[-1])],
+            first_part_id=int(sent[0]),
+            sent_at=now,
+            delete_at=deletion_due(
+                now,
+                self_destruct_seconds=payload.self_destruct_seconds,
+                ephemeral=payload.ephemeral,
+            ),
+        )
 
     async def delivered_elsewhere(self, claim: Claim, external_id: str) -> Handled | None:
         """Settle a delivery by a channel other than Telegram (no parts, no copies)."""

@@ -23,8 +23,11 @@ def add(
     telegram_ids: Sequence[int],
     sent_at: datetime,
     delete_at: datetime | None,
+    first_part_id: int | None = None,
 ) -> None:
-    """Record the parts of one message (in order: the first part links them)."""
+    """Record parts of one message; `first_part_id` (default: the first of `telegram_ids`)
+    links all parts of the message."""
+    first = first_part_id if first_part_id is not None else telegram_ids[0]
     for telegram_id in telegram_ids:
         session.add(
             TelegramCopy(
@@ -32,7 +35,7 @@ def add(
                 message_id=message_id,
                 chat_id=chat_id,
                 telegram_message_id=telegram_id,
-                first_part_id=telegram_ids[0],
+                first_part_id=first,
                 sent_at=sent_at,
                 delete_at=delete_at,
             )
@@ -146,6 +149,8 @@ async def schedule(session: AsyncSession, copy_ids: Sequence[int], when: datetim
     """Due for deletion at `when` (the scheduled deleter takes it from there)."""
     if copy_ids:
         await session.execute(
-            update(TelegramCopy).where(TelegramCopy.id.in_(copy_ids)).values(delete_at=when),
+            update(TelegramCopy)
+            .where(TelegramCopy.id.in_(copy_ids))
+            .values(delete_at=when, retry_at=None),
             execution_options={"synchronize_session": False},
         )

@@ -69,3 +69,9 @@ async def erase_sent_by(
         execution_options={"synchronize_session": False},
     )
     return cast("CursorResult[Any]", result).rowcount == 1
+
+
+async def undelivered(session: AsyncSession, message_id: str) -> bool:
+    """Whether the message is still on its way (queued, held or being sent)."""
+    status = await session.scalar(select(Message.status).where(Message.id == message_id))
+    return status in (MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING)

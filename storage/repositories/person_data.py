@@ -13,6 +13,7 @@ from sqlalchemy import CursorResult, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from storage.enums import MessageStatus
 from storage.models import ApiToken, Message, TelegramCopy, User, UserPreferences
 
 
@@ -43,14 +44,18 @@ async def messages_of(session: AsyncSession, user_id: int) -> list[Message]:
 
 
 async def deletable_copies(
-    session: AsyncSession, user_id: int, sent_after: datetime
+    session: AsyncSession, user_id: int, sent_after: datetime, *, scheduled_only: bool = False
 ) -> dict[int, list[int]]:
     """Telegram message ids of the bot's messages in the person's logs that are younger than
-    `sent_after` (Telegram's deletion window), by chat id."""
+    `sent_after` (Telegram's deletion window), by chat id; with `scheduled_only`, only those
+    due to be deleted anyway (self-destruct, unread ephemeral)."""
+    query = select(TelegramCopy.chat_id, TelegramCopy.telegram_message_id).where(
+        TelegramCopy.user_id == user_id, TelegramCopy.sent_at > sent_after
+    )
+    if scheduled_only:
+        query = query.where(TelegramCopy.delete_at.is_not(None))
     rows = await session.execute(
-        select(TelegramCopy.chat_id, TelegramCopy.telegram_message_id)
-        .where(TelegramCopy.user_id == user_id, TelegramCopy.sent_at > sent_after)
-        .order_by(TelegramCopy.chat_id, TelegramCopy.telegram_message_id)
+        query.order_by(TelegramCopy.chat_id, TelegramCopy.telegram_message_id)
     )
     by_chat: dict[int, list[int]] = {}
     for chat_id, message_id in rows:
@@ -64,6 +69,21 @@ async def count_copies(session: AsyncSession, user_id: int) -> int:
         select(func.count()).select_from(TelegramCopy).where(TelegramCopy.user_id == user_id)
     )
     return int(count or 0)
+
+
+async def being_sent(session: AsyncSession, user_id: int, now: datetime) -> bool:
+    """Whether a worker holds a live lease on a message to the person (erasing now would race
+    a send whose result could not be recorded)."""
+    found = await session.scalar(
+        select(Message.id)
+        .where(
+            Message.recipient_id == user_id,
+            Message.status == MessageStatus.SENDING,
+            Message.claimed_until >= now,
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 async def erase(session: AsyncSession, user_id: int) -> bool:

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, delete, func, not_, select
+from sqlalchemy import ColumnElement, and_, delete, exists, func, not_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from storage.enums import MessageStatus
 from storage.models import Message
@@ -24,9 +25,15 @@ class Expired:
 
 
 def _past(now: datetime) -> ColumnElement[bool]:
-    # A message a worker is sending right now waits for the outcome (its lease bounds that).
+    # A message a worker is sending right now waits for the outcome (its lease bounds that);
+    # so does one carried by a digest on its way out (its content is in the digest, which
+    # settles it either way).
     being_sent = and_(Message.status == MessageStatus.SENDING, Message.claimed_until >= now)
-    return and_(Message.retention_expires_at <= now, not_(being_sent))
+    carrier = aliased(Message)
+    in_pending_digest = exists().where(
+        carrier.id == Message.carried_by, carrier.status.in_(UNDELIVERED)
+    )
+    return and_(Message.retention_expires_at <= now, not_(being_sent), not_(in_pending_digest))
 
 
 async def expired(session: AsyncSession, now: datetime, limit: int) -> list[Expired]:
@@ -42,12 +49,16 @@ async def expired(session: AsyncSession, now: datetime, limit: int) -> list[Expi
     ]
 
 
-async def drop(session: AsyncSession, message_ids: Sequence[str]) -> None:
-    if message_ids:
-        await session.execute(
-            delete(Message).where(Message.id.in_(message_ids)),
-            execution_options={"synchronize_session": False},
-        )
+async def drop(session: AsyncSession, message_ids: Sequence[str]) -> set[str]:
+    """Delete these records; the ids this statement deleted (another process may have been
+    first with some: only these are ours to report)."""
+    if not message_ids:
+        return set()
+    result = await session.execute(
+        delete(Message).where(Message.id.in_(message_ids)).returning(Message.id),
+        execution_options={"synchronize_session": False},
+    )
+    return set(result.scalars())
 
 
 async def next_deadline(session: AsyncSession) -> datetime | None:

@@ -391,3 +391,44 @@ def test_the_erase_keyboard_carries_the_owner() -> None:
     assert isinstance(markup, InlineKeyboardMarkup)
     data = [b.callback_data for row in markup.inline_keyboard for b in row]
     assert data == ["erase:42:0", "erase:42:1", "erase_keep:42"]
+
+
+async def test_plain_erase_still_carries_out_promised_deletions(running: RunningBot) -> None:
+    """Self-destructing and unread ephemeral messages go now: erasing their schedule must not
+    leave them in the log for good. Other log messages stay (only the second button)."""
+    ada, ada_group = await a_full_person(running, "Ada")
+    [kept] = await post_in_log(running, ada, ada_group, 1)
+    [due] = await post_in_log(running, ada, ada_group, 1)
+    async with running.sessionmaker() as session, session.begin():
+        await copies.schedule(
+            session,
+            [
+                c.id
+                for c in await copies.of_user(session, await db_id(running, ada))
+                if c.telegram_message_id == due
+            ],
+            utcnow() + timedelta(hours=5),
+        )
+    question = await ask_erase(running, ada)
+    await running.press(ada, ada, question, data_of(question, texts.ERASE_BUTTON))
+    done = await redrawn(running, ada, question)
+    assert "Erased" in (done.text or "")
+    chat = await running.control.get_chat(ada_group)
+    assert chat.message(due).deleted_at is not None
+    assert chat.message(kept).deleted_at is None
+    assert await user_of(running, ada) is None
+
+
+async def test_erase_waits_while_a_message_is_being_sent(running: RunningBot) -> None:
+    ada, _ = await a_full_person(running, "Ada")
+    message_id = await add_message(running, ada, delivered=False)
+    async with running.sessionmaker() as session, session.begin():
+        row = await session.get(Message, message_id)
+        assert row is not None
+        row.status = MessageStatus.SENDING
+        row.claimed_until = utcnow() + timedelta(minutes=1)
+    question = await ask_erase(running, ada)
+    answer = await running.press(ada, ada, question, data_of(question, texts.ERASE_BUTTON))
+    assert answer["show_alert"] is True
+    assert answer["text"] == texts.ERASE_BUSY
+    assert await user_of(running, ada) is not None

@@ -210,12 +210,12 @@ async def test_failures_are_retried_with_backoff(
     assert await deleter.delete_due() == 1
     [row] = await _copies(sessionmaker)
     assert row.delete_attempts == 1
-    assert row.retry_at == clock() + timedelta(seconds=2.5)  # 5 s ceiling, jitter 0.5
+    assert row.retry_at == clock() + timedelta(seconds=15)  # 30 s ceiling, jitter 0.5
     assert row.last_error is not None
     assert "Internal Server Error" in row.last_error
 
     assert await deleter.delete_due() == 0  # not yet
-    clock.advance(3)
+    clock.advance(16)
     assert await deleter.delete_due() == 1
     assert await _copies(sessionmaker) == []
     chat = await control.get_chat(personal.chat_id)
@@ -311,3 +311,23 @@ async def test_scheduled_deletions_survive_a_restart(
     async with asyncio.timeout(10):
         await done.wait()
     assert (await control.get_chat(personal.chat_id)).message(row.telegram_message_id).deleted_at
+
+
+async def test_parts_already_sent_are_kept_when_a_later_part_fails(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    enqueue: Enqueue,
+    make_worker: WorkerFactory,
+    clock: UTCClock,
+) -> None:
+    await enqueue("z " * 3000, self_destruct_seconds=60)  # two parts
+    # Seeded: the first sendMessage passes, the second is refused for good.
+    await control.add_fault(
+        "sendMessage", error_code=400, description="Bad Request: nope", probability=0.5, seed=10
+    )
+    await make_worker().run_once()
+    [kept] = await _copies(sessionmaker)  # the part that did reach the log
+    chat = await control.get_chat(personal.chat_id)
+    assert chat.message(kept.telegram_message_id).deleted_at is None
+    assert kept.delete_at == clock() + timedelta(seconds=60)  # its self-destruct still holds

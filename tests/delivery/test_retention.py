@@ -184,3 +184,26 @@ async def test_copies_are_forgotten_once_the_bot_cannot_delete_them(
     async with sessionmaker() as session:
         left = list(await session.scalars(select(TelegramCopy.telegram_message_id)))
     assert left == [3]  # a scheduled deletion is the deleter's to finish or give up
+
+
+async def test_a_message_inside_a_digest_on_its_way_waits_for_the_digest(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    enqueue: Enqueue,
+    make_purger: PurgerFactory,
+    clock: UTCClock,
+) -> None:
+    digest = await enqueue("the digest", created_offset=3600)  # retention an hour longer
+    member = await enqueue("carried", created_offset=0)
+    async with sessionmaker() as session, session.begin():
+        row = await session.get(Message, member)
+        assert row is not None
+        row.carried_by, row.encrypted_content = digest, None
+    purger = make_purger()
+    clock.advance(DAY)  # the member's deadline passed; its content is still in the digest
+    assert await purger.purge_due() == 0
+    async with sessionmaker() as session, session.begin():
+        carrier = await session.get(Message, digest)
+        assert carrier is not None
+        carrier.status = MessageStatus.DELIVERED
+    assert await purger.purge_due() == 1
+    assert await _mentions(sessionmaker, member) == []

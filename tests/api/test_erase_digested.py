@@ -1,0 +1,77 @@
+"""DELETE of a message that went (or goes) out inside a digest with other messages."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.enums import AttemptOutcome, Category, Channel, MessageStatus, Priority
+from storage.models import DeliveryAttempt, Message
+from storage.types import utcnow
+from tests.api.conftest import Client, Person
+
+API = "/api/v1/communication"
+
+
+def _row(message_id: str, person: Person, status: MessageStatus, **extra: object) -> Message:
+    return Message(
+        id=message_id,
+        recipient_id=person.user_id,
+        category=Category.SYSTEM,
+        priority=Priority.NORMAL,
+        status=status,
+        retention_expires_at=utcnow() + timedelta(days=1),
+        **extra,
+    )
+
+
+async def test_a_digested_message_waits_for_its_digest_then_keeps_it(
+    api: Client, person: Person, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    digest_id, member_id = str(uuid.uuid4()), str(uuid.uuid4())
+    async with sessionmaker() as session, session.begin():
+        session.add(_row(digest_id, person, MessageStatus.QUEUED, encrypted_content=b"sealed"))
+        await session.flush()
+        session.add(
+            _row(
+                member_id,
+                person,
+                MessageStatus.QUEUED,
+                sender_token_id=person.token_id,
+                carried_by=digest_id,
+            )
+        )
+    url = f"{API}/messages/{member_id}"
+    resp = await api.delete(url, headers=person.auth)
+    assert resp.status == 409  # its content is in the digest on its way out
+    assert resp.headers["Retry-After"] == "5"
+    assert (await api.get(url, headers=person.auth)).status == 200
+
+    async with sessionmaker() as session, session.begin():
+        for message_id in (digest_id, member_id):
+            row = await session.get(Message, message_id)
+            assert row is not None
+            row.status = MessageStatus.DELIVERED
+            row.delivered_at = utcnow()
+            row.encrypted_content = None
+            session.add(
+                DeliveryAttempt(
+                    message_id=message_id,
+                    channel=Channel.TELEGRAM,
+                    attempt=1,
+                    outcome=AttemptOutcome.DELIVERED,
+                    external_id="77",
+                )
+            )
+    resp = await api.delete(url, headers=person.auth)
+    body = await resp.json()
+    assert resp.status == 200
+    assert body["record_deleted"] is True
+    assert body["telegram"]["deleted"] == []
+    [kept] = body["telegram"]["not_deleted"]
+    assert kept["telegram_message_id"] == 77
+    assert "digest" in kept["reason"]
+    async with sessionmaker() as session:
+        assert await session.get(Message, digest_id) is not None  # the others' digest stays
