@@ -9,6 +9,7 @@ empty on every run: rows about sandbox users must not outlive the users.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -18,6 +19,7 @@ from aiohttp import web
 from gateway.content_cipher import load_or_create_key_file
 from gateway.runtime import GatewayConfig, run_gateway
 from gateway.sandbox_demo import run_demo
+from gateway.sandbox_standins import stand_ins
 from gateway.settings import Settings
 from sandbox.server import TokenMaskingAccessLogger, create_sandbox_app
 from sandbox.state import DEFAULT_BOT_TOKEN
@@ -26,7 +28,14 @@ from storage import migrate
 SANDBOX_DIR = Path("var/sandbox")
 
 
-def banner(bot_api_url: str, api_url: str, token: str, *, default_token: bool) -> str:
+def banner(
+    bot_api_url: str,
+    api_url: str,
+    token: str,
+    *,
+    default_token: bool,
+    stand_in_lines: list[str] | None = None,
+) -> str:
     token_line = (
         f"  bot token       {token}  (the sandbox default; set LIBRAL_BOT_TOKEN to change)"
         if default_token
@@ -40,6 +49,7 @@ def banner(bot_api_url: str, api_url: str, token: str, *, default_token: bool) -
             f"  gateway API     {api_url}/api/v1/communication/",
             f"  database        {SANDBOX_DIR}/gateway.sqlite3 (fresh on every run)",
             token_line,
+            *(stand_in_lines or []),
             "",
             "Try first:",
             f"  curl -s {api_url}/api/v1/communication/health",
@@ -72,6 +82,8 @@ async def run_sandbox_with_gateway(
     database_url = _fresh_database()
     # Alembic's async env runs its own event loop: give it a thread of its own.
     await asyncio.to_thread(migrate.upgrade, database_url)
+    # Email, webhook, SMS and push stand-ins, so every channel works without the internet.
+    stack_of_stand_ins = contextlib.AsyncExitStack()
     runner = web.AppRunner(
         create_sandbox_app(token=token),
         shutdown_timeout=2.0,
@@ -79,6 +91,7 @@ async def run_sandbox_with_gateway(
     )
     await runner.setup()
     try:
+        others = await stack_of_stand_ins.enter_async_context(stand_ins(host))
         site = web.TCPSite(runner, host, bot_api_port)
         await site.start()
         bound = runner.addresses[0][1] if runner.addresses else bot_api_port
@@ -91,15 +104,21 @@ async def run_sandbox_with_gateway(
             http_port=settings.http_port,
             content_key=load_or_create_key_file(SANDBOX_DIR / "content.key"),
             public_url=None,
+            channels=others.channels,
         )
         if demo:
             await _run_demo(config, bot_api_url, out)
             return
         text = banner(
-            bot_api_url, config.api_base_url, token, default_token=settings.bot_token is None
+            bot_api_url,
+            config.api_base_url,
+            token,
+            default_token=settings.bot_token is None,
+            stand_in_lines=others.banner_lines(),
         )
         await run_gateway(config, stop, on_ready=lambda: print(text, file=out, flush=True))
     finally:
+        await stack_of_stand_ins.aclose()
         await runner.cleanup()
 
 

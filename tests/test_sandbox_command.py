@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -75,6 +76,12 @@ def test_sandbox_command_runs_gateway_against_sandbox(tmp_path: Path) -> None:
 
         user = _post_json(f"http://127.0.0.1:{bot_api_port}/sandbox/users", {"first_name": "Ada"})
         assert isinstance(user["id"], int)
+        # The fallback channels' stand-ins run too, each on a port of its own.
+        for label in ("SMTP stand-in", "webhook target", "SMS API", "push server"):
+            assert label in banner
+        mailbox = re.search(r"read what arrived: (http://\S+/mail)", banner)
+        assert mailbox is not None, banner
+        assert _get_json(mailbox.group(1)) == (200, {"mail": []})
         assert (tmp_path / "var" / "sandbox" / "gateway.sqlite3").exists()
     finally:
         proc.send_signal(signal.SIGINT)

@@ -610,3 +610,22 @@ def test_classify(exc: Exception, error: type[ChannelError], detail: str) -> Non
     assert detail in result.detail
     assert result.error_class == type(exc).__name__
     assert "who" not in result.detail
+
+
+@pytest.mark.parametrize(
+    ("url", "accepted"),
+    [
+        ("http://127.0.0.1:8080/api/v1/communication/unsubscribe/t", True),  # the sandbox
+        ("http://localhost:8080/api/v1/communication/unsubscribe/t", True),
+        ("http://gateway.example.org/api/v1/communication/unsubscribe/t", False),
+        ("https://gateway.example.org/api/v1/communication/unsubscribe/t", True),
+    ],
+)
+def test_plain_http_unsubscribe_links_only_for_a_local_gateway(url: str, accepted: bool) -> None:
+    from gateway.email_message import InvalidUnsubscribeUrl, check_unsubscribe_url
+
+    if accepted:
+        assert check_unsubscribe_url(url) == url
+    else:
+        with pytest.raises(InvalidUnsubscribeUrl):
+            check_unsubscribe_url(url)
