@@ -44,6 +44,7 @@ class Setting(StrEnum):
     BYPASS = "bypass"
     EPHEMERAL = "ephemeral"
     RECEIPTS = "receipts"
+    AUDIT = "audit"  # audit lines of deliveries elsewhere carry the content
 
 
 # Where a change of each setting is shown.
@@ -55,6 +56,7 @@ SCREEN_OF: Mapping[Setting, Screen] = {
     Setting.BYPASS: Screen.QUIET,
     Setting.EPHEMERAL: Screen.PRIVACY,
     Setting.RECEIPTS: Screen.PRIVACY,
+    Setting.AUDIT: Screen.PRIVACY,
 }
 
 # Each screen's Back button.
@@ -106,6 +108,7 @@ SILENT_BUTTON = "🔕 Mode: silent"
 DEFER_BUTTON = "⏳ Mode: defer"
 EPHEMERAL_LABEL = "Ephemeral by default"
 RECEIPTS_LABEL = "Read receipts"
+AUDIT_LABEL = "Content in the log's audit lines"
 UP, DOWN = "⬆️", "⬇️"
 CLOSED_TEXT = "⚙️ Preferences closed. Send /prefs to open them again."
 
@@ -135,6 +138,8 @@ class PrefsValue(Protocol):
     def default_ephemeral(self) -> bool: ...
     @property
     def read_receipts(self) -> bool: ...
+    @property
+    def audit_with_content(self) -> bool: ...
 
 
 class PrefsRow(Protocol):
@@ -152,6 +157,7 @@ class PrefsRow(Protocol):
     urgent_bypass: bool
     default_ephemeral: bool
     read_receipts: bool
+    audit_with_content: bool
 
 
 @dataclass(frozen=True)
@@ -220,6 +226,8 @@ def apply_set(row: PrefsRow, setting: str, key: str, on: bool) -> Screen | None:
         row.urgent_bypass = on
     elif which is Setting.EPHEMERAL:
         row.default_ephemeral = on
+    elif which is Setting.AUDIT:
+        row.audit_with_content = on
     else:
         row.read_receipts = on
     return SCREEN_OF[which]
@@ -377,7 +385,8 @@ def _channels(prefs: PrefsValue, owner_id: int) -> tuple[str, Rows]:
         "📡 <b>Channels</b>\n"
         "I try your channels in this order and skip the ones that are off:\n"
         f"{listing}\n\n"
-        "Only Telegram is live so far; the other channels become usable once they are set up.\n"
+        "Email, webhook, SMS and push are used once you set them up: /email, /webhook, "
+        "/phone, /push.\n"
         "Press a channel to switch it on or off, ⬆️/⬇️ to move it."
     )
     return text, rows
@@ -467,14 +476,17 @@ def _privacy(prefs: PrefsValue, owner_id: int) -> tuple[str, Rows]:
         for label, setting, on in (
             (EPHEMERAL_LABEL, Setting.EPHEMERAL, prefs.default_ephemeral),
             (RECEIPTS_LABEL, Setting.RECEIPTS, prefs.read_receipts),
+            (AUDIT_LABEL, Setting.AUDIT, prefs.audit_with_content),
         )
     ]
     text = (
         "🔒 <b>Privacy</b>\n"
         f"{EPHEMERAL_LABEL}: {_onoff(prefs.default_ephemeral)}. Messages disappear once read.\n"
         f"{RECEIPTS_LABEL}: {_onoff(prefs.read_receipts)}. "
-        "Senders learn when you read a message.\n\n"
-        "These are stored now; later features act on them."
+        "Senders learn when you read a message (stored now; a later feature acts on it).\n"
+        f"{AUDIT_LABEL}: {_onoff(prefs.audit_with_content)}. A message delivered by email, "
+        "webhook, SMS or push leaves a line in 📡 Communication Logs; with this on, the line "
+        "shows the message's first lines too."
     )
     return text, rows
 

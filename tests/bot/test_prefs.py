@@ -162,7 +162,7 @@ async def test_channels_move_and_toggle(running: RunningBot) -> None:
     user = await running.register("Ada")
     menu = await menu_of(running, user)
     await menu.press("📡 Channels")
-    assert "Only Telegram is live" in (menu.message.text or "")
+    assert "/email, /webhook, /phone, /push" in (menu.message.text or "")
 
     # ⬇️ of the first row (Telegram): rows are [toggle, (⬆️), (⬇️)]
     down_telegram = PrefsMove(owner_id=user, channel="telegram", up=False).pack()
@@ -219,11 +219,13 @@ async def test_privacy_toggles_and_close(running: RunningBot) -> None:
     await menu.press("🔒 Privacy")
     assert saved(await menu.press("🚫 Ephemeral by default"))
     assert saved(await menu.press("🚫 Read receipts"))
+    assert saved(await menu.press("🚫 Content in the log's audit lines"))
     row = await _stored(running, user)
-    assert (row.default_ephemeral, row.read_receipts) == (True, True)
+    assert (row.default_ephemeral, row.read_receipts, row.audit_with_content) == (True, True, True)
     assert [label for label, _ in buttons(menu.message)] == [
         "✅ Ephemeral by default",
         "✅ Read receipts",
+        "✅ Content in the log's audit lines",
         "⬅️ Back",
     ]
     await menu.press("⬅️ Back")

@@ -36,6 +36,10 @@ class Prefs:
     urgent_bypass: bool = True
     default_ephemeral: bool = False
     read_receipts: bool = False
+    audit_with_content: bool = False
+
+
+AUDIT = "Content in the log's audit lines"
 
 
 def rows(view: View) -> list[list[tuple[str, str]]]:
@@ -110,7 +114,7 @@ def test_channel_rows_have_toggle_and_moves_except_at_the_edges() -> None:
     assert back == [("⬅️ Back", PrefsNav(owner_id=OWNER, screen="main").pack())]
     assert "1. SMS (on)" in view.text
     assert "3. Email (off)" in view.text
-    assert "Only Telegram is live" in view.text
+    assert "/email, /webhook, /phone, /push" in view.text
 
 
 @pytest.mark.parametrize(
@@ -161,9 +165,16 @@ def test_common_zones_are_real_zones() -> None:
 @pytest.mark.parametrize(
     ("prefs", "expected"),
     [
-        (Prefs(), ["🚫 Ephemeral by default", "🚫 Read receipts"]),
-        (Prefs(default_ephemeral=True), ["✅ Ephemeral by default", "🚫 Read receipts"]),
-        (Prefs(read_receipts=True), ["🚫 Ephemeral by default", "✅ Read receipts"]),
+        (Prefs(), ["🚫 Ephemeral by default", "🚫 Read receipts", f"🚫 {AUDIT}"]),
+        (
+            Prefs(default_ephemeral=True),
+            ["✅ Ephemeral by default", "🚫 Read receipts", f"🚫 {AUDIT}"],
+        ),
+        (Prefs(read_receipts=True), ["🚫 Ephemeral by default", "✅ Read receipts", f"🚫 {AUDIT}"]),
+        (
+            Prefs(audit_with_content=True),
+            ["🚫 Ephemeral by default", "🚫 Read receipts", f"✅ {AUDIT}"],
+        ),
     ],
 )
 def test_privacy_labels(prefs: Prefs, expected: list[str]) -> None:
@@ -173,7 +184,7 @@ def test_privacy_labels(prefs: Prefs, expected: list[str]) -> None:
     assert [PrefsSet.unpack(buttons[label]).on for label in expected] == [
         label.startswith("🚫") for label in expected
     ]
-    assert "later features act on them" in view.text
+    assert "Communication Logs" in view.text
 
 
 def test_summary_shows_every_setting() -> None:
@@ -278,6 +289,7 @@ def test_apply_move(stored: list[str], channel: str, up: bool, expected: list[st
         ("bypass", "", False, {"urgent_bypass": False}, Screen.QUIET),
         ("ephemeral", "", True, {"default_ephemeral": True}, Screen.PRIVACY),
         ("receipts", "", True, {"read_receipts": True}, Screen.PRIVACY),
+        ("audit", "", True, {"audit_with_content": True}, Screen.PRIVACY),
     ],
 )
 def test_apply_set(
