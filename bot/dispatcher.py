@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.commands import register_commands
 from bot.middlewares import ChatLockMiddleware, CurrentUserMiddleware, DbSessionMiddleware
 from bot.routers import feature_routers
+from gateway.contact_setup import ContactSetup
 from gateway.submission import Submitter
 
 
@@ -18,14 +19,18 @@ def build_dispatcher(
     *,
     public_api_url: str | None = None,
     submitter: Submitter | None = None,
+    contact_setup: ContactSetup | None = None,
 ) -> Dispatcher:
     """`public_api_url` (e.g. LIBRAL_PUBLIC_URL) is shown in /token's curl example; `submitter`
-    is the outbox entrance /test sends through (the one the HTTP API uses)."""
+    is the outbox entrance /test sends through (the one the HTTP API uses); `contact_setup`
+    serves /email, /webhook, /phone, /push and /channels (without it they say "not available")."""
     data: dict[str, Any] = {"sessionmaker": sessionmaker}
     if public_api_url:
         data["public_api_url"] = public_api_url
     if submitter is not None:
         data["submitter"] = submitter
+    if contact_setup is not None:
+        data["contact_setup"] = contact_setup
     dp = Dispatcher(**data)
     # Order matters (first registered runs outermost): the chat lock spans the commit, and the
     # user lookup runs inside the session that DbSessionMiddleware opens.

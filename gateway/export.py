@@ -19,7 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.message_request import DEFAULT_RETENTION_SECONDS
 from storage.models import (
     ApiToken,
+    AuditEntry,
     Base,
+    Contact,
     DeliveryAttempt,
     LogGroup,
     Message,
@@ -28,7 +30,7 @@ from storage.models import (
     User,
     UserPreferences,
 )
-from storage.repositories import copies, groups, person_data
+from storage.repositories import contacts, copies, groups, person_data
 from storage.types import UTCDateTime, utcnow
 
 FORMAT_VERSION = 1
@@ -54,6 +56,10 @@ EXPORTED: dict[type[Base], tuple[str, ...]] = {
         "delivered_at",
         "failure_reason",
         "carried_by",
+        "channels",
+        "channel_index",
+        "channel_since",
+        "delivered_via",
     ),
     DeliveryAttempt: ("channel", "attempt", "outcome", "external_id", "error", "attempted_at"),
     TelegramCopy: (
@@ -67,6 +73,18 @@ EXPORTED: dict[type[Base], tuple[str, ...]] = {
         "delete_attempts",
         "last_error",
     ),
+    Contact: (
+        "channel",
+        "state",
+        "state_reason",
+        "verified_at",
+        "failing_since",
+        "code_expires_at",
+        "code_attempts",
+        "created_at",
+        "updated_at",
+    ),
+    AuditEntry: ("message_id", "channel", "category", "delivered_at"),
 }
 
 # Columns left out on purpose. UserPreferences is exported whole (every column but user_id).
@@ -85,6 +103,18 @@ NOT_EXPORTED: dict[type[Base], dict[str, str]] = {
     },
     DeliveryAttempt: {"id": "internal row id", "message_id": "the message it is listed under"},
     TelegramCopy: {"id": "internal row id", "user_id": "the profile's id"},
+    Contact: {
+        "id": "internal row id",
+        "user_id": "the profile's id",
+        "sealed": "the address and any secret, encrypted; /channels shows them masked",
+        "code_hash": "a verification code's hash: never leaves the database",
+        "unsubscribe_hash": "an unsubscribe token's hash: never leaves the database",
+    },
+    AuditEntry: {
+        "id": "internal row id",
+        "user_id": "the profile's id",
+        "sealed_content": "content is never exported",
+    },
 }
 
 
@@ -178,5 +208,10 @@ async def export_person(
         "messages": [_message(m) for m in await person_data.messages_of(session, user_id)],
         "telegram_copies": [
             _pick(c, _fields(TelegramCopy)) for c in await copies.of_user(session, user_id)
+        ],
+        "contacts": [_pick(c, _fields(Contact)) for c in await contacts.all_of(session, user_id)],
+        "audit_entries_waiting": [
+            _pick(e, _fields(AuditEntry))
+            for e in await person_data.audit_entries_of(session, user_id)
         ],
     }

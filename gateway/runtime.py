@@ -22,6 +22,7 @@ from bot.dispatcher import build_dispatcher
 from gateway.api.app import create_api_app
 from gateway.channel_monitor import CHECK_INTERVAL_SECONDS, ChannelMonitor
 from gateway.channel_wiring import ChannelsConfig, FallbackChannels, build_channels
+from gateway.contact_setup import ContactSetup
 from gateway.content_cipher import ContentCipher
 from gateway.deferred import DeferredReleaser
 from gateway.deletion import CopyDeleter
@@ -102,6 +103,14 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
     releaser = DeferredReleaser(
         sessionmaker, cipher, scheduler, on_released=worker.notify, clock=clock
     )
+    contact_setup = ContactSetup(
+        cipher,
+        channels.email,
+        channels.webhook,
+        clock=clock,
+        public_url=config.api_base_url,
+        allow_local_urls=config.channels.allow_local_urls,
+    )
     submitter = Submitter(
         sessionmaker,
         cipher,
@@ -115,7 +124,10 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
         sessionmaker=sessionmaker,
         bot=bot,
         dispatcher=build_dispatcher(
-            sessionmaker, public_api_url=config.api_base_url, submitter=submitter
+            sessionmaker,
+            public_api_url=config.api_base_url,
+            submitter=submitter,
+            contact_setup=contact_setup,
         ),
         worker=worker,
         scheduler=scheduler,
@@ -134,6 +146,7 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
             scheduler=scheduler,
             submitter=submitter,
             channel_statuses=monitor.statuses,
+            contact_setup=contact_setup,
         ),
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiogram import Router
 
 from bot.routers import (
+    contacts,
     ephemeral,
     fallback,
     membership,
@@ -33,6 +34,7 @@ def feature_routers() -> list[Router]:
             sample,
             ephemeral,
             rights,
+            contacts,
         )
     ]
     # The catch-all for callback queries no feature understood must come last, after any

@@ -29,7 +29,9 @@ from gateway.api.keys import (
 )
 from gateway.api.messages import message_status
 from gateway.api.send import send
+from gateway.api.unsubscribe import UNSUBSCRIBE, add_unsubscribe_routes
 from gateway.channel_monitor import ChannelStatus, nothing_configured
+from gateway.contact_setup import ContactSetup
 from gateway.content_cipher import ContentCipher
 from gateway.deletion import DeletionStats
 from gateway.submission import Submitter
@@ -51,6 +53,7 @@ def create_api_app(
     scheduler: SchedulerState | None = None,
     submitter: Submitter | None = None,
     channel_statuses: Callable[[], list[ChannelStatus]] = nothing_configured,
+    contact_setup: ContactSetup | None = None,
 ) -> web.Application:
     """`on_deferred(when)` is told of each message held for quiet hours (the releaser), unless a
     ready `submitter` (the composition root's, shared with the bot) is given."""
@@ -75,4 +78,7 @@ def create_api_app(
     app.router.add_get(f"{API_PREFIX}/messages/{{message_id}}", message_status)
     app.router.add_delete(f"{API_PREFIX}/messages/{{message_id}}", erase_message)
     app.router.add_get(f"{API_PREFIX}/channels", channels)
+    if contact_setup is not None:  # email's one-click unsubscribe (public: see auth.py)
+        app[UNSUBSCRIBE] = contact_setup
+        add_unsubscribe_routes(app)
     return app

@@ -12,6 +12,9 @@ from gateway.tokens import hash_token, looks_like_token
 from storage.repositories import tokens
 
 PUBLIC_PATHS = frozenset({"/api/v1/communication/health"})
+# RFC 8058: a mail provider posts to the unsubscribe link with no credentials; the unguessable
+# token in the path is the authorisation.
+PUBLIC_PREFIXES = ("/api/v1/communication/unsubscribe/",)
 # Writing last_used_at on every request would turn each read into a write; a minute is precise
 # enough for a person deciding which token to revoke.
 _TOUCH_EVERY = timedelta(minutes=1)
@@ -27,7 +30,11 @@ def _bearer(request: web.Request) -> str | None:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in PUBLIC_PATHS or not request.path.startswith("/api/"):
+    if (
+        request.path in PUBLIC_PATHS
+        or request.path.startswith(PUBLIC_PREFIXES)
+        or not request.path.startswith("/api/")
+    ):
         return await handler(request)
     secret = _bearer(request)
     if secret is None:

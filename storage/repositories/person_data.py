@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from storage.enums import MessageStatus
-from storage.models import ApiToken, Message, TelegramCopy, User, UserPreferences
+from storage.models import ApiToken, AuditEntry, Message, TelegramCopy, User, UserPreferences
 
 
 async def preferences_of(session: AsyncSession, user_id: int) -> UserPreferences | None:
@@ -97,3 +97,12 @@ async def erase(session: AsyncSession, user_id: int) -> bool:
     # of them later would fail, so the session forgets them all.
     session.expunge_all()
     return cast("CursorResult[Any]", result).rowcount > 0
+
+
+async def audit_entries_of(session: AsyncSession, user_id: int) -> list[AuditEntry]:
+    rows = await session.scalars(
+        select(AuditEntry)
+        .where(AuditEntry.user_id == user_id)
+        .order_by(AuditEntry.delivered_at, AuditEntry.id)
+    )
+    return list(rows)

@@ -516,7 +516,9 @@ async def test_logs_never_carry_content_personal_data_or_tokens(
         user, user, f"{MARK['chat']} I am {FIRST_NAME}, {EMAILS[0]}, {PHONES[0]}"
     )
     await running.world.send_message(user, group, f"{MARK['chat']} {EMAILS[1]} {PHONES[1]}")
-    await running.world.share_contact(user)
+    before = len((await running.world.get_chat(user)).bot_messages())
+    await running.world.share_contact(user)  # the bot answers it (stores the number)
+    await running.world.wait_for_chat(user, lambda c: len(c.bot_messages()) > before)
     phone = f"+1555{user % 10_000_000:07d}"  # the sandbox's made-up number of this person
     for text in ("/status", "/prefs", "/retention", "/tokens", "/export"):
         await command(running, user, text)
