@@ -289,3 +289,27 @@ async def test_retries_stop_and_the_endpoint_is_disabled_on_410(channels: Channe
         group, lambda m: "webhook contact is no longer used" in (m.text or ""), within=10
     )
     assert notice.message_thread_id is None  # General
+
+
+async def test_one_click_unsubscribe_from_an_email_stops_email(channels: Channels) -> None:
+    running = channels.running
+    user, _, token = await running.person_with_log()
+    await channels.add_contact(user, Channel.EMAIL, {"address": "ada@example.test"})
+    await channels.send(token, {"content": {"text": "hello"}, "channels": ["email"]})
+    [mail] = await channels.smtp.wait_for(1)
+    link = str(mail.message["List-Unsubscribe"]).strip("<>")
+    assert link.startswith(PUBLIC_URL + "/api/v1/communication/unsubscribe/")
+    local = running.api_url + link.removeprefix(PUBLIC_URL)
+
+    async with running.http.get(local, allow_redirects=False) as page:  # shows, changes nothing
+        assert page.status == 200
+        assert "<form" in await page.text()
+    assert await channels.contact_state(user, Channel.EMAIL) is ContactState.VERIFIED
+    # RFC 8058: a POST without cookies or credentials, answered 200 without a redirect.
+    async with running.http.post(
+        local, data="List-Unsubscribe=One-Click", allow_redirects=False
+    ) as done:
+        assert done.status == 200
+    assert await channels.contact_state(user, Channel.EMAIL) is ContactState.DISABLED
+    again = await channels.send(token, {"content": {"text": "x"}, "channels": ["email"]})
+    assert again["status"] == "suppressed"
