@@ -114,3 +114,41 @@ async def test_unknown_path_is_json_404(
         assert (await resp.json())["error"]["code"] == "not_found"
     finally:
         await bot.session.close()
+
+
+async def test_a_configured_channel_failing_its_check_degrades_health(
+    aiohttp_server: ServerFactory,
+    aiohttp_client: ClientFactory,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    from gateway.channel_monitor import ChannelStatus
+    from storage.enums import Channel
+
+    def statuses() -> list[ChannelStatus]:
+        return [
+            ChannelStatus(Channel.EMAIL, configured=True, healthy=False, error="Transient"),
+            ChannelStatus(Channel.WEBHOOK, configured=True, healthy=True),
+            ChannelStatus(Channel.SMS, configured=False, healthy=None),
+        ]
+
+    sandbox = await aiohttp_server(create_sandbox_app())
+    bot = build_bot(DEFAULT_BOT_TOKEN, str(sandbox.make_url("")).rstrip("/"))
+    try:
+        app = create_api_app(
+            sessionmaker,
+            bot,
+            ContentCipher(b"k" * 32),
+            RecordingDelivery(),
+            channel_statuses=statuses,
+        )
+        client = await aiohttp_client(app)
+        resp = await client.get("/api/v1/communication/health")
+        body = await resp.json()
+        assert resp.status == 503
+        assert body["failing"] == ["channel:email"]
+        assert body["channels"] == {
+            "email": {"ok": False, "error": "Transient"},
+            "webhook": {"ok": True, "error": None},
+        }
+    finally:
+        await bot.session.close()

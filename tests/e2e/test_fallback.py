@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -313,3 +314,26 @@ async def test_one_click_unsubscribe_from_an_email_stops_email(channels: Channel
     assert await channels.contact_state(user, Channel.EMAIL) is ContactState.DISABLED
     again = await channels.send(token, {"content": {"text": "x"}, "channels": ["email"]})
     assert again["status"] == "suppressed"
+
+
+async def test_an_endpoint_failing_for_five_days_is_disabled(channels: Channels) -> None:
+    running = channels.running
+    user, group, token = await running.person_with_log()
+    secret = webhook_signing.new_secret()
+    await channels.hooks.configure("ada", secret=secret, responses=[ScriptedResponse(500)])
+    await channels.add_contact(
+        user, Channel.WEBHOOK, {"url": channels.hooks.url("ada"), "secret": secret}
+    )
+    user_id = await channels.user_id(user)
+    async with channels.sessionmaker() as session, session.begin():
+        contact = await session.scalar(select(Contact).where(Contact.user_id == user_id))
+        assert contact is not None
+        contact.failing_since = running.clock() - timedelta(days=5, minutes=1)
+    accepted = await channels.send(token, {"content": {"text": "x"}, "channels": ["webhook"]})
+    status = await channels.settled(token, accepted["message_id"])
+    assert status["status"] == "failed"
+    assert "5 days" in status["failure_reason"]
+    assert await channels.contact_state(user, Channel.WEBHOOK) is ContactState.DISABLED
+    await running.world.wait_for_bot_message(
+        group, lambda m: "webhook contact is no longer used" in (m.text or ""), within=10
+    )
