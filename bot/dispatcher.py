@@ -12,6 +12,7 @@ from bot.middlewares import ChatLockMiddleware, CurrentUserMiddleware, DbSession
 from bot.routers import feature_routers
 from gateway.contact_setup import ContactSetup
 from gateway.submission import Submitter
+from gateway.token_cache import TokenCache
 
 
 def build_dispatcher(
@@ -20,6 +21,7 @@ def build_dispatcher(
     public_api_url: str | None = None,
     submitter: Submitter | None = None,
     contact_setup: ContactSetup | None = None,
+    token_cache: TokenCache | None = None,
 ) -> Dispatcher:
     """`public_api_url` (e.g. LIBRAL_PUBLIC_URL) is shown in /token's curl example; `submitter`
     is the outbox entrance /test sends through (the one the HTTP API uses); `contact_setup`
@@ -31,6 +33,8 @@ def build_dispatcher(
         data["submitter"] = submitter
     if contact_setup is not None:
         data["contact_setup"] = contact_setup
+    if token_cache is not None:  # the HTTP API's: revocations must reach it at once
+        data["token_cache"] = token_cache
     dp = Dispatcher(**data)
     # Order matters (first registered runs outermost): the chat lock spans the commit, and the
     # user lookup runs inside the session that DbSessionMiddleware opens.

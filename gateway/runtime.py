@@ -29,6 +29,7 @@ from gateway.deletion import CopyDeleter
 from gateway.delivery import DeliveryWorker
 from gateway.retention import RetentionPurger
 from gateway.submission import Submitter
+from gateway.token_cache import TokenCache
 from storage.engine import create_engine, create_sessionmaker
 from storage.types import utcnow
 
@@ -103,6 +104,7 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
     releaser = DeferredReleaser(
         sessionmaker, cipher, scheduler, on_released=worker.notify, clock=clock
     )
+    token_cache = TokenCache()  # the API's, forgotten by the bot's revocations
     contact_setup = ContactSetup(
         cipher,
         channels.email,
@@ -128,6 +130,7 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
             public_api_url=config.api_base_url,
             submitter=submitter,
             contact_setup=contact_setup,
+            token_cache=token_cache,
         ),
         worker=worker,
         scheduler=scheduler,
@@ -147,6 +150,7 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
             submitter=submitter,
             channel_statuses=monitor.statuses,
             contact_setup=contact_setup,
+            token_cache=token_cache,
         ),
     )
 

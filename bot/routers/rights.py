@@ -24,6 +24,7 @@ from gateway.ephemeral import DELETE_WINDOW
 from gateway.export import export_person
 from gateway.retention_period import DEFAULT_PERIOD_SECONDS, format_period, parse_period
 from gateway.telegram_deletion import delete_messages
+from gateway.token_cache import TokenCache
 from storage.models import User
 from storage.repositories import person_data, preferences
 from storage.types import utcnow
@@ -152,6 +153,7 @@ async def confirm_erase(
     session: AsyncSession,
     bot: Bot,
     user: User | None,
+    token_cache: TokenCache | None = None,
 ) -> None:
     if query.from_user.id != callback_data.owner_id:
         await _answer(query, texts.ERASE_NOT_YOURS, alert=True)
@@ -170,6 +172,8 @@ async def confirm_erase(
     )
     await person_data.erase(session, user_id)
     await session.commit()  # gone for real before the person is told so
+    if token_cache is not None:  # their tokens stop working at once
+        token_cache.forget_owner(user_id)
     log.info(
         "user %s erased their data (log messages: %d deleted, %d not)",
         user_id,

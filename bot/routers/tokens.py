@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards, texts
 from bot.callbacks import RevokeToken
+from gateway.token_cache import TokenCache
 from gateway.tokens import new_personal_token
 from storage.models import User
 from storage.repositories import tokens
@@ -61,7 +62,11 @@ async def list_tokens(message: Message, session: AsyncSession, user: User | None
 
 
 async def revoke_token(
-    query: CallbackQuery, callback_data: RevokeToken, session: AsyncSession, user: User | None
+    query: CallbackQuery,
+    callback_data: RevokeToken,
+    session: AsyncSession,
+    user: User | None,
+    token_cache: TokenCache | None = None,
 ) -> None:
     # revoke() refuses tokens of others and tokens already revoked (a stale list).
     if user is None or not await tokens.revoke(session, user.id, callback_data.token_id, utcnow()):
@@ -69,6 +74,8 @@ async def revoke_token(
         return
     log.info("api token %s revoked by user %s", callback_data.token_id, user.id)
     await session.commit()  # revoked for real before the person is told so
+    if token_cache is not None:
+        token_cache.forget_token(callback_data.token_id)
     await query.answer(texts.REVOKED_NOTICE)
     if not isinstance(query.message, Message):
         return

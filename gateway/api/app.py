@@ -24,10 +24,12 @@ from gateway.api.keys import (
     SCHEDULER,
     SESSIONMAKER,
     SUBMITTER,
+    TOKEN_CACHE,
     DeliveryHandle,
     SchedulerState,
 )
 from gateway.api.messages import message_status
+from gateway.api.openapi import OPENAPI_PATH, openapi_document
 from gateway.api.send import send
 from gateway.api.unsubscribe import UNSUBSCRIBE, add_unsubscribe_routes
 from gateway.channel_monitor import ChannelStatus, nothing_configured
@@ -35,6 +37,7 @@ from gateway.contact_setup import ContactSetup
 from gateway.content_cipher import ContentCipher
 from gateway.deletion import DeletionStats
 from gateway.submission import Submitter
+from gateway.token_cache import TokenCache
 from storage.types import utcnow
 
 API_PREFIX = "/api/v1/communication"
@@ -54,6 +57,7 @@ def create_api_app(
     submitter: Submitter | None = None,
     channel_statuses: Callable[[], list[ChannelStatus]] = nothing_configured,
     contact_setup: ContactSetup | None = None,
+    token_cache: TokenCache | None = None,
 ) -> web.Application:
     """`on_deferred(when)` is told of each message held for quiet hours (the releaser), unless a
     ready `submitter` (the composition root's, shared with the bot) is given."""
@@ -70,6 +74,8 @@ def create_api_app(
     app[DELETIONS] = deletion_stats or DeletionStats()
     app[SCHEDULER] = scheduler
     app[CHANNEL_STATUSES] = channel_statuses
+    # Shared with the bot, whose revocations must reach it (gateway.token_cache).
+    app[TOKEN_CACHE] = token_cache or TokenCache()
     app[SUBMITTER] = submitter or Submitter(
         sessionmaker, cipher, clock=clock, on_queued=delivery.notify, on_deferred=on_deferred
     )
@@ -78,6 +84,7 @@ def create_api_app(
     app.router.add_get(f"{API_PREFIX}/messages/{{message_id}}", message_status)
     app.router.add_delete(f"{API_PREFIX}/messages/{{message_id}}", erase_message)
     app.router.add_get(f"{API_PREFIX}/channels", channels)
+    app.router.add_get(OPENAPI_PATH, openapi_document)  # public: see auth.py
     if contact_setup is not None:  # email's one-click unsubscribe (public: see auth.py)
         app[UNSUBSCRIBE] = contact_setup
         add_unsubscribe_routes(app)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from aiohttp import web
 
 from gateway.api.errors import Handler, error_response
-from gateway.api.keys import AUTHENTICATED, CLOCK, SESSIONMAKER
+from gateway.api.keys import AUTHENTICATED, CLOCK, SESSIONMAKER, TOKEN_CACHE
+from gateway.token_cache import VerifiedToken
 from gateway.tokens import hash_token, looks_like_token
 from storage.repositories import tokens
 
-PUBLIC_PATHS = frozenset({"/api/v1/communication/health"})
+PUBLIC_PATHS = frozenset({"/api/v1/communication/health", "/api/v1/openapi.json"})
 # RFC 8058: a mail provider posts to the unsubscribe link with no credentials; the unguessable
 # token in the path is the authorisation.
 PUBLIC_PREFIXES = ("/api/v1/communication/unsubscribe/",)
@@ -44,12 +45,29 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if not looks_like_token(secret):
         return error_response(401, "unauthorized", "unknown or revoked token")
     now = request.app[CLOCK]()
-    async with request.app[SESSIONMAKER]() as session:
-        token = await tokens.active_by_hash(session, hash_token(secret))
+    digest = hash_token(secret)
+    cache = request.app[TOKEN_CACHE]
+    token = cache.get(digest, now)
+    if token is None or _stale(token.last_used_at, now):
+        token = await _verify(request, digest, now)
         if token is None:
             return error_response(401, "unauthorized", "unknown or revoked token")
-        if token.last_used_at is None or now - token.last_used_at > _TOUCH_EVERY:
-            token.last_used_at = now
-            await session.commit()
+        cache.put(digest, token, now)
     request[AUTHENTICATED] = token
     return await handler(request)
+
+
+def _stale(last_used_at: datetime | None, now: datetime) -> bool:
+    return last_used_at is None or now - last_used_at > _TOUCH_EVERY
+
+
+async def _verify(request: web.Request, digest: str, now: datetime) -> VerifiedToken | None:
+    """The active token with this hash from the database (touching last_used_at), or None."""
+    async with request.app[SESSIONMAKER]() as session:
+        row = await tokens.active_by_hash(session, digest)
+        if row is None:
+            return None
+        if _stale(row.last_used_at, now):
+            row.last_used_at = now
+            await session.commit()
+        return VerifiedToken(row.id, row.owner_id, row.last_used_at)

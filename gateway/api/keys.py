@@ -14,7 +14,7 @@ from gateway.channel_monitor import ChannelStatus
 from gateway.content_cipher import ContentCipher
 from gateway.deletion import DeletionStats
 from gateway.submission import Submitter
-from storage.models import ApiToken
+from gateway.token_cache import TokenCache, VerifiedToken
 
 
 class WorkerStatus(Protocol):
@@ -54,8 +54,9 @@ SCHEDULER: web.AppKey[SchedulerState | None] = web.AppKey("scheduler")
 CHANNEL_STATUSES: web.AppKey[Callable[[], list[ChannelStatus]]] = web.AppKey("channel_statuses")
 
 # Set per request by the auth middleware.
-AUTHENTICATED = web.RequestKey("authenticated", ApiToken)
+AUTHENTICATED = web.RequestKey("authenticated", VerifiedToken)
+TOKEN_CACHE = web.AppKey("token_cache", TokenCache)
 
 
-def request_token(request: web.Request) -> ApiToken:
+def request_token(request: web.Request) -> VerifiedToken:
     return request[AUTHENTICATED]

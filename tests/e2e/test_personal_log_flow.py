@@ -114,3 +114,25 @@ async def test_failures_through_the_running_gateway(running: Running) -> None:
     await eventually(unlinked, within=10, what="the removal to unlink the log")
     async with running.http.post(url, json={"content": {"text": "gone"}}, headers=headers) as r:
         assert r.status == 409  # the removal already unlinked the log: nothing is accepted
+
+
+async def test_a_token_revoked_in_the_bot_stops_working_at_once(running: Running) -> None:
+    user, _, token = await running.person_with_log("Cy")
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {"content": {"text": "before"}}
+    async with running.http.post(running.api_url + SEND, json=body, headers=headers) as resp:
+        assert resp.status == 202  # verified, and now remembered by the API
+    before = len((await running.world.get_chat(user)).bot_messages())
+    await running.world.send_message(user, user, "/tokens")
+    chat = await running.world.wait_for_chat(user, lambda c: len(c.bot_messages()) > before)
+    listing = chat.bot_messages()[-1]
+    assert listing.reply_markup is not None
+    data = listing.reply_markup["inline_keyboard"][0][0]["callback_data"]
+    await running.world.press_button(user, user, listing.message_id, data)
+
+    async def refused() -> bool:
+        async with running.http.post(running.api_url + SEND, json=body, headers=headers) as again:
+            return again.status == 401
+
+    # Well within the cache's 30 s: the revocation reached it, not its expiry.
+    await eventually(refused, within=5, what="the revoked token refused")
