@@ -96,16 +96,25 @@ async def flush_ready(session: AsyncSession, cipher: ContentCipher, now: datetim
         .outerjoin(UserPreferences, UserPreferences.user_id == AuditEntry.user_id)
         .order_by(AuditEntry.user_id, AuditEntry.delivered_at, AuditEntry.id)
     )
+    entries = [(entry, timezone) for entry, timezone in rows]
+    if not entries:
+        return 0
+    # Only the lines this statement deleted are ours to post: another worker may have taken
+    # some between the SELECT and now.
+    taken = set(
+        (
+            await session.execute(
+                delete(AuditEntry)
+                .where(AuditEntry.id.in_([entry.id for entry, _ in entries]))
+                .returning(AuditEntry.id),
+                execution_options={"synchronize_session": False},
+            )
+        ).scalars()
+    )
     by_user: dict[int, list[str]] = defaultdict(list)
-    done: list[int] = []
-    for entry, timezone in rows:
-        by_user[entry.user_id].append(_line(cipher, entry, _zone(timezone)))
-        done.append(entry.id)
+    for entry, timezone in entries:
+        if entry.id in taken:
+            by_user[entry.user_id].append(_line(cipher, entry, _zone(timezone)))
     for user_id, lines in by_user.items():
         session.add(notice(cipher, user_id, "\n".join(lines), now, category=Category.COMMUNICATION))
-    if done:
-        await session.execute(
-            delete(AuditEntry).where(AuditEntry.id.in_(done)),
-            execution_options={"synchronize_session": False},
-        )
     return len(by_user)

@@ -289,7 +289,10 @@ class AuditEntry(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    message_id: Mapped[str] = mapped_column(String(36))
+    # The line goes with its message: erased or past its retention, nothing of it is noted.
+    message_id: Mapped[str] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), index=True
+    )
     channel: Mapped[Channel] = mapped_column(_enum(Channel))
     category: Mapped[Category] = mapped_column(_enum(Category))
     delivered_at: Mapped[datetime] = mapped_column(UTCDateTime)

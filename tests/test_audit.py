@@ -4,7 +4,7 @@ only when the person chose it."""
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -12,10 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway import audit
 from gateway.content_cipher import ContentCipher
 from gateway.outbox_payload import OutboxPayload
-from storage.enums import Category, Channel
+from storage.enums import Category, Channel, MessageStatus, Priority
 from storage.models import AuditEntry, LogGroup, Message, User, UserPreferences
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)  # 21:00 in Tokyo
+MESSAGE_ID = "3f1c2a9e-0000-4000-8000-000000000001"
 
 
 async def _person(
@@ -41,11 +42,22 @@ async def _record(
     sessionmaker: async_sessionmaker[AsyncSession], cipher: ContentCipher, user_id: int
 ) -> None:
     async with sessionmaker() as session, session.begin():
+        session.add(  # the delivered message the line is about
+            Message(
+                id=MESSAGE_ID,
+                recipient_id=user_id,
+                category=Category.PAYMENT,
+                priority=Priority.NORMAL,
+                status=MessageStatus.DELIVERED,
+                retention_expires_at=NOW + timedelta(days=1),
+            )
+        )
+        await session.flush()
         await audit.record(
             session,
             cipher,
             user_id=user_id,
-            message_id="3f1c2a9e-0000-4000-8000-000000000001",
+            message_id=MESSAGE_ID,
             channel=Channel.EMAIL,
             category=Category.PAYMENT,
             payload=OutboxPayload(kind="text", value="Paid 5 EUR\nsecond line"),
@@ -57,7 +69,7 @@ async def _notices(
     sessionmaker: async_sessionmaker[AsyncSession], cipher: ContentCipher
 ) -> list[str]:
     async with sessionmaker() as session:
-        rows = await session.scalars(select(Message))
+        rows = await session.scalars(select(Message).where(Message.id != MESSAGE_ID))
         texts = []
         for row in rows:
             assert row.category is Category.COMMUNICATION
@@ -104,3 +116,16 @@ async def test_content_only_when_the_person_chose_it(
         assert await audit.flush_ready(session, cipher, NOW) == 1
     [text] = await _notices(sessionmaker, cipher)
     assert "Paid 5 EUR\nsecond line" in text
+
+
+async def test_a_waiting_line_goes_with_its_message(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    cipher = ContentCipher(os.urandom(32))
+    user_id = await _person(sessionmaker, linked=False, with_content=True)
+    await _record(sessionmaker, cipher, user_id)
+    async with sessionmaker() as session, session.begin():  # erased, or past its retention
+        message = await session.get(Message, MESSAGE_ID)
+        await session.delete(message)
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(AuditEntry)) == 0

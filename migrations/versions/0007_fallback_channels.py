@@ -63,10 +63,19 @@ def upgrade() -> None:
             name=op.f("fk_audit_entries_user_id_users"),
             ondelete="CASCADE",
         ),
+        sa.ForeignKeyConstraint(
+            ["message_id"],
+            ["messages.id"],
+            name=op.f("fk_audit_entries_message_id_messages"),
+            ondelete="CASCADE",
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_entries")),
     )
     with op.batch_alter_table("audit_entries", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_audit_entries_user_id"), ["user_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_audit_entries_message_id"), ["message_id"], unique=False
+        )
 
     op.create_table(
         "contacts",
@@ -168,6 +177,7 @@ def downgrade() -> None:
 
     op.drop_table("contacts")
     with op.batch_alter_table("audit_entries", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_audit_entries_message_id"))
         batch_op.drop_index(batch_op.f("ix_audit_entries_user_id"))
 
     op.drop_table("audit_entries")
