@@ -9,6 +9,7 @@ from typing import Any
 
 from gateway.channels.email import EmailChannel, SmtpConfig
 from gateway.channels.fallback import FallbackChannel
+from gateway.channels.public_net import public_session
 from gateway.channels.push import PushChannel
 from gateway.channels.sms import SmsChannel, SmsConfig
 from gateway.channels.webhook import WebhookChannel
@@ -54,7 +55,10 @@ class FallbackChannels:
 def build_channels(config: ChannelsConfig, clock: Callable[[], datetime]) -> FallbackChannels:
     return FallbackChannels(
         email=EmailChannel(config.smtp, clock=clock) if config.smtp is not None else None,
-        webhook=WebhookChannel(clock=clock),
+        webhook=WebhookChannel(
+            session_factory=lambda: public_session(allow_local=config.allow_local_urls),
+            clock=clock,
+        ),
         sms=SmsChannel(config.sms) if config.sms is not None else None,
         push=PushChannel(allow_local=config.allow_local_urls),
         policies={**config.policies, Channel.WEBHOOK: webhook_policy(config.webhook_schedule)},

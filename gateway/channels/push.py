@@ -44,6 +44,7 @@ from gateway.channels.base import (
     Transient,
 )
 from gateway.channels.fallback import Outgoing, PushContact
+from gateway.channels.public_net import public_session
 from gateway.channels.sms import retry_after_seconds
 from gateway.topics import TOPICS
 from storage.enums import Channel, Priority
@@ -263,7 +264,8 @@ class PushChannel:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or (self._owns_session and self._session.closed):
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            # Public addresses only: a push server is whatever the person named.
+            self._session = public_session(allow_local=self._allow_local, timeout=self._timeout)
         return self._session
 
     async def close(self) -> None:

@@ -36,6 +36,7 @@ import aiohttp
 
 from gateway.channels.base import ChannelError, DestinationGone, RateLimited, Rejected, Transient
 from gateway.channels.fallback import Outgoing, WebhookContact
+from gateway.channels.public_net import public_session
 from gateway.webhook_signing import headers as signed_headers
 from storage.enums import Channel
 from storage.types import utcnow
@@ -186,8 +187,9 @@ def message_event(outgoing: Outgoing) -> dict[str, Any]:
 
 
 def default_session() -> aiohttp.ClientSession:
-    """A session that keeps no cookies between endpoints and ignores proxy variables."""
-    return aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), trust_env=False)
+    """A session that reaches public addresses only (gateway.channels.public_net), keeps no
+    cookies between endpoints and ignores proxy variables."""
+    return public_session()
 
 
 @dataclass(frozen=True)
