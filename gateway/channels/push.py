@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import json
 import logging
 import re
 import unicodedata
@@ -240,6 +241,18 @@ def classify(status: int, payload: Any, retry_after: float | None) -> ChannelErr
     return Rejected(name, f"push server refused the message ({coded})")
 
 
+ANSWER_LIMIT = 64 * 1024  # a server the person chose may answer anything: read this much
+
+
+async def _small_json(response: aiohttp.ClientResponse) -> Any:
+    """The answer's JSON if it is small and readable; None otherwise (never raises)."""
+    try:
+        raw = await response.content.read(ANSWER_LIMIT)
+        return json.loads(raw)
+    except (ValueError, aiohttp.ClientError, TimeoutError):
+        return None
+
+
 class PushChannel:
     """FallbackChannel[PushContact]. Uses `session` if given (the caller closes it), else opens
     its own on first use; `close()` closes only a session it opened. `timeout` bounds each
@@ -302,22 +315,20 @@ class PushChannel:
                 allow_redirects=False,
             ) as response:
                 status = response.status
-                try:
-                    payload = await response.json(content_type=None)
-                except ValueError:
-                    payload = None
                 retry_after = retry_after_seconds(response.headers)
+                payload = await _small_json(response)
         except TimeoutError:
             raise Transient("TimeoutError", "push server request timed out") from None
         except aiohttp.ClientError as exc:
             # str(exc) may carry the URL, and with it the topic.
             raise Transient(type(exc).__name__, "push server unreachable") from None
         if 200 <= status < 300:
+            # Accepted is accepted: a push sent again because its answer was odd is a
+            # duplicate on the person's phone.
             push_id = payload.get("id") if isinstance(payload, dict) else None
-            if not isinstance(push_id, str) or not push_id:
-                raise Transient("BadAnswer", f"push server answered {status} without an id")
-            log.info("message %s pushed as %s", outgoing.message_id, push_id)
-            return push_id
+            external = push_id if isinstance(push_id, str) and push_id else outgoing.message_id
+            log.info("message %s pushed as %s", outgoing.message_id, external)
+            return external
         error = classify(status, payload, retry_after)
         log.warning("message %s not pushed: %s", outgoing.message_id, error)
         raise error

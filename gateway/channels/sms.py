@@ -234,11 +234,12 @@ class SmsChannel:
             # str(exc) may name the URL; the class name is enough to act on.
             raise Transient(type(exc).__name__, "SMS provider unreachable") from None
         if 200 <= status < 300:
+            # Accepted is accepted: sending again because the answer lacks its sid would make
+            # the person pay for (and read) the same SMS twice.
             sid = payload.get("sid") if isinstance(payload, dict) else None
-            if not isinstance(sid, str) or not sid:
-                raise Transient("BadAnswer", f"SMS provider answered {status} without a sid")
-            log.info("message %s sent by SMS as %s", outgoing.message_id, sid)
-            return sid
+            external = sid if isinstance(sid, str) and sid else outgoing.message_id
+            log.info("message %s sent by SMS as %s", outgoing.message_id, external)
+            return external
         error = classify(status, payload, headers)
         log.warning("message %s not sent by SMS: %s", outgoing.message_id, error)
         raise error
