@@ -172,6 +172,29 @@ def test_priorities_against_settings(
             RecipientState(True, verified_channels=frozenset({Channel.SMS})),
             Plan(True, channels=(Channel.TELEGRAM, Channel.SMS), hashtags=("#general",)),
         ),
+        # SMS and push interrupt: only urgent messages use them unless a sender names them.
+        (
+            MessageFacts(Category.GENERAL, Priority.HIGH),
+            NO_QUIET,
+            RecipientState(True, verified_channels=frozenset(Channel)),
+            Plan(
+                True,
+                channels=(Channel.TELEGRAM, Channel.EMAIL, Channel.WEBHOOK),
+                hashtags=("#general",),
+            ),
+        ),
+        (
+            MessageFacts(Category.GENERAL, Priority.URGENT),
+            NO_QUIET,
+            RecipientState(True, verified_channels=frozenset(Channel)),
+            Plan(True, channels=tuple(Channel), hashtags=("#general",)),
+        ),
+        (
+            MessageFacts(Category.GENERAL, Priority.LOW),
+            NO_QUIET,
+            RecipientState(False, verified_channels=frozenset({Channel.SMS, Channel.PUSH})),
+            Plan(False, reason="the recipient has no channel available"),
+        ),
         # Nothing linked and nothing verified.
         (
             MessageFacts(Category.GENERAL, Priority.LOW),
