@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.content_cipher import ContentCipher
+from gateway.group_commit import GroupCommitter
 from gateway.message_request import DEFAULT_RETENTION_SECONDS, MessageRequest
 from gateway.outbox_payload import OutboxPayload
 from gateway.preferences import to_preferences
@@ -179,8 +180,12 @@ async def submit(
     sender: Sender,
     request: MessageRequest,
     now: datetime,
+    committer: GroupCommitter | None = None,
 ) -> Submitted:
-    """Commit the message to the outbox, or return the earlier one with the same key."""
+    """Commit the message to the outbox, or return the earlier one with the same key.
+
+    With a `committer`, the new row is committed together with concurrent submissions'.
+    """
     token_id, key = sender.token_id, idempotency_digest(request.idempotency_key)
     async with sessionmaker() as session:
         if key is not None and token_id is not None:
@@ -190,20 +195,24 @@ async def submit(
                     return _submitted(earlier, created=False)
                 # Past its retention the earlier message no longer counts; make way for the new.
                 await session.delete(earlier)
-                await session.flush()
+                await session.commit()
         message = await _check_and_build(session, cipher, sender, request, now)
-        session.add(message)
-        try:
-            await session.commit()
-        except IntegrityError:
-            # A concurrent request with the same key won the race: answer with its message.
-            await session.rollback()
-            if key is None or token_id is None:
-                raise
+    try:
+        if committer is not None:
+            await committer.commit(message)
+        else:
+            async with sessionmaker() as session:
+                session.add(message)
+                await session.commit()
+    except IntegrityError:
+        # A concurrent request with the same key won the race: answer with its message.
+        if key is None or token_id is None:
+            raise
+        async with sessionmaker() as session:
             earlier = await message_repo.by_idempotency_key(session, token_id, key)
-            if earlier is None:
-                raise
-            return _submitted(earlier, created=False)
+        if earlier is None:
+            raise
+        return _submitted(earlier, created=False)
     return _submitted(message, created=True)
 
 
@@ -224,13 +233,21 @@ class Submitter:
         for quiet hours, `on_retention(deadline)` for every new record."""
         self._on_retention = on_retention
         self._sessionmaker = sessionmaker
+        self._committer = GroupCommitter(sessionmaker)
         self._cipher = cipher
         self._clock = clock
         self._on_queued = on_queued
         self._on_deferred = on_deferred
 
     async def submit(self, sender: Sender, request: MessageRequest) -> Submitted:
-        result = await submit(self._sessionmaker, self._cipher, sender, request, self._clock())
+        result = await submit(
+            self._sessionmaker,
+            self._cipher,
+            sender,
+            request,
+            self._clock(),
+            self._committer,
+        )
         if result.created:
             if result.status is MessageStatus.QUEUED:
                 self._on_queued()

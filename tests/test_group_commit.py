@@ -1,0 +1,94 @@
+"""Group commit: concurrent rows share transactions; a bad row fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.group_commit import GroupCommitter
+from storage.enums import Category, MessageStatus, Priority
+from storage.models import ApiToken, Message, User
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+async def _owner(sessionmaker: async_sessionmaker[AsyncSession]) -> tuple[int, int]:
+    async with sessionmaker() as session, session.begin():
+        user = User(telegram_id=7)
+        session.add(user)
+        await session.flush()
+        token = ApiToken(owner_id=user.id, token_hash="h" * 64, prefix="lgp_x", scopes=[])
+        session.add(token)
+        await session.flush()
+        return user.id, token.id
+
+
+def _message(user_id: int, token_id: int, key: str | None = None) -> Message:
+    return Message(
+        id=str(uuid.uuid4()),
+        sender_token_id=token_id,
+        recipient_id=user_id,
+        category=Category.GENERAL,
+        priority=Priority.NORMAL,
+        status=MessageStatus.QUEUED,
+        encrypted_content=b"sealed",
+        idempotency_key_hash=key,
+        created_at=NOW,
+        next_attempt_at=NOW,
+        retention_expires_at=NOW + timedelta(days=1),
+    )
+
+
+async def _count(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    async with sessionmaker() as session:
+        return int(await session.scalar(select(func.count()).select_from(Message)) or 0)
+
+
+async def test_concurrent_rows_share_commits(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    user_id, token_id = await _owner(sessionmaker)
+    committer = GroupCommitter(sessionmaker)
+    await asyncio.gather(*(committer.commit(_message(user_id, token_id)) for _ in range(200)))
+    assert await _count(sessionmaker) == 200
+    assert committer.rows == 200
+    assert committer.commits < 20  # batched, not one transaction each
+
+
+async def test_a_lone_row_commits_at_once(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    user_id, token_id = await _owner(sessionmaker)
+    committer = GroupCommitter(sessionmaker)
+    await committer.commit(_message(user_id, token_id))
+    assert (committer.commits, await _count(sessionmaker)) == (1, 1)
+
+
+async def test_a_duplicate_key_fails_alone(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    user_id, token_id = await _owner(sessionmaker)
+    committer = GroupCommitter(sessionmaker)
+    rows = [_message(user_id, token_id, key=f"k{n}") for n in range(10)]
+    rows.append(_message(user_id, token_id, key="k3"))  # the same key again
+    results = await asyncio.gather(*(committer.commit(r) for r in rows), return_exceptions=True)
+    failed = [r for r in results if isinstance(r, BaseException)]
+    assert len(failed) == 1
+    assert isinstance(failed[0], IntegrityError)
+    assert await _count(sessionmaker) == 10
+
+
+async def test_a_dead_database_fails_every_waiter(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    user_id, token_id = await _owner(sessionmaker)
+    committer = GroupCommitter(sessionmaker)
+    orphan = _message(user_id + 999, token_id)  # no such recipient: the foreign key refuses
+    with pytest.raises(IntegrityError):
+        await committer.commit(orphan)
+    await committer.commit(_message(user_id, token_id))  # and the next batch is fine
+    assert await _count(sessionmaker) == 1
