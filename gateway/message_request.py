@@ -27,6 +27,23 @@ MAX_TEXT_BYTES = 64 * 1024
 DEFAULT_RETENTION_SECONDS = 86_400
 MAX_RETENTION_SECONDS = 30 * 86_400
 MAX_SELF_DESTRUCT_SECONDS = 48 * 3600
+MAX_JSON_DEPTH = 32
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in `value` (iterative: no recursion limit to hit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in node.values())
+        elif isinstance(node, list):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in node)
+    return deepest
+
+
 TOPIC_LABEL = "telegram.topic_id"
 CATEGORY_LABEL = "category"
 
@@ -58,17 +75,27 @@ class MessageContent(_Strict):
         if isinstance(value, str):
             if not value.strip():
                 raise ValueError(f"{given[0]} is empty")
-            if len(value.encode()) > MAX_TEXT_BYTES:
+            try:
+                size = len(value.encode())
+            except UnicodeEncodeError:
+                raise ValueError(f"{given[0]} holds text that is not valid Unicode") from None
+            if size > MAX_TEXT_BYTES:
                 raise ValueError(f"{given[0]} is longer than 64 KiB")
         else:
             # Structured data gets the same budget as text, measured as the JSON it arrived as;
             # NaN/Infinity are not JSON and could not be rendered later.
             try:
-                encoded = json.dumps(value, allow_nan=False)
+                encoded = json.dumps(value, allow_nan=False, ensure_ascii=False).encode()
+            except UnicodeEncodeError:
+                raise ValueError("json_data holds text that is not valid Unicode") from None
             except ValueError:
                 raise ValueError("json_data must not contain NaN or Infinity") from None
-            if len(encoded.encode()) > MAX_TEXT_BYTES:
+            if len(encoded) > MAX_TEXT_BYTES:
                 raise ValueError("json_data is longer than 64 KiB")
+            if _depth(value) > MAX_JSON_DEPTH:
+                # Pretty-printed, deep nesting multiplies: a few KiB would become hundreds of
+                # Telegram messages.
+                raise ValueError(f"json_data is nested deeper than {MAX_JSON_DEPTH} levels")
         # Later features; refusing them beats accepting a promise the gateway does not keep.
         if self.encrypted_content is not None:
             raise ValueError("encrypted_content is not supported yet")

@@ -6,7 +6,9 @@ import json
 import logging
 from typing import Any
 
+import aiohttp
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
 from gateway.api.errors import error_response
@@ -27,7 +29,10 @@ def validation_message(exc: ValidationError) -> tuple[str | None, str]:
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any] | web.Response:
-    raw = await request.read()  # over client_max_size: aiohttp raises 413
+    try:
+        raw = await request.read()  # over client_max_size: aiohttp raises 413
+    except (RequestPayloadError, aiohttp.ClientPayloadError):  # gzip that is not, say
+        return error_response(400, "malformed_json", "body could not be read as sent")
     try:
         body = json.loads(raw)
     except json.JSONDecodeError as exc:
@@ -36,6 +41,15 @@ async def read_json_object(request: web.Request) -> dict[str, Any] | web.Respons
         return error_response(400, "malformed_json", "body is nested too deeply")
     except UnicodeDecodeError:
         return error_response(400, "malformed_json", "body is not UTF-8 encoded JSON")
+    except ValueError:  # e.g. an integer of more digits than Python converts
+        return error_response(400, "malformed_json", "body holds a number too long to read")
+    try:
+        # JSON escapes can spell lone surrogates, which no UTF-8 text (nor Telegram) holds.
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return error_response(
+            400, "malformed_json", "body holds text that is not valid Unicode (a lone surrogate)"
+        )
     if not isinstance(body, dict):
         return error_response(422, "invalid_request", "body must be a JSON object")
     return body
