@@ -21,8 +21,8 @@ from gateway.content_cipher import ContentCipher, ContentDecryptError
 from gateway.digest import DigestItem, compose_digest
 from gateway.outbox_payload import OutboxPayload
 from gateway.routing import QuietHours
-from gateway.scheduling import DueWork
-from storage.enums import Category, MessageStatus, Priority
+from gateway.scheduling import DueWork, OnSchedule
+from storage.enums import Category, Channel, MessageStatus, Priority
 from storage.models import Message, UserPreferences
 from storage.repositories import deferred, groups
 from storage.types import utcnow
@@ -44,9 +44,16 @@ class _TakenElsewhere(Exception):
     """Another releaser moved some of these messages first: this whole pass is dropped."""
 
 
-def _topic_key(held: _Held, threads: Mapping[Category, int | None] | None) -> tuple[int, str]:
-    """Messages that land in the same topic of the same person go into one digest: an explicit
-    topic and the category's own topic are the same place when their thread ids agree."""
+def _topic_key(
+    held: _Held, threads: Mapping[Category, int | None] | None
+) -> tuple[int, str, tuple[str, ...]]:
+    """Messages that land in the same topic of the same person, by the same fallback chain, go
+    into one digest (which takes that chain): an explicit topic and the category's own topic
+    are the same place when their thread ids agree."""
+    return (*_place(held, threads), tuple(held.message.channels))
+
+
+def _place(held: _Held, threads: Mapping[Category, int | None] | None) -> tuple[int, str]:
     message = held.message
     thread = held.payload.thread_id if held.payload is not None else None
     if thread is None and threads is not None and message.category in threads:
@@ -65,7 +72,7 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo("UTC")  # a zone this host's tz database lacks: times shown in UTC
 
 
-class DeferredReleaser:
+class DeferredReleaser(OnSchedule):
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
@@ -97,17 +104,6 @@ class DeferredReleaser:
     def timer_job(self) -> str:
         return self._due.timer_job
 
-    async def start(self) -> None:
-        """Schedule the sweep and the first release. The scheduler must be running."""
-        await self._due.start()
-
-    def release_at(self, when: datetime) -> None:
-        """A message is held until `when`: make sure a release runs then (or earlier)."""
-        self._due.due_at(when)
-
-    async def run(self) -> int:
-        return await self._due.run()
-
     async def release_due(self) -> int:
         """One pass: move held messages whose window ended into the outbox; how many moved."""
         async with self._sessionmaker() as session:
@@ -115,7 +111,7 @@ class DeferredReleaser:
             rows = await deferred.due(session, now, self._batch_size)
             if not rows:
                 return 0
-            by_topic: dict[tuple[int, str], list[_Held]] = {}
+            by_topic: dict[tuple[int, str, tuple[str, ...]], list[_Held]] = {}
             threads: dict[int, Mapping[Category, int | None] | None] = {}
             for row in rows:
                 if row.recipient_id not in threads:
@@ -158,7 +154,15 @@ class DeferredReleaser:
 
     async def _release(self, session: AsyncSession, members: Sequence[_Held], now: datetime) -> int:
         """Queue the topic's held messages; how many digests that made (0 or 1)."""
-        digestible = [m for m in members if m.payload is not None and m.payload.digestible]
+        digestible = [
+            m
+            for m in members
+            if m.payload is not None
+            and m.payload.digestible
+            # Digests are Telegram messages: only messages starting their chain there.
+            and m.message.channels[:1] == [Channel.TELEGRAM.value]
+            and m.message.channel_index == 0
+        ]
         if len(digestible) < 2:
             digestible = []
         # Alone: a single message; unreadable ones (for the worker to fail with the usual
@@ -198,6 +202,8 @@ class DeferredReleaser:
                 created_at=now,
                 next_attempt_at=now,
                 retention_expires_at=max(m.message.retention_expires_at for m in members),
+                # The members' own chain: if Telegram cannot take the digest, it falls back.
+                channels=list(first.channels),
             )
         )
         await session.flush()  # the carriers' foreign key points at it

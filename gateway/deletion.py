@@ -28,7 +28,7 @@ from gateway.content_cipher import ContentCipher
 from gateway.delivery.backoff import backoff_delay
 from gateway.ephemeral import DELETE_WINDOW
 from gateway.notices import notice
-from gateway.scheduling import DueWork
+from gateway.scheduling import DueWork, OnSchedule
 from gateway.telegram_deletion import DeletionResult, delete_messages
 from storage.models import TelegramCopy
 from storage.repositories import copies, groups
@@ -63,7 +63,7 @@ def _could_not_delete(count: int, reason: str) -> str:
     )
 
 
-class CopyDeleter:
+class CopyDeleter(OnSchedule):
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
@@ -95,16 +95,6 @@ class CopyDeleter:
             batch_size=batch_size,
         )
         self._batch_size = batch_size
-
-    async def start(self) -> None:
-        await self._due.start()
-
-    def due_at(self, when: datetime) -> None:
-        """A deletion was scheduled for `when`."""
-        self._due.due_at(when)
-
-    async def run(self) -> int:
-        return await self._due.run()
 
     async def delete_due(self) -> int:
         """One pass over what is due now; returns how many copies it handled (any outcome)."""

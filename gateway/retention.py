@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.content_cipher import ContentCipher
 from gateway.ephemeral import DELETE_WINDOW
 from gateway.notices import notice
-from gateway.scheduling import DueWork
+from gateway.scheduling import DueWork, OnSchedule
 from storage.repositories import copies, groups, retention
 from storage.types import utcnow
 
@@ -35,7 +35,7 @@ def _expired_notice(count: int) -> str:
     )
 
 
-class RetentionPurger:
+class RetentionPurger(OnSchedule):
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
@@ -63,15 +63,6 @@ class RetentionPurger:
             sweep_interval=sweep_interval,
             batch_size=batch_size,
         )
-
-    async def start(self) -> None:
-        await self._due.start()
-
-    def due_at(self, when: datetime) -> None:
-        self._due.due_at(when)
-
-    async def run(self) -> int:
-        return await self._due.run()
 
     async def purge_due(self) -> int:
         """One batch: drop the records past their deadline; how many were dropped."""

@@ -116,3 +116,21 @@ class DueWork:
         when = await self._next_due()
         if when is not None:
             self.due_at(when)
+
+
+class OnSchedule:
+    """For classes whose work runs on a DueWork (`self._due`): start it, tell it of new due
+    times, run it now."""
+
+    _due: DueWork
+
+    async def start(self) -> None:
+        """Schedule the sweep and the first run. The scheduler must be running."""
+        await self._due.start()
+
+    def due_at(self, when: datetime) -> None:
+        """Something comes due at `when`."""
+        self._due.due_at(when)
+
+    async def run(self) -> int:
+        return await self._due.run()

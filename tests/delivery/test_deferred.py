@@ -230,9 +230,9 @@ async def test_a_release_is_scheduled_for_the_earliest_due_time(
     first = job.next_run_time
     assert abs(first - (datetime.now(UTC) + timedelta(hours=2))) < timedelta(seconds=5)
     # Later submissions only ever move the run earlier.
-    releaser.release_at(clock() + timedelta(hours=3))
+    releaser.due_at(clock() + timedelta(hours=3))
     assert scheduler.get_job(releaser.timer_job).next_run_time == first
-    releaser.release_at(clock() + timedelta(hours=1))
+    releaser.due_at(clock() + timedelta(hours=1))
     moved = scheduler.get_job(releaser.timer_job).next_run_time
     assert abs((first - moved) - timedelta(hours=1)) < timedelta(seconds=5)
 
