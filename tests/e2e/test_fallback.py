@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -337,3 +337,30 @@ async def test_an_endpoint_failing_for_five_days_is_disabled(channels: Channels)
     await running.world.wait_for_bot_message(
         group, lambda m: "webhook contact is no longer used" in (m.text or ""), within=10
     )
+
+
+async def test_messages_held_overnight_for_email_go_by_email(channels: Channels) -> None:
+    """Digests are Telegram messages: held messages whose chain does not start with Telegram
+    are released one by one, through their own chain."""
+    running = channels.running
+    user, group, token = await running.person_with_log()
+    await channels.add_contact(user, Channel.EMAIL, {"address": "ada@example.test"})
+    before = len((await running.world.get_chat(user)).bot_messages())
+    await running.world.send_message(user, user, "/quiet defer")
+    await running.world.wait_for_chat(user, lambda c: len(c.bot_messages()) > before)
+    await running.world.set_bot_membership(group, by_id=user, status="left")
+    await eventually(lambda: _not(channels.linked(user)), within=10, what="the log unlinked")
+
+    window_end = datetime(2026, 11, 25, 23, 0, tzinfo=UTC)  # 08:00 in Tokyo
+    running.clock.set(window_end - timedelta(seconds=4))
+    held = [await channels.send(token, {"content": {"text": f"overnight {n}"}}) for n in range(2)]
+    assert {h["status"] for h in held} == {"deferred"}
+    mails = await channels.smtp.wait_for(2, within=20)
+    assert sorted(m.message.get_body(("plain",)).get_content().splitlines()[0] for m in mails) == [  # type: ignore[union-attr]
+        "overnight 0",
+        "overnight 1",
+    ]
+    for accepted in held:
+        status = await channels.settled(token, accepted["message_id"])
+        assert status["status"] == "delivered"
+        assert status["carried_by"] is None
