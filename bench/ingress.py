@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 @contextmanager
 def server(kind: str) -> Iterator[tuple[str, str | None]]:
     """(base url, bearer token or None) of a server process, stopped afterwards."""
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: S603 - our own server script, fixed arguments
         [sys.executable, str(HERE / "_servers.py"), kind],
         stdout=subprocess.PIPE,
         text=True,
