@@ -56,6 +56,7 @@ async def bare() -> None:
 
 
 async def gateway() -> None:
+    from gateway.delivery.pacing import TelegramRates
     from gateway.runtime import GatewayConfig, run_gateway
     from gateway.sandbox_demo import ADMIN_RIGHTS, token_from
     from sandbox.client import SandboxClient
@@ -72,7 +73,15 @@ async def gateway() -> None:
         db = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.sqlite3'}"
         await asyncio.to_thread(migrate.upgrade, db)
         port = _free_port()
-        config = GatewayConfig(DEFAULT_BOT_TOKEN, sandbox_url, db, "127.0.0.1", port, b"b" * 32)
+        config = GatewayConfig(
+            DEFAULT_BOT_TOKEN,
+            sandbox_url,
+            db,
+            "127.0.0.1",
+            port,
+            b"b" * 32,
+            telegram_rates=TelegramRates.unlimited(),  # flood control is off in this sandbox
+        )
         stop, ready = asyncio.Event(), asyncio.Event()
         task = asyncio.create_task(run_gateway(config, stop, on_ready=ready.set))
         await ready.wait()

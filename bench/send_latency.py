@@ -20,6 +20,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from gateway.delivery.pacing import TelegramRates
 from gateway.runtime import GatewayConfig, run_gateway
 from gateway.sandbox_demo import ADMIN_RIGHTS, token_from
 from sandbox.client import SandboxClient
@@ -47,7 +48,15 @@ async def main(n: int) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        config = GatewayConfig(DEFAULT_BOT_TOKEN, sandbox_url, db, "127.0.0.1", port, b"b" * 32)
+        config = GatewayConfig(
+            DEFAULT_BOT_TOKEN,
+            sandbox_url,
+            db,
+            "127.0.0.1",
+            port,
+            b"b" * 32,
+            telegram_rates=TelegramRates.unlimited(),  # latency, not pacing, is measured here
+        )
         stop, ready = asyncio.Event(), asyncio.Event()
         gateway = asyncio.create_task(run_gateway(config, stop, on_ready=ready.set))
         await ready.wait()

@@ -83,6 +83,7 @@ def _cmd_migrate(settings: Settings) -> int:
 
 
 def _gateway_config(settings: Settings, token: str) -> GatewayConfig:
+    from gateway.delivery.pacing import TelegramRates
     from gateway.runtime import GatewayConfig
 
     return GatewayConfig(
@@ -94,6 +95,11 @@ def _gateway_config(settings: Settings, token: str) -> GatewayConfig:
         content_key=content_key(settings),
         public_url=settings.public_url,
         channels=channels_config(settings),
+        telegram_rates=TelegramRates(
+            global_per_second=settings.telegram_global_rate,
+            group_per_minute=settings.telegram_group_rate,
+            chat_per_second=settings.telegram_chat_rate,
+        ),
     )
 
 
@@ -106,7 +112,16 @@ def channels_config(settings: Settings) -> ChannelsConfig:
 
     smtp = None
     host, sender = settings.smtp_host, settings.smtp_from
+    if bool(host) != bool(sender):
+        missing = "LIBRAL_SMTP_FROM" if host else "LIBRAL_SMTP_HOST"
+        raise SettingsError(f"{missing}: is needed too, to send email (or unset both)")
     if host and sender:
+        # RFC 8058: every email carries a one-click unsubscribe link, which must be https.
+        if not (settings.public_url or "").startswith("https://"):
+            raise SettingsError(
+                "LIBRAL_PUBLIC_URL: must be the gateway's https:// address when email is on "
+                "(emails carry an unsubscribe link to it)"
+            )
         default_port = {"tls": 465, "starttls": 587, "none": 25}[settings.smtp_security]
         smtp = SmtpConfig(
             host=host,
@@ -125,6 +140,24 @@ def channels_config(settings: Settings) -> ChannelsConfig:
         settings.sms_auth_token,
         settings.sms_from,
     )
+    given = [
+        name
+        for name, value in (
+            ("LIBRAL_SMS_API_URL", url),
+            ("LIBRAL_SMS_ACCOUNT_SID", sid),
+            ("LIBRAL_SMS_AUTH_TOKEN", token),
+            ("LIBRAL_SMS_FROM", number),
+        )
+        if value
+    ]
+    if given and len(given) < 4:
+        absent = {
+            "LIBRAL_SMS_API_URL",
+            "LIBRAL_SMS_ACCOUNT_SID",
+            "LIBRAL_SMS_AUTH_TOKEN",
+            "LIBRAL_SMS_FROM",
+        } - set(given)
+        raise SettingsError(f"{sorted(absent)[0]}: is needed too, to send SMS (or unset all four)")
     if url and sid and token and number:
         sms = SmsConfig(
             api_url=url, account_sid=sid, auth_token=token.get_secret_value(), sender=number

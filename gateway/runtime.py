@@ -27,6 +27,7 @@ from gateway.content_cipher import ContentCipher
 from gateway.deferred import DeferredReleaser
 from gateway.deletion import CopyDeleter
 from gateway.delivery import DeliveryWorker
+from gateway.delivery.pacing import TelegramRates
 from gateway.retention import RetentionPurger
 from gateway.submission import Submitter
 from gateway.token_cache import TokenCache
@@ -48,6 +49,7 @@ class GatewayConfig:
     content_key: bytes
     public_url: str | None = None
     channels: ChannelsConfig = field(default_factory=ChannelsConfig)
+    telegram_rates: TelegramRates = field(default_factory=TelegramRates)
 
     @property
     def api_base_url(self) -> str:
@@ -100,6 +102,7 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
         fallbacks=channels.adapters,
         public_url=config.api_base_url,
         policies=channels.policies,
+        rates=config.telegram_rates,
     )
     releaser = DeferredReleaser(
         sessionmaker, cipher, scheduler, on_released=worker.notify, clock=clock
@@ -118,7 +121,7 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
         cipher,
         clock=clock,
         on_queued=worker.notify,
-        on_deferred=releaser.release_at,
+        on_deferred=releaser.due_at,
         on_retention=purger.due_at,
     )
     return Gateway(

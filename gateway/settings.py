@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     sms_from: str | None = None
     # Webhook retry delays, e.g. "5s,5m,30m,2h,5h,10h,10h".
     webhook_retry_schedule: str = "5s,5m,30m,2h,5h,10h,10h"
+    # Telegram's limits the delivery worker paces to; 0 lifts a limit (benchmarks, sandbox).
+    telegram_global_rate: float = Field(default=30.0, ge=0)  # messages a second, whole bot
+    telegram_group_rate: float = Field(default=20.0, ge=0)  # messages a minute, per group
+    telegram_chat_rate: float = Field(default=1.0, ge=0)  # messages a second, per chat
 
     @field_validator("bot_token")
     @classmethod

@@ -86,3 +86,60 @@ def test_no_command_prints_usage(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "serve" in result.stderr
     assert "sandbox" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        ({"smtp_host": "mail.example.org"}, "LIBRAL_SMTP_FROM: is needed too"),
+        ({"smtp_from": "gw@example.org"}, "LIBRAL_SMTP_HOST: is needed too"),
+        (
+            {"smtp_host": "mail.example.org", "smtp_from": "gw@example.org"},
+            "LIBRAL_PUBLIC_URL: must be the gateway's https:// address",
+        ),
+        (
+            {
+                "smtp_host": "mail.example.org",
+                "smtp_from": "gw@example.org",
+                "public_url": "http://gateway.example.org",
+            },
+            "LIBRAL_PUBLIC_URL",
+        ),
+        ({"sms_api_url": "https://api.twilio.com"}, "LIBRAL_SMS_ACCOUNT_SID: is needed too"),
+    ],
+)
+def test_half_configured_channels_are_refused_with_one_line(
+    values: dict[str, str], says: str
+) -> None:
+    from gateway.cli import channels_config
+    from gateway.settings import Settings, SettingsError
+
+    with pytest.raises(SettingsError) as refused:
+        channels_config(Settings(_env_file=None, **values))  # type: ignore[call-arg]
+    assert str(refused.value).startswith(says)
+
+
+def test_fully_configured_channels_are_on() -> None:
+    from gateway.cli import channels_config
+    from gateway.settings import Settings
+
+    config = channels_config(
+        Settings(  # type: ignore[call-arg]
+            _env_file=None,
+            smtp_host="mail.example.org",
+            smtp_from="gw@example.org",
+            public_url="https://gateway.example.org",
+            sms_api_url="https://api.twilio.com",
+            sms_account_sid="AC123",
+            sms_auth_token="secret",
+            sms_from="+15550001111",
+        )
+    )
+    assert config.smtp is not None
+    assert (config.smtp.host, config.smtp.port, config.smtp.security) == (
+        "mail.example.org",
+        587,
+        "starttls",
+    )
+    assert config.sms is not None
+    assert config.sms.sender == "+15550001111"

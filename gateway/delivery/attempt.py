@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from aiogram import Bot
 from sqlalchemy.exc import InvalidRequestError
@@ -47,6 +47,19 @@ REASON_UNREADABLE = "stored content does not decrypt with the configured key"
 REASON_UNRENDERABLE = "content could not be rendered for Telegram"
 
 
+class SendPacing(Protocol):
+    """Telegram's limits, as the Deliverer sees them (the worker's pacer behind it)."""
+
+    async def before_send(self, chat_id: int) -> datetime | None:
+        """Called before each part: None once the part may go (after a short wait, if any);
+        else the time until which the message (and its chat) should be held back."""
+        ...
+
+    def rate_limited(self, chat_id: int, retry_after: float) -> None:
+        """Telegram answered a send to `chat_id` with 429."""
+        ...
+
+
 class Deliverer:
     def __init__(
         self,
@@ -60,7 +73,9 @@ class Deliverer:
         policy: Policy,
         on_deletion_scheduled: Callable[[datetime], None],
         elsewhere: Elsewhere,
+        pacing: SendPacing | None = None,
     ) -> None:
+        self._pacing = pacing
         self._on_deletion_scheduled = on_deletion_scheduled
         self._sessionmaker = sessionmaker
         self._bot = bot
@@ -157,6 +172,10 @@ class Deliverer:
                     )
                 sent = progress.sent_parts(sealed, route.address)
                 for index in range(len(sent), len(parts)):
+                    if self._pacing is not None:
+                        hold = await self._pacing.before_send(route.address.chat_id)
+                        if hold is not None:
+                            return await self._held_back(claim, route, sealed, sent, hold)
                     last = index == len(parts) - 1
                     sent.append(
                         await self._channel.send(route.address, parts[index], payload, last=last)
@@ -206,6 +225,9 @@ class Deliverer:
                 message.id, progress.with_sent_parts(sealed, route.address, sent)
             )
         if isinstance(err, RateLimited):
+            if self._pacing is not None and group is not None:
+                chat_id = route.address.chat_id if route is not None else group.chat_id
+                self._pacing.rate_limited(chat_id, err.retry_after)
             # Telegram pacing us is not the message's fault: it does not count toward the bound.
             retry_at = now + timedelta(seconds=err.retry_after)
             return await self._retry(claim, err, sent, retry_at, counted=False, **extra)
@@ -217,6 +239,33 @@ class Deliverer:
             reason = REASON_CHAT_GONE if err.detail == "chat not found" else REASON_REMOVED
             return await self.give_up(claim, err.error_class, reason, err, sent)
         return await self.give_up(claim, err.error_class, err.detail, err, sent)
+
+    async def _held_back(
+        self,
+        claim: Claim,
+        route: Route,
+        sealed: dict[str, Any],
+        sent: list[str],
+        until: datetime,
+    ) -> Handled | None:
+        """The pacer says this chat must wait: back to the queue until `until`, keeping the
+        parts sent so far. Not an attempt (nothing was tried), so none is recorded or counted."""
+        extra: dict[str, Any] = {}
+        if sent:
+            extra["encrypted_content"] = self._cipher.seal(
+                claim.message.id, progress.with_sent_parts(sealed, route.address, sent)
+            )
+        done = await self._settle(
+            claim,
+            status=MessageStatus.QUEUED,
+            next_attempt_at=until,
+            claimed_until=None,
+            **extra,
+        )
+        if not done:
+            return None
+        log.debug("message %s: paced until %s", claim.message.id, until.isoformat())
+        return Handled(AttemptOutcome.RETRY, until, paced=True)
 
     async def after_transient(
         self,
@@ -300,6 +349,7 @@ class Deliverer:
             claim.message.id,
             AttemptOutcome.DELIVERED,
             now,
+            channel=claim.channel,
             external_id=progress.external_id(sent),
             status=MessageStatus.DELIVERED,
             delivered_at=now,
@@ -358,7 +408,11 @@ class Deliverer:
             err.error_class,
             retry_at.isoformat(),
         )
-        return Handled(AttemptOutcome.RETRY, retry_at)
+        # Telegram pacing concerns the whole chat: its later messages wait too. A retry on
+        # another channel holds back nothing else.
+        return Handled(
+            AttemptOutcome.RETRY, retry_at if claim.channel is Channel.TELEGRAM else None
+        )
 
     def _keep_copy(
         self, claim: Claim, route: Route, sent: list[str], payload: OutboxPayload
@@ -386,10 +440,24 @@ class Deliverer:
     async def delivered_elsewhere(self, claim: Claim, external_id: str) -> Handled | None:
         """Settle a delivery by a channel other than Telegram (no parts, no copies)."""
         self._record(claim, AttemptOutcome.DELIVERED, None, [external_id])
+        now = self._clock()
+        # A digest that fell back to another channel still carries its messages.
+        await outbox.settle_carried(
+            claim.session,
+            claim.message.id,
+            AttemptOutcome.DELIVERED,
+            now,
+            channel=claim.channel,
+            external_id=external_id,
+            status=MessageStatus.DELIVERED,
+            delivered_at=now,
+            delivered_via=claim.channel,
+            failure_reason=None,
+        )
         done = await self._settle(
             claim,
             status=MessageStatus.DELIVERED,
-            delivered_at=self._clock(),
+            delivered_at=now,
             delivered_via=claim.channel,
             encrypted_content=None,
             claimed_until=None,
@@ -452,6 +520,7 @@ class Deliverer:
             claim.message.id,
             AttemptOutcome.FAILED,
             self._clock(),
+            channel=claim.channel,
             error=f"{cause.error_class}: {cause.detail}",
             status=MessageStatus.FAILED,
             failure_reason=reason[:200],

@@ -16,6 +16,8 @@ class Handled:
     outcome: AttemptOutcome
     # Set for a retry: the earliest time anything more should be sent to this recipient.
     retry_at: datetime | None = None
+    # Held back by the pacer before its (next) part went out: not an attempt, nothing failed.
+    paced: bool = False
 
 
 @dataclass(frozen=True)

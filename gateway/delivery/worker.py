@@ -4,6 +4,16 @@ Several workers (in one process or many) may run against one database: each mess
 with a conditional UPDATE before it is sent, so at most one worker sends it at a time. Messages
 of one recipient (one personal log chat) go out one after another, in order; different chats
 are served in parallel, a bounded number at a time.
+
+Telegram sends are paced (`gateway.delivery.pacing`): before each part of a message the pacer
+is asked. A short wait (up to the worker's patience, which is sized so that every slot of the
+worker can queue for the bot's global bucket at once) is slept through with the send reserved;
+a longer one (the chat's or group's budget is spent, or a 429 blocks it) sends the message back
+to the queue with the parts sent so far, holds that chat's later Telegram messages until then
+(`outbox.postpone`) and the run goes on with the other chats: one chat waiting never holds up
+another, and the next wakeup is when the chat may send again. A 429 also slows the chat's
+buckets down for its `retry_after`. Messages on other channels are not paced by these buckets,
+nor held back by them. Urgent and high messages come first in every run (`outbox.due`).
 """
 
 from __future__ import annotations
@@ -11,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +37,7 @@ from gateway.delivery.attempt import Clock, Deliverer
 from gateway.delivery.chain import DEFAULT_POLICIES, RetryPolicy
 from gateway.delivery.claim import Policy
 from gateway.delivery.elsewhere import Elsewhere
+from gateway.delivery.pacing import SHORT_MARGIN, Pacer, TelegramRates
 from gateway.delivery.routes import CreateTopic
 from gateway.personal_log import create_topic as personal_log_create_topic
 from storage.enums import Channel
@@ -34,6 +45,47 @@ from storage.repositories import outbox
 from storage.types import utcnow
 
 log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+# The longest the worker sleeps in place for a granted send (at least); longer waits postpone.
+PATIENCE = 0.5
+MAX_PATIENCE = 5.0
+# Woken this much after a reserved slot, the send takes a new slot instead (see before_send).
+LATE = SHORT_MARGIN / 2
+
+
+class PacedSends:
+    """The worker's pacer as the Deliverer uses it (`attempt.SendPacing`), on the worker's
+    clock. Waits up to `patience` are slept through with the send reserved; longer ones are
+    handed back as a time to hold the chat until."""
+
+    def __init__(self, pacer: Pacer, clock: Clock, sleep: Sleep, patience: float) -> None:
+        self.pacer = pacer
+        self._clock = clock
+        self._sleep = sleep
+        self._patience = patience
+
+    async def before_send(self, chat_id: int) -> datetime | None:
+        # Telegram chat ids of groups and supergroups are negative, private chats positive.
+        is_group = chat_id < 0
+        while True:
+            now = self._clock()
+            wait = self.pacer.reserve(chat_id, is_group, now.timestamp(), patience=self._patience)
+            if wait > self._patience:
+                return now + timedelta(seconds=wait)
+            if wait <= 0:
+                return None
+            await self._sleep(wait)
+            late = (self._clock() - now).total_seconds() - wait
+            if late <= LATE:
+                return None
+            # The event loop stalled past the slot: so did the other sleepers, and they would
+            # all go at once. Drop this slot (it stays spent) and queue for a new one.
+            log.debug("pacing slot missed by %.3f s; taking a new one", late)
+
+    def rate_limited(self, chat_id: int, retry_after: float) -> None:
+        self.pacer.penalise(chat_id, self._clock().timestamp(), retry_after)
 
 
 @dataclass(frozen=True)
@@ -65,13 +117,17 @@ class DeliveryWorker:
         fallbacks: Mapping[Channel, FallbackChannel[Any]] | None = None,
         public_url: str | None = None,
         policies: Mapping[Channel, RetryPolicy] = DEFAULT_POLICIES,
+        rates: TelegramRates | None = None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         """`clock` returns aware UTC datetimes and `rng` floats in [0, 1) (backoff jitter); both
         are injectable so tests are deterministic. `lease` must exceed the slowest single send;
         a message of many parts extends its own lease. `on_deletion_scheduled(when)` hears of
         each delivered message whose Telegram copy must be deleted at `when`. `fallbacks` are
         the other channels this deployment set up; `public_url` builds email unsubscribe
-        links."""
+        links. `rates` are the Telegram limits to pace to (default: Telegram's own;
+        `TelegramRates.unlimited()` turns pacing off); `sleep` waits out a short pacing wait
+        (injectable so tests can move a fake clock instead)."""
         self._sessionmaker = sessionmaker
         self._clock = clock
         self._poll_interval = poll_interval
@@ -81,6 +137,15 @@ class DeliveryWorker:
         self._running = False
         self._last_error: str | None = None
         self._last_run_at: datetime | None = None
+        rates = TelegramRates() if rates is None else rates
+        self.pacing: PacedSends | None = None
+        if rates != TelegramRates.unlimited():
+            # Enough patience for every slot of the run to queue for the global bucket (but
+            # short next to the lease, which covers a part's send and its wait).
+            per_second = rates.global_per_second
+            queue = 1.1 * concurrency / per_second if per_second else 0.0
+            patience = min(MAX_PATIENCE, max(PATIENCE, queue))
+            self.pacing = PacedSends(Pacer(rates, clock().timestamp()), clock, sleep, patience)
         self._deliverer = Deliverer(
             sessionmaker,
             bot,
@@ -98,6 +163,7 @@ class DeliveryWorker:
                 public_url=public_url,
                 policies=policies,
             ),
+            self.pacing,
         )
         self._cipher = cipher
 
@@ -119,11 +185,11 @@ class DeliveryWorker:
                 if await audit.flush_ready(session, self._cipher, self._clock()):
                     await session.commit()
                 candidates = await outbox.due(session, self._clock(), self._batch_size)
-            chats: dict[int, list[str]] = {}
+            chats: dict[int, list[outbox.Candidate]] = {}
             for candidate in candidates:
-                chats.setdefault(candidate.recipient_id, []).append(candidate.message_id)
+                chats.setdefault(candidate.recipient_id, []).append(candidate)
             results = await asyncio.gather(
-                *(self._run_chat(ids) for ids in chats.values()), return_exceptions=True
+                *(self._run_chat(queue) for queue in chats.values()), return_exceptions=True
             )
         except Exception as exc:
             self._failed(exc)
@@ -154,22 +220,40 @@ class DeliveryWorker:
             self._running = False
             log.info("delivery worker stopped")
 
-    async def _run_chat(self, message_ids: list[str]) -> int:
+    async def _run_chat(self, queue: list[outbox.Candidate]) -> int:
+        """One recipient's due messages, in order. Returns how many got an attempt."""
         async with self._slots:
             handled = 0
-            for index, message_id in enumerate(message_ids):
-                result = await self._deliverer.deliver(message_id)
+            paced_until: datetime | None = None  # the pacer holds this chat's Telegram sends
+            held: list[str] = []
+            for index, candidate in enumerate(queue):
+                if paced_until is not None and candidate.channel is Channel.TELEGRAM:
+                    held.append(candidate.message_id)
+                    continue
+                result = await self._deliverer.deliver(candidate.message_id)
                 if result is None:
                     continue  # another worker has it
+                if result.paced:
+                    # Only its Telegram messages wait for the chat's buckets; other channels
+                    # are not paced by them.
+                    paced_until = result.retry_at
+                    continue
                 handled += 1
                 if result.retry_at is not None:
                     # The chat is rate limited or failing: hold its later messages back too,
                     # so they keep their order and we do not keep hitting it.
-                    async with self._sessionmaker() as session:
-                        await outbox.postpone(session, message_ids[index + 1 :], result.retry_at)
-                        await session.commit()
+                    rest = [c.message_id for c in queue[index + 1 :]]
+                    await self._postpone(rest, result.retry_at)
                     break
+            if held and paced_until is not None:
+                await self._postpone(held, paced_until)
             return handled
+
+    async def _postpone(self, message_ids: list[str], until: datetime) -> None:
+        if message_ids:
+            async with self._sessionmaker() as session:
+                await outbox.postpone(session, message_ids, until)
+                await session.commit()
 
     async def _delay(self, handled: int) -> float:
         async with self._sessionmaker() as session:

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.enums import AttemptOutcome, Channel, MessageStatus
+from storage.enums import AttemptOutcome, Channel, MessageStatus, Priority
 from storage.models import DeliveryAttempt, Message
 
 
@@ -28,6 +28,15 @@ from storage.models import DeliveryAttempt, Message
 class Candidate:
     message_id: str
     recipient_id: int
+    # The channel the message tries now (where it stands in its fallback chain).
+    channel: Channel = Channel.TELEGRAM
+
+
+def _channel_now(channels: list[str] | None, index: int) -> Channel:
+    # As gateway.delivery.claim.current_channel: old rows without a chain go to Telegram.
+    if channels and 0 <= index < len(channels):
+        return Channel(channels[index])
+    return Channel.TELEGRAM
 
 
 def _due(now: datetime) -> ColumnElement[bool]:
@@ -54,15 +63,26 @@ async def _update(session: AsyncSession, *where: ColumnElement[bool], **values: 
     return cast("CursorResult[Any]", result).rowcount
 
 
+# `urgent` and `high` go before `normal` and `low`: two classes, ordered by time within each.
+PRIORITY_CLASS = case(
+    (Message.priority.in_([Priority.URGENT, Priority.HIGH]), 0),
+    else_=1,
+)
+
+
 async def due(session: AsyncSession, now: datetime, limit: int) -> list[Candidate]:
-    """Messages to try now, oldest due first (so a person's messages keep their order)."""
+    """Messages to try now: the urgent and high ones first, then normal and low; within a
+    class oldest due first, so a person's messages of one class keep their order."""
     rows = await session.execute(
-        select(Message.id, Message.recipient_id)
+        select(Message.id, Message.recipient_id, Message.channels, Message.channel_index)
         .where(_due(now))
-        .order_by(Message.next_attempt_at, Message.created_at, Message.id)
+        .order_by(PRIORITY_CLASS, Message.next_attempt_at, Message.created_at, Message.id)
         .limit(limit)
     )
-    return [Candidate(message_id, recipient_id) for message_id, recipient_id in rows]
+    return [
+        Candidate(message_id, recipient_id, _channel_now(channels, index))
+        for message_id, recipient_id, channels, index in rows
+    ]
 
 
 async def claim(session: AsyncSession, message_id: str, now: datetime, until: datetime) -> bool:
@@ -164,10 +184,11 @@ async def settle_carried(
     *,
     external_id: str | None = None,
     error: str | None = None,
+    channel: Channel = Channel.TELEGRAM,
     **values: Any,
 ) -> int:
     """Settle the messages a digest carried as the digest itself settled, each with an attempt
-    that names where it landed. Returns how many there were."""
+    (on `channel`) that names where it landed. Returns how many there were."""
     member_ids = list(
         await session.scalars(select(Message.id).where(Message.carried_by == carrier_id))
     )
@@ -175,11 +196,11 @@ async def settle_carried(
         return 0
     await _update(session, Message.id.in_(member_ids), **values)
     for member_id in member_ids:
-        attempt = await next_attempt_number(session, member_id, Channel.TELEGRAM)
+        attempt = await next_attempt_number(session, member_id, channel)
         add_attempt(
             session,
             member_id,
-            Channel.TELEGRAM,
+            channel,
             attempt,
             outcome,
             at,

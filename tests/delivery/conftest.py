@@ -18,6 +18,7 @@ from sqlalchemy.orm import selectinload
 
 from gateway.content_cipher import ContentCipher
 from gateway.delivery import DeliveryWorker
+from gateway.delivery.pacing import TelegramRates
 from gateway.outbox_payload import OutboxPayload
 from gateway.topics import CREATED_TOPICS, TOPICS
 from storage.enums import Category, MessageStatus, Priority
@@ -171,7 +172,13 @@ def make_worker(
     clock: UTCClock,
 ) -> WorkerFactory:
     def make(**overrides: Any) -> DeliveryWorker:
-        options: dict[str, Any] = {"clock": clock, "rng": lambda: 0.5, "poll_interval": 0.05}
+        # Unpaced unless a test asks for pacing (tests/delivery/test_paced_worker.py does).
+        options: dict[str, Any] = {
+            "clock": clock,
+            "rng": lambda: 0.5,
+            "poll_interval": 0.05,
+            "rates": TelegramRates.unlimited(),
+        }
         return DeliveryWorker(sessionmaker, bot, cipher, **(options | overrides))
 
     return make

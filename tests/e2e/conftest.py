@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from gateway.delivery.pacing import TelegramRates
 from gateway.runtime import GatewayConfig, run_gateway
 from gateway.sandbox_demo import token_from
 from sandbox.client import MessageView, SandboxClient
@@ -144,6 +145,8 @@ async def running(aiohttp_server: ServerFactory, tmp_path: Path) -> AsyncIterato
         http_host="127.0.0.1",
         http_port=port,
         content_key=b"e" * 32,
+        # The sandbox's flood control is off here; pacing has its own tests (tests/delivery).
+        telegram_rates=TelegramRates.unlimited(),
     )
     async with aiohttp.ClientSession() as http:
         running = Running(
