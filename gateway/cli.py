@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from gateway.settings import Settings, SettingsError, content_key, load_settings
+from gateway.settings import Settings, SettingsError, content_key, load_settings, telegram_rates
 from storage import migrate as migrations
 
 if TYPE_CHECKING:
@@ -83,7 +83,6 @@ def _cmd_migrate(settings: Settings) -> int:
 
 
 def _gateway_config(settings: Settings, token: str) -> GatewayConfig:
-    from gateway.delivery.pacing import TelegramRates
     from gateway.runtime import GatewayConfig
 
     return GatewayConfig(
@@ -95,11 +94,7 @@ def _gateway_config(settings: Settings, token: str) -> GatewayConfig:
         content_key=content_key(settings),
         public_url=settings.public_url,
         channels=channels_config(settings),
-        telegram_rates=TelegramRates(
-            global_per_second=settings.telegram_global_rate,
-            group_per_minute=settings.telegram_group_rate,
-            chat_per_second=settings.telegram_chat_rate,
-        ),
+        telegram_rates=telegram_rates(settings),
     )
 
 

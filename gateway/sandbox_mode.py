@@ -20,7 +20,7 @@ from gateway.content_cipher import load_or_create_key_file
 from gateway.runtime import GatewayConfig, run_gateway
 from gateway.sandbox_demo import run_demo
 from gateway.sandbox_standins import stand_ins
-from gateway.settings import Settings
+from gateway.settings import Settings, telegram_rates
 from sandbox.server import TokenMaskingAccessLogger, create_sandbox_app
 from sandbox.state import DEFAULT_BOT_TOKEN
 from storage import migrate
@@ -105,6 +105,8 @@ async def run_sandbox_with_gateway(
             content_key=load_or_create_key_file(SANDBOX_DIR / "content.key"),
             public_url=None,
             channels=others.channels,
+            # The sandbox enforces Telegram's limits too: pace to the same settings as serve.
+            telegram_rates=telegram_rates(settings),
         )
         if demo:
             await _run_demo(config, bot_api_url, out)

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from gateway.delivery.pacing import TelegramRates
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/libral-gateway.sqlite3"
 
@@ -134,6 +137,17 @@ class Settings(BaseSettings):
                     raise ValueError(f"must be comma-separated Telegram user ids, got {part!r}")
             return [int(p) for p in parts]
         return value
+
+
+def telegram_rates(settings: Settings) -> TelegramRates:
+    """The pacing limits the settings ask for (serve and the sandbox alike)."""
+    from gateway.delivery.pacing import TelegramRates
+
+    return TelegramRates(
+        global_per_second=settings.telegram_global_rate,
+        group_per_minute=settings.telegram_group_rate,
+        chat_per_second=settings.telegram_chat_rate,
+    )
 
 
 class SettingsError(Exception):
