@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from aiogram import Bot
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
@@ -201,3 +202,12 @@ async def load_group(sessionmaker: async_sessionmaker[AsyncSession], group_id: i
         )
         assert group is not None
         return group
+
+
+@pytest.fixture
+async def scheduler() -> AsyncIterator[AsyncIOScheduler]:
+    """A running APScheduler for the releaser, the deleter and the purger."""
+    scheduler = AsyncIOScheduler()
+    scheduler.start()
+    yield scheduler
+    scheduler.shutdown(wait=False)

@@ -4,7 +4,7 @@ worker through the sandbox; statuses of digested messages follow the digest's.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,14 +22,6 @@ from storage.repositories import messages
 from tests.delivery.conftest import Enqueue, Personal, UTCClock, WorkerFactory, load
 
 ReleaserFactory = Callable[..., DeferredReleaser]
-
-
-@pytest.fixture
-async def scheduler() -> AsyncIterator[AsyncIOScheduler]:
-    scheduler = AsyncIOScheduler()
-    scheduler.start()
-    yield scheduler
-    scheduler.shutdown(wait=False)
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ ephemeral) in batches, gone counts as done, failures retried and finally reporte
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -24,14 +24,6 @@ from storage.repositories import copies
 from tests.delivery.conftest import Enqueue, Personal, UTCClock, WorkerFactory
 
 DeleterFactory = Callable[..., CopyDeleter]
-
-
-@pytest.fixture
-async def scheduler() -> AsyncIterator[AsyncIOScheduler]:
-    scheduler = AsyncIOScheduler()
-    scheduler.start()
-    yield scheduler
-    scheduler.shutdown(wait=False)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ can no longer delete are forgotten; the database is read directly to prove it.""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -21,14 +21,6 @@ from tests.delivery.conftest import Enqueue, Personal, UTCClock, WorkerFactory
 
 PurgerFactory = Callable[..., RetentionPurger]
 DAY = 86400
-
-
-@pytest.fixture
-async def scheduler() -> AsyncIterator[AsyncIOScheduler]:
-    scheduler = AsyncIOScheduler()
-    scheduler.start()
-    yield scheduler
-    scheduler.shutdown(wait=False)
 
 
 @pytest.fixture
