@@ -28,8 +28,9 @@ HERE = Path(__file__).resolve().parent
 
 
 @contextmanager
-def server(kind: str) -> Iterator[tuple[str, str | None]]:
-    """(base url, bearer token or None) of a server process, stopped afterwards."""
+def server(kind: str) -> Iterator[tuple[str, str | None, str]]:
+    """(base url, bearer token or None, "<sandbox url> <group id>" or "") of a server process,
+    stopped afterwards."""
     proc = subprocess.Popen(  # noqa: S603 - our own server script, fixed arguments
         [sys.executable, str(HERE / "_servers.py"), kind],
         stdout=subprocess.PIPE,
@@ -37,14 +38,16 @@ def server(kind: str) -> Iterator[tuple[str, str | None]]:
         cwd=HERE.parent,
         env={**os.environ, "PYTHONPATH": str(HERE.parent)},
     )
-    token = None
+    token, sandbox = None, ""
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
             if line.startswith("TOKEN "):
                 token = line.split()[1]
+            if line.startswith("SANDBOX "):
+                sandbox = line.removeprefix("SANDBOX ").strip()
             if line.startswith("READY "):
-                yield line.split()[1], token
+                yield line.split()[1], token, sandbox
                 break
         else:
             raise RuntimeError(f"{kind} server did not start")
@@ -90,7 +93,7 @@ async def load(
 
 async def measure(kind: str, total: int, levels: list[int]) -> dict[int, tuple[float, list[float]]]:
     results = {}
-    with server(kind) as (url, token):
+    with server(kind) as (url, token, _):
         await load(url, token, min(200, total), 8)  # warm up
         for level in levels:
             results[level] = await load(url, token, total, level)
