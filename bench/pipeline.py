@@ -16,8 +16,7 @@ import sys
 import time
 
 import aiohttp
-
-from bench.ingress import SEND, server
+from ingress import SEND, server  # the sibling script (bench/ is on sys.path when run)
 
 
 async def _sends(http: aiohttp.ClientSession, sandbox: str, group: int) -> int:
