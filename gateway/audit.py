@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 from collections import defaultdict
 from datetime import datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,7 +20,7 @@ from gateway.content_cipher import ContentCipher, ContentDecryptError
 from gateway.digest import preview
 from gateway.notices import notice
 from gateway.outbox_payload import OutboxPayload
-from gateway.routing import QuietHours
+from gateway.preferences import zone_or_utc
 from storage.enums import Category, Channel
 from storage.models import AuditEntry, LogGroup, UserPreferences
 
@@ -61,13 +61,6 @@ async def record(
             sealed_content=cipher.seal(_aad(message_id), payload.to_dict()) if keep else None,
         )
     )
-
-
-def _zone(name: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or QuietHours().timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
 
 
 def _line(cipher: ContentCipher, entry: AuditEntry, zone: ZoneInfo) -> str:
@@ -114,7 +107,7 @@ async def flush_ready(session: AsyncSession, cipher: ContentCipher, now: datetim
     by_user: dict[int, list[str]] = defaultdict(list)
     for entry, timezone in entries:
         if entry.id in taken:
-            by_user[entry.user_id].append(_line(cipher, entry, _zone(timezone)))
+            by_user[entry.user_id].append(_line(cipher, entry, zone_or_utc(timezone)))
     for user_id, lines in by_user.items():
         session.add(notice(cipher, user_id, "\n".join(lines), now, category=Category.COMMUNICATION))
     return len(by_user)

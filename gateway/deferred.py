@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.content_cipher import ContentCipher, ContentDecryptError
 from gateway.digest import DigestItem, compose_digest
 from gateway.outbox_payload import OutboxPayload
-from gateway.routing import QuietHours
+from gateway.preferences import zone_or_utc
 from gateway.scheduling import DueWork, OnSchedule
 from storage.enums import Category, Channel, MessageStatus, Priority
 from storage.models import Message, UserPreferences
@@ -63,13 +62,6 @@ def _place(held: _Held, threads: Mapping[Category, int | None] | None) -> tuple[
     if thread is not None:
         return message.recipient_id, f"thread:{thread}"
     return message.recipient_id, f"category:{message.category.value}"
-
-
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")  # a zone this host's tz database lacks: times shown in UTC
 
 
 class DeferredReleaser(OnSchedule):
@@ -180,7 +172,7 @@ class DeferredReleaser(OnSchedule):
 
     async def _digest(self, session: AsyncSession, members: Sequence[_Held], now: datetime) -> bool:
         first = members[0].message
-        zone = _zone(await self._timezone(session, first.recipient_id))
+        zone = zone_or_utc(await self._timezone(session, first.recipient_id))
         payload = compose_digest(
             [
                 DigestItem(m.message.created_at, m.message.category, m.payload)
@@ -217,9 +209,9 @@ class DeferredReleaser(OnSchedule):
             encrypted_content=None,
         )
 
-    async def _timezone(self, session: AsyncSession, user_id: int) -> str:
+    async def _timezone(self, session: AsyncSession, user_id: int) -> str | None:
         row = await session.get(UserPreferences, user_id)
-        return row.timezone if row is not None else QuietHours().timezone
+        return row.timezone if row is not None else None
 
     async def _threads(
         self, session: AsyncSession, user_id: int

@@ -30,6 +30,15 @@ def check_timezone(name: str) -> str:
     return name
 
 
+def zone_or_utc(name: str | None) -> ZoneInfo:
+    """The person's zone for showing times (the default when unset); UTC for a name this host's
+    tz database lacks, so a display never fails."""
+    try:
+        return ZoneInfo(name or QuietHours().timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
 def to_preferences(row: UserPreferences | None) -> Preferences:
     """The person's preferences; defaults for everything not stored (or no row at all)."""
     if row is None:

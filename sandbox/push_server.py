@@ -38,9 +38,10 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 
+from sandbox.recorded import list_recorded
+
 MESSAGE_LIMIT_BYTES = 4096
 MESSAGE_TTL_SECONDS = 12 * 3600
-MAX_WAIT_SECONDS = 30.0
 TOPIC_ROUTE = "/{topic:[-_A-Za-z0-9]{1,64}}"
 _ID_ALPHABET = string.ascii_letters + string.digits
 _PRIORITY_NAMES = {"min": 1, "low": 2, "default": 3, "high": 4, "max": 5, "urgent": 5}
@@ -277,18 +278,7 @@ def _record_view(record: PushRecord) -> dict[str, Any]:
 
 
 async def list_messages(request: web.Request) -> web.Response:
-    state = _state(request)
-    try:
-        count = int(request.query.get("count", "0"))
-        timeout = min(float(request.query.get("timeout", "5")), MAX_WAIT_SECONDS)
-    except ValueError:
-        return web.json_response({"error": "count and timeout must be numbers"}, status=400)
-    try:
-        async with asyncio.timeout(timeout):
-            messages = await state.wait_for_messages(count)
-    except TimeoutError:
-        messages = list(state.messages)
-    return web.json_response({"messages": [_record_view(m) for m in messages]})
+    return await list_recorded(request, _state(request), _record_view)
 
 
 async def clear_messages(request: web.Request) -> web.Response:

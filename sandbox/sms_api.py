@@ -38,10 +38,11 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from sandbox.recorded import list_recorded
+
 DEFAULT_ACCOUNT_SID = "AC" + "0" * 32
 DEFAULT_AUTH_TOKEN = "sandbox-sms-auth-token"  # noqa: S105 - a well-known sandbox value
 MAX_BODY_LENGTH = 1600
-MAX_WAIT_SECONDS = 30.0
 
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 ALPHANUMERIC_SENDER = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}")
@@ -318,18 +319,7 @@ def _record_view(record: SmsRecord) -> dict[str, Any]:
 
 
 async def list_messages(request: web.Request) -> web.Response:
-    state = _state(request)
-    try:
-        count = int(request.query.get("count", "0"))
-        timeout = min(float(request.query.get("timeout", "5")), MAX_WAIT_SECONDS)
-    except ValueError:
-        return web.json_response({"error": "count and timeout must be numbers"}, status=400)
-    try:
-        async with asyncio.timeout(timeout):
-            messages = await state.wait_for_messages(count)
-    except TimeoutError:
-        messages = list(state.messages)
-    return web.json_response({"messages": [_record_view(m) for m in messages]})
+    return await list_recorded(request, _state(request), _record_view)
 
 
 async def clear_messages(request: web.Request) -> web.Response:

@@ -31,10 +31,11 @@ from typing import Any, Protocol
 import aiohttp
 from aiohttp import web
 
+from sandbox.control import MAX_WAIT_SECONDS
+
 NAME_PATTERN = r"[A-Za-z0-9_\-]{1,64}"
 MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_WAIT_SECONDS = 5.0
-MAX_WAIT_SECONDS = 30.0
 
 Clock = Callable[[], datetime]
 

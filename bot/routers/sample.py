@@ -15,8 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import texts
 from gateway.message_request import MessageContent, MessageRequest
-from gateway.preferences import to_preferences
-from gateway.routing import QuietHours
+from gateway.preferences import to_preferences, zone_or_utc
 from gateway.submission import Sender, SubmissionError, Submitted, Submitter
 from gateway.topics import TOPICS
 from storage.enums import Category, MessageStatus
@@ -69,7 +68,7 @@ async def send_samples(
         return
     stored = await session.get(UserPreferences, user.id)
     prefs = to_preferences(stored)
-    zone = ZoneInfo(stored.timezone if stored is not None else QuietHours().timezone)
+    zone = zone_or_utc(stored.timezone if stored is not None else None)
     enabled = [c for c in TOPICS if prefs.categories.get(c, True)]
     if not enabled:
         await message.answer("Every category is turned off in /prefs, so there is nothing to send.")
