@@ -8,7 +8,6 @@ also after a restart, with a sweep every minute as the safety net.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,11 +16,12 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.content_cipher import ContentCipher, ContentDecryptError
-from gateway.digest import DigestItem, compose_digest
+from gateway.digest import DigestItem, compose_digest, place
+from gateway.digest_rows import carrier_row
 from gateway.outbox_payload import OutboxPayload
 from gateway.preferences import zone_or_utc
 from gateway.scheduling import DueWork, OnSchedule
-from storage.enums import Category, Channel, MessageStatus, Priority
+from storage.enums import Category, Channel, MessageStatus
 from storage.models import Message, UserPreferences
 from storage.repositories import deferred, groups
 from storage.types import utcnow
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 RELEASE = "release-deferred"
-_PRIORITY_ORDER = (Priority.LOW, Priority.NORMAL, Priority.HIGH, Priority.URGENT)
 
 
 @dataclass
@@ -47,21 +46,13 @@ def _topic_key(
     held: _Held, threads: Mapping[Category, int | None] | None
 ) -> tuple[int, str, tuple[str, ...]]:
     """Messages that land in the same topic of the same person, by the same fallback chain, go
-    into one digest (which takes that chain): an explicit topic and the category's own topic
-    are the same place when their thread ids agree."""
-    return (*_place(held, threads), tuple(held.message.channels))
-
-
-def _place(held: _Held, threads: Mapping[Category, int | None] | None) -> tuple[int, str]:
+    into one digest (which takes that chain)."""
     message = held.message
     thread = held.payload.thread_id if held.payload is not None else None
-    if thread is None and threads is not None and message.category in threads:
-        thread = threads[message.category]
-        if thread is None:
-            return message.recipient_id, "general"
-    if thread is not None:
-        return message.recipient_id, f"thread:{thread}"
-    return message.recipient_id, f"category:{message.category.value}"
+    return (
+        *place(message.recipient_id, message.category, thread, threads),
+        tuple(message.channels),
+    )
 
 
 class DeferredReleaser(OnSchedule):
@@ -181,23 +172,8 @@ class DeferredReleaser(OnSchedule):
             ],
             zone,
         )
-        digest_id = str(uuid.uuid4())
-        session.add(
-            Message(
-                id=digest_id,
-                sender_token_id=None,  # the gateway's own message
-                recipient_id=first.recipient_id,
-                category=first.category,
-                priority=max((m.message.priority for m in members), key=_PRIORITY_ORDER.index),
-                status=MessageStatus.QUEUED,
-                encrypted_content=self._cipher.seal(digest_id, payload.to_dict()),
-                created_at=now,
-                next_attempt_at=now,
-                retention_expires_at=max(m.message.retention_expires_at for m in members),
-                # The members' own chain: if Telegram cannot take the digest, it falls back.
-                channels=list(first.channels),
-            )
-        )
+        carrier = carrier_row(self._cipher, [m.message for m in members], payload, now)
+        session.add(carrier)
         await session.flush()  # the carriers' foreign key points at it
         # The members' content now lives in the digest only; they settle when it does.
         return await deferred.take(
@@ -205,7 +181,7 @@ class DeferredReleaser(OnSchedule):
             [m.message.id for m in members],
             status=MessageStatus.QUEUED,
             next_attempt_at=now,
-            carried_by=digest_id,
+            carried_by=carrier.id,
             encrypted_content=None,
         )
 

@@ -7,7 +7,7 @@ delivers the result as an ordinary outbox payload, which the usual rendering spl
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -44,6 +44,32 @@ def preview(payload: OutboxPayload) -> str:
     return "\n".join(shown) or "(empty)"
 
 
+def full_entry(payload: OutboxPayload) -> str:
+    """A message's whole body as Telegram HTML, for digests that must not shorten anything."""
+    try:
+        return render_body(payload.kind, payload.value)
+    except (TypeError, ValueError):
+        return html.escape(UNREADABLE)
+
+
+def place(
+    recipient_id: int,
+    category: Category,
+    thread_id: int | None,
+    threads: Mapping[Category, int | None] | None,
+) -> tuple[int, str]:
+    """Where a message lands, as a key for grouping into digests: an explicit topic and the
+    category's own topic are the same place when their thread ids agree. `threads` maps the
+    person's categories to their topics (None: no personal log; a None thread: General)."""
+    if thread_id is None and threads is not None and category in threads:
+        thread_id = threads[category]
+        if thread_id is None:
+            return recipient_id, "general"
+    if thread_id is not None:
+        return recipient_id, f"thread:{thread_id}"
+    return recipient_id, f"category:{category.value}"
+
+
 def _span(first: datetime, last: datetime, zone: ZoneInfo) -> str:
     start, end = first.astimezone(zone), last.astimezone(zone)
     if start.date() == end.date():
@@ -63,10 +89,19 @@ def merged_hashtags(items: Sequence[DigestItem], category: Category) -> tuple[st
 
 
 def compose_digest(
-    items: Sequence[DigestItem], zone: ZoneInfo, *, why: str = "held during quiet hours"
+    items: Sequence[DigestItem],
+    zone: ZoneInfo,
+    *,
+    why: str = "held during quiet hours",
+    full: bool = False,
+    silent: bool = False,
 ) -> OutboxPayload:
     """One HTML payload: a header with the count and time span, then each message's first
-    lines with its local time, oldest first. All items go to the first item's topic."""
+    lines with its local time, oldest first. All items go to the first item's topic.
+
+    `full`: each message whole (with formatting) and its time to the second, for digests
+    whose members are not shown anywhere else in full (bursts); rendering splits it at 4096.
+    """
     if not items:
         raise ValueError("a digest needs at least one message")
     ordered = sorted(items, key=lambda item: item.created_at)
@@ -75,8 +110,10 @@ def compose_digest(
         f"🗞 <b>Digest: {len(ordered)} messages</b> {html.escape(why)}, "
         f"{_span(first.created_at, ordered[-1].created_at, zone)} ({html.escape(zone.key)})"
     )
+    clock = "%H:%M:%S" if full else "%H:%M"
     entries = [
-        f"<b>{item.created_at.astimezone(zone):%H:%M}</b> {html.escape(preview(item.payload))}"
+        f"<b>{item.created_at.astimezone(zone).strftime(clock)}</b> "
+        + (full_entry(item.payload) if full else html.escape(preview(item.payload)))
         for item in ordered
     ]
     return OutboxPayload(
@@ -85,5 +122,5 @@ def compose_digest(
         hashtags=merged_hashtags(ordered, first.category),
         thread_id=first.payload.thread_id,
         disable_preview=True,
-        silent=False,
+        silent=silent,
     )

@@ -363,7 +363,7 @@ def component_schemas() -> dict[str, Schema]:
                 "telegram_message_ids": {"type": "array", "items": {"type": "integer"}},
                 "carried_by": {
                     "type": ["string", "null"],
-                    "description": "the digest message that carried it (quiet hours)",
+                    "description": "the digest message that carried it (quiet hours, or a burst)",
                 },
                 "attempts": {
                     "type": "array",

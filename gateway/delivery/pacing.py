@@ -156,6 +156,16 @@ class TokenBucket:
         self._tokens = min(1.0, emptied + self.rate * (end - start))
         self._at = end
 
+    def grants_within(self, now: float, horizon: float) -> float:
+        """How many sends this bucket could grant from `now` to `now + horizon` (inf: no limit)."""
+        if self.rate == 0:
+            return float("inf")
+        start = max(now, self._at, self._blocked_until)
+        end = now + horizon
+        if end < start:
+            return 0.0
+        return max(0.0, self._level(start) + self.rate * (end - start))
+
     def idle(self, now: float) -> bool:
         """Full and not blocked: forgetting it changes nothing (a new bucket starts full)."""
         return now >= self._blocked_until and now >= self._at and self._level(now) >= self.capacity
@@ -243,6 +253,15 @@ class Pacer:
         for bucket in buckets:
             bucket.take_at(at)
         return at - now
+
+    def budget(self, chat_id: int, is_group: bool, now: float, horizon: float) -> float:
+        """How many sends to `chat_id` its own buckets (chat, and group) could grant within
+        `horizon` seconds: what a queue for that chat can hope to send "soon". The global
+        bucket is left out (it is shared: its budget is no one chat's). inf: no limit."""
+        entry = self._chats.get(chat_id) or self._new_chat(is_group, now)
+        if is_group and entry.group is None:
+            entry = self._new_chat(True, now)
+        return min(bucket.grants_within(now, horizon) for bucket in entry.buckets())
 
     def penalise(
         self, chat_id: int, now: float, retry_after: float, *, is_group: bool | None = None

@@ -47,3 +47,9 @@ def external_id(ids: Sequence[str]) -> str | None:
         return None
     joined = ",".join(ids)
     return joined if len(joined) <= MAX_EXTERNAL_ID else ids[0]
+
+
+def any_sent(sealed: dict[str, Any]) -> bool:
+    """Whether some part already went out (anywhere): such a message must finish on its own."""
+    sent = sealed.get(_KEY)
+    return isinstance(sent, dict) and bool(sent.get("ids"))

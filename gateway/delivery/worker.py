@@ -14,6 +14,10 @@ to the queue with the parts sent so far, holds that chat's later Telegram messag
 another, and the next wakeup is when the chat may send again. A 429 also slows the chat's
 buckets down for its `retry_after`. Messages on other channels are not paced by these buckets,
 nor held back by them. Urgent and high messages come first in every run (`outbox.due`).
+
+Before a chat's queue is sent, a burst longer than the chat's budget for the next seconds is
+folded into one digest per topic (`gateway.delivery.coalesce`): fewer, fuller messages instead
+of a trickle at the group's 20 a minute.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from gateway import audit
 from gateway.channels.fallback import FallbackChannel
 from gateway.channels.telegram import TelegramChannel
 from gateway.content_cipher import ContentCipher
+from gateway.delivery import coalesce
 from gateway.delivery.attempt import Clock, Deliverer
 from gateway.delivery.chain import DEFAULT_POLICIES, RetryPolicy
 from gateway.delivery.claim import Policy
@@ -119,6 +124,7 @@ class DeliveryWorker:
         policies: Mapping[Channel, RetryPolicy] = DEFAULT_POLICIES,
         rates: TelegramRates | None = None,
         sleep: Sleep = asyncio.sleep,
+        coalesce_bursts: bool = True,
     ) -> None:
         """`clock` returns aware UTC datetimes and `rng` floats in [0, 1) (backoff jitter); both
         are injectable so tests are deterministic. `lease` must exceed the slowest single send;
@@ -127,7 +133,8 @@ class DeliveryWorker:
         the other channels this deployment set up; `public_url` builds email unsubscribe
         links. `rates` are the Telegram limits to pace to (default: Telegram's own;
         `TelegramRates.unlimited()` turns pacing off); `sleep` waits out a short pacing wait
-        (injectable so tests can move a fake clock instead)."""
+        (injectable so tests can move a fake clock instead). `coalesce_bursts` folds a chat's
+        queue into digests when it exceeds what pacing lets through soon (needs pacing)."""
         self._sessionmaker = sessionmaker
         self._clock = clock
         self._poll_interval = poll_interval
@@ -166,6 +173,9 @@ class DeliveryWorker:
             self.pacing,
         )
         self._cipher = cipher
+        self._coalescer = (
+            coalesce.BurstCoalescer(sessionmaker, cipher, clock) if coalesce_bursts else None
+        )
 
     def notify(self) -> None:
         """A message was just committed: look at the outbox now rather than at the next poll."""
@@ -220,9 +230,25 @@ class DeliveryWorker:
             self._running = False
             log.info("delivery worker stopped")
 
+    async def _coalesce(self, queue: list[outbox.Candidate]) -> list[outbox.Candidate]:
+        """Fold the chat's burst into digests when its queue exceeds the budget (see
+        gateway.delivery.coalesce); the queue to send then."""
+        pacing, coalescer = self.pacing, self._coalescer
+        queued = sum(1 for c in queue if c.channel is Channel.TELEGRAM)
+        if pacing is None or coalescer is None or queued < 2:
+            return queue
+
+        def budget(chat_id: int, is_group: bool) -> float:
+            now = self._clock().timestamp()
+            return pacing.pacer.budget(chat_id, is_group, now, coalesce.HORIZON)
+
+        folded = await coalescer.fold(queue[0].recipient_id, queued, budget)
+        return coalesce.requeue(queue, folded) if folded else queue
+
     async def _run_chat(self, queue: list[outbox.Candidate]) -> int:
         """One recipient's due messages, in order. Returns how many got an attempt."""
         async with self._slots:
+            queue = await self._coalesce(queue)
             handled = 0
             paced_until: datetime | None = None  # the pacer holds this chat's Telegram sends
             held: list[str] = []

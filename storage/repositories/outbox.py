@@ -208,3 +208,44 @@ async def settle_carried(
             error=error,
         )
     return len(member_ids)
+
+
+def _foldable(now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """Queued, due and never tried yet (still at the start of its chain): free to fold into a
+    burst digest. A message being sent, retried or partly sent stays as it is."""
+    return (
+        Message.status == MessageStatus.QUEUED,
+        Message.carried_by.is_(None),
+        Message.next_attempt_at <= now,
+        Message.attempt_count == 0,
+        Message.channel_index == 0,
+        Message.encrypted_content.is_not(None),
+    )
+
+
+async def foldable(
+    session: AsyncSession, recipient_id: int, now: datetime, limit: int
+) -> list[Message]:
+    """A person's messages that a burst digest may carry, oldest first."""
+    rows = await session.scalars(
+        select(Message)
+        .where(Message.recipient_id == recipient_id, *_foldable(now))
+        .order_by(Message.created_at, Message.id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def fold(
+    session: AsyncSession, message_ids: Sequence[str], carrier_id: str, now: datetime
+) -> bool:
+    """Hand the messages to their carrier (their content goes: it lives in the carrier now) if
+    they are all still foldable; False means a worker took one meanwhile: roll back."""
+    taken = await _update(
+        session,
+        Message.id.in_(message_ids),
+        *_foldable(now),
+        carried_by=carrier_id,
+        encrypted_content=None,
+    )
+    return taken == len(message_ids)

@@ -173,12 +173,15 @@ def make_worker(
     clock: UTCClock,
 ) -> WorkerFactory:
     def make(**overrides: Any) -> DeliveryWorker:
-        # Unpaced unless a test asks for pacing (tests/delivery/test_paced_worker.py does).
+        # Unpaced unless a test asks for pacing (tests/delivery/test_paced_worker.py does),
+        # and no burst folding unless a test asks for it (tests/delivery/test_coalescing.py):
+        # these tests follow messages one by one.
         options: dict[str, Any] = {
             "clock": clock,
             "rng": lambda: 0.5,
             "poll_interval": 0.05,
             "rates": TelegramRates.unlimited(),
+            "coalesce_bursts": False,
         }
         return DeliveryWorker(sessionmaker, bot, cipher, **(options | overrides))
 

@@ -1,0 +1,177 @@
+"""Burst coalescing: when a personal log's queue holds more than its Telegram budget can send
+soon, the queued messages of each topic are folded into one digest message.
+
+Telegram lets a group take about 20 messages a minute. A burst of 500 alerts sent one by one
+would trickle in for 25 minutes; folded, it is a handful of full messages (each up to 4096
+characters) within seconds. Folding is done by the delivery worker just before it sends a
+chat's queue, and only when pacing is on and the queue exceeds the chat's budget over
+`HORIZON` (what its chat and group buckets could grant in that time).
+
+Which messages fold: queued, due, never tried (attempt 0 at the start of the chain), Telegram
+first in their chain, no part sent yet, and digestible (no self-destruct or ephemeral copy to
+delete on its own). They are grouped like quiet-hours digests: by topic and fallback chain; a
+topic with a single foldable message keeps it as it is. The digest carries each message whole,
+oldest first, with its time to the second. The members point to the digest (`carried_by`,
+visible in GET /messages/{id}), lose their own sealed content in the same commit, and settle
+when the digest does. Folding is a conditional UPDATE on the same state the worker's claim
+needs, so a message is either folded or claimed, never both (also with several workers).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.content_cipher import ContentCipher, ContentDecryptError
+from gateway.delivery import progress
+from gateway.digest import DigestItem, compose_digest, place
+from gateway.digest_rows import carrier_row
+from gateway.outbox_payload import OutboxPayload
+from gateway.preferences import zone_or_utc
+from storage.enums import Category, Channel
+from storage.models import Message, UserPreferences
+from storage.repositories import groups, outbox
+
+log = logging.getLogger(__name__)
+
+# "Soon": a queue longer than the chat's budget over this many seconds is folded.
+HORIZON = 10.0
+# At most this many messages are looked at per chat and pass (bounds memory and one commit).
+MAX_FOLD = 1000
+WHY = "arrived in a burst"
+
+# (chat id, is a group) -> how many sends that chat's buckets can grant within HORIZON.
+Budget = Callable[[int, bool], float]
+
+
+@dataclass(frozen=True)
+class Folded:
+    """One digest made: its id and the members it carries, oldest first."""
+
+    carrier_id: str
+    member_ids: tuple[str, ...]
+
+
+def requeue(queue: Sequence[outbox.Candidate], folded: Sequence[Folded]) -> list[outbox.Candidate]:
+    """The run's queue after folding: each digest takes the place of its first member there
+    (or goes last if none was in this run), its other members drop out."""
+    carrier_of = {m: f.carrier_id for f in folded for m in f.member_ids}
+    placed: set[str] = set()
+    result: list[outbox.Candidate] = []
+    for candidate in queue:
+        carrier = carrier_of.get(candidate.message_id)
+        if carrier is None:
+            result.append(candidate)
+        elif carrier not in placed:
+            placed.add(carrier)
+            result.append(outbox.Candidate(carrier, candidate.recipient_id, candidate.channel))
+    recipient = queue[0].recipient_id if queue else 0
+    result.extend(
+        outbox.Candidate(f.carrier_id, recipient) for f in folded if f.carrier_id not in placed
+    )
+    return result
+
+
+def _foldable_payload(cipher: ContentCipher, row: Message) -> OutboxPayload | None:
+    if row.channels[:1] != [Channel.TELEGRAM.value] or row.encrypted_content is None:
+        return None
+    try:
+        sealed = cipher.open(row.id, row.encrypted_content)
+        payload = OutboxPayload.from_dict(sealed)
+    except (ContentDecryptError, KeyError, TypeError, ValueError):
+        return None  # the worker fails it with the usual reason
+    if progress.any_sent(sealed) or not payload.digestible:
+        return None
+    return payload
+
+
+def plan_folds(
+    rows: Sequence[tuple[Message, OutboxPayload]],
+    threads: Mapping[Category, int | None] | None,
+) -> list[list[tuple[Message, OutboxPayload]]]:
+    """The groups to fold, in the order of their oldest member: same place, same chain, at
+    least two messages."""
+    by_place: dict[tuple[int, str, tuple[str, ...]], list[tuple[Message, OutboxPayload]]] = {}
+    for row, payload in rows:
+        key = (
+            *place(row.recipient_id, row.category, payload.thread_id, threads),
+            tuple(row.channels),
+        )
+        by_place.setdefault(key, []).append((row, payload))
+    return [members for members in by_place.values() if len(members) >= 2]
+
+
+class BurstCoalescer:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        cipher: ContentCipher,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._cipher = cipher
+        self._clock = clock
+
+    async def fold(self, recipient_id: int, queued: int, budget: Budget) -> list[Folded]:
+        """Fold the person's burst if `queued` (their due Telegram messages this run) is more
+        than `budget` grants for their personal log soon. Returns the digests made."""
+        async with self._sessionmaker() as session:
+            group = await groups.linked_group_of(session, recipient_id)
+            if group is None or queued <= budget(group.chat_id, True):
+                return []
+            now = self._clock()
+            rows = await outbox.foldable(session, recipient_id, now, MAX_FOLD)
+            opened = [(row, p) for row in rows if (p := _foldable_payload(self._cipher, row))]
+            threads = {topic.category: topic.message_thread_id for topic in group.topics}
+            plans = plan_folds(opened, threads)
+            if not plans:
+                return []
+            zone = zone_or_utc(await self._timezone(session, recipient_id))
+            made: list[Folded] = []
+            for members in plans:
+                folded = await self._fold_one(session, members, zone, now)
+                if folded is None:
+                    await session.rollback()
+                    log.info("burst of user %s changed while folding; left as it is", recipient_id)
+                    return []
+                made.append(folded)
+            await session.commit()
+        log.info(
+            "folded %d queued message(s) of user %s into %d digest(s)",
+            sum(len(f.member_ids) for f in made),
+            recipient_id,
+            len(made),
+        )
+        return made
+
+    async def _fold_one(
+        self,
+        session: AsyncSession,
+        members: Sequence[tuple[Message, OutboxPayload]],
+        zone: ZoneInfo,
+        now: datetime,
+    ) -> Folded | None:
+        payload = compose_digest(
+            [DigestItem(row.created_at, row.category, p) for row, p in members],
+            zone,
+            why=WHY,
+            full=True,
+            silent=all(p.silent for _, p in members),
+        )
+        rows = [row for row, _ in members]
+        carrier = carrier_row(self._cipher, rows, payload, now)
+        session.add(carrier)
+        await session.flush()  # the members' foreign key points at it
+        ids = tuple(row.id for row in rows)
+        if not await outbox.fold(session, ids, carrier.id, now):
+            return None
+        return Folded(carrier.id, ids)
+
+    async def _timezone(self, session: AsyncSession, user_id: int) -> str | None:
+        row = await session.get(UserPreferences, user_id)
+        return row.timezone if row is not None else None
