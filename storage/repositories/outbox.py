@@ -19,6 +19,7 @@ from typing import Any, cast
 
 from sqlalchemy import ColumnElement, CursorResult, and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from storage.enums import AttemptOutcome, Channel, MessageStatus, Priority
 from storage.models import DeliveryAttempt, Message
@@ -212,8 +213,11 @@ async def settle_carried(
 
 def _foldable(now: datetime) -> tuple[ColumnElement[bool], ...]:
     """Queued, due and never tried yet (still at the start of its chain): free to fold into a
-    burst digest. A message being sent, retried or partly sent stays as it is."""
+    burst digest. A message being sent, retried or partly sent stays as it is, and so does a
+    digest (its members settle with it, not with a digest of digests)."""
+    member = aliased(Message)
     return (
+        ~select(member.id).where(member.carried_by == Message.id).exists(),
         Message.status == MessageStatus.QUEUED,
         Message.carried_by.is_(None),
         Message.next_attempt_at <= now,

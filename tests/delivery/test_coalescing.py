@@ -282,3 +282,20 @@ async def test_folding_loses_the_race_to_a_claim_and_changes_nothing(
         carried = await session.scalars(select(Message.id).where(Message.carried_by.is_not(None)))
         assert list(carried) == []
     assert (await load(sessionmaker, ids[0])).encrypted_content is not None
+
+
+async def test_a_quiet_hours_digest_is_never_folded_into_a_burst_digest(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    cipher: ContentCipher,
+    clock: UTCClock,
+    personal: Personal,
+) -> None:
+    ids = await put(sessionmaker, cipher, clock, personal.user_id, ["a", "b", "c", "d"])
+    async with sessionmaker() as session:
+        # "a" carries "b", as a released quiet-hours digest would.
+        b = await session.get(Message, ids[1])
+        assert b is not None
+        b.carried_by, b.encrypted_content = ids[0], None
+        await session.commit()
+        foldable = await outbox.foldable(session, personal.user_id, clock(), 100)
+    assert [m.id for m in foldable] == ids[2:]
