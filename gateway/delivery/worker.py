@@ -173,6 +173,9 @@ class DeliveryWorker:
             self.pacing,
         )
         self._cipher = cipher
+        # Chats the pacer holds back, by recipient: their Telegram messages committed meanwhile
+        # are postponed in one UPDATE instead of each being claimed only to be put back.
+        self._paced: dict[int, datetime] = {}
         self._coalescer = (
             coalesce.BurstCoalescer(sessionmaker, cipher, clock) if coalesce_bursts else None
         )
@@ -195,6 +198,8 @@ class DeliveryWorker:
                 if await audit.flush_ready(session, self._cipher, self._clock()):
                     await session.commit()
                 candidates = await outbox.due(session, self._clock(), self._batch_size)
+            now = self._clock()
+            self._paced = {r: until for r, until in self._paced.items() if until > now}
             chats: dict[int, list[outbox.Candidate]] = {}
             for candidate in candidates:
                 chats.setdefault(candidate.recipient_id, []).append(candidate)
@@ -250,7 +255,8 @@ class DeliveryWorker:
         async with self._slots:
             queue = await self._coalesce(queue)
             handled = 0
-            paced_until: datetime | None = None  # the pacer holds this chat's Telegram sends
+            # The pacer holds this chat's Telegram sends until then (known from an earlier run).
+            paced_until = self._paced.get(queue[0].recipient_id)
             held: list[str] = []
             for index, candidate in enumerate(queue):
                 if paced_until is not None and candidate.channel is Channel.TELEGRAM:
@@ -263,6 +269,8 @@ class DeliveryWorker:
                     # Only its Telegram messages wait for the chat's buckets; other channels
                     # are not paced by them.
                     paced_until = result.retry_at
+                    if paced_until is not None:
+                        self._paced[candidate.recipient_id] = paced_until
                     continue
                 handled += 1
                 if result.retry_at is not None:

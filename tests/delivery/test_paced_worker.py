@@ -398,6 +398,42 @@ async def test_a_chat_whose_bucket_is_empty_does_not_hold_up_another_chat(
     assert {c.status for c in await sends(control)} == {200}
 
 
+async def test_messages_for_a_held_chat_are_postponed_without_being_claimed(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    cipher: ContentCipher,
+    clock: UTCClock,
+    paced: Callable[..., DeliveryWorker],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await control.set_flood(enabled=True)
+    worker = paced(TelegramRates())
+    first = await put(sessionmaker, cipher, clock, personal.user_id, ["a0", "a1"])
+    await worker.run_once()  # a0 goes, a1 is claimed and handed back: the chat waits
+    claims: list[str] = []
+    real_claim = outbox.claim
+
+    async def counting_claim(session: AsyncSession, message_id: str, *args: Any) -> bool:
+        claims.append(message_id)
+        return await real_claim(session, message_id, *args)
+
+    monkeypatch.setattr(outbox, "claim", counting_claim)
+    later = await put(sessionmaker, cipher, clock, personal.user_id, [f"b{i}" for i in range(5)])
+
+    await worker.run_once()
+
+    assert claims == []  # the worker knew the chat was held: one UPDATE, no claims
+    a1 = await load(sessionmaker, first[1])
+    assert a1.status is MessageStatus.QUEUED
+    assert a1.next_attempt_at > clock()
+    for message_id in later:
+        message = await load(sessionmaker, message_id)
+        assert message.status is MessageStatus.QUEUED
+        assert message.next_attempt_at == a1.next_attempt_at  # until the chat may send again
+    assert await texts_in(control, personal.chat_id) == ["a0"]
+
+
 async def test_other_channels_are_not_paced_by_telegrams_buckets(
     sessionmaker: async_sessionmaker[AsyncSession],
     control: SandboxClient,
