@@ -335,6 +335,24 @@ class Deliverer:
         await claim.session.commit()
         return True
 
+    async def _settle_members(
+        self, claim: Claim, outcome: AttemptOutcome, *, error: str | None = None, **values: Any
+    ) -> None:
+        """Settle the messages the claimed one carries (a digest's), in the same session. Only
+        the gateway's own messages are digests: a message a token sent carries none, and the
+        query is spared."""
+        if claim.message.sender_token_id is not None:
+            return
+        await outbox.settle_carried(
+            claim.session,
+            claim.message.id,
+            outcome,
+            self._clock(),
+            channel=claim.channel,
+            error=error,
+            **values,
+        )
+
     async def _delivered(
         self, claim: Claim, route: Route, sent: list[str], payload: OutboxPayload
     ) -> Handled | None:
@@ -344,12 +362,9 @@ class Deliverer:
             now, self_destruct_seconds=payload.self_destruct_seconds, ephemeral=payload.ephemeral
         )
         # A digest's messages are delivered with it, in the same commit, pointing to its parts.
-        await outbox.settle_carried(
-            claim.session,
-            claim.message.id,
+        await self._settle_members(
+            claim,
             AttemptOutcome.DELIVERED,
-            now,
-            channel=claim.channel,
             external_id=progress.external_id(sent),
             status=MessageStatus.DELIVERED,
             delivered_at=now,
@@ -442,12 +457,9 @@ class Deliverer:
         self._record(claim, AttemptOutcome.DELIVERED, None, [external_id])
         now = self._clock()
         # A digest that fell back to another channel still carries its messages.
-        await outbox.settle_carried(
-            claim.session,
-            claim.message.id,
+        await self._settle_members(
+            claim,
             AttemptOutcome.DELIVERED,
-            now,
-            channel=claim.channel,
             external_id=external_id,
             status=MessageStatus.DELIVERED,
             delivered_at=now,
@@ -515,12 +527,9 @@ class Deliverer:
     ) -> Handled | None:
         cause = err or ChannelError(error_class, reason)
         self._record(claim, AttemptOutcome.FAILED, cause, sent or [])
-        await outbox.settle_carried(
-            claim.session,
-            claim.message.id,
+        await self._settle_members(
+            claim,
             AttemptOutcome.FAILED,
-            self._clock(),
-            channel=claim.channel,
             error=f"{cause.error_class}: {cause.detail}",
             status=MessageStatus.FAILED,
             failure_reason=reason[:200],
