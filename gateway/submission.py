@@ -19,11 +19,10 @@ from gateway.content_cipher import ContentCipher
 from gateway.group_commit import GroupCommitter
 from gateway.message_request import DEFAULT_RETENTION_SECONDS, MessageRequest
 from gateway.outbox_payload import OutboxPayload
-from gateway.preferences import to_preferences
-from gateway.routing import MessageFacts, Plan, RecipientState, plan_route
+from gateway.recipient_cache import RecipientCache, RecipientSnapshot, read_snapshot
+from gateway.routing import MessageFacts, Plan, plan_route
 from storage.enums import MessageStatus
-from storage.models import Message, UserPreferences
-from storage.repositories import contacts, groups
+from storage.models import Message
 from storage.repositories import messages as message_repo
 
 Clock = Callable[[], datetime]
@@ -69,22 +68,14 @@ def _submitted(message: Message, *, created: bool) -> Submitted:
     )
 
 
-async def _check_and_build(
-    session: AsyncSession,
+def _check_and_build(
+    recipient: RecipientSnapshot,
     cipher: ContentCipher,
     sender: Sender,
     request: MessageRequest,
     now: datetime,
 ) -> Message:
-    if request.recipient is not None:
-        raise SubmissionError(
-            422,
-            "invalid_request",
-            "recipient: a personal token sends to its owner only; leave recipient out",
-        )
-    group = await groups.linked_group_of(session, sender.owner_id)
-    verified = await contacts.verified_channels(session, sender.owner_id)
-    if group is None and not verified:
+    if recipient.group_id is None and not recipient.verified_channels:
         raise SubmissionError(
             409,
             "no_personal_log",
@@ -93,9 +84,9 @@ async def _check_and_build(
         )
     thread_id = request.topic_thread_id()
     if (
-        group is not None
+        recipient.group_id is not None
         and thread_id is not None
-        and groups.topic_by_thread(group, thread_id) is None
+        and thread_id not in recipient.thread_ids
     ):
         raise SubmissionError(
             422,
@@ -103,13 +94,6 @@ async def _check_and_build(
             "context_labels.telegram.topic_id: not one of the recipient's personal log topics",
         )
     category = request.resolved_category()
-    stored = await session.get(UserPreferences, sender.owner_id)
-    prefs = to_preferences(stored)
-    state = RecipientState(
-        linked_group=group is not None,
-        topics={t.category: t.message_thread_id for t in group.topics} if group else {},
-        verified_channels=verified,
-    )
     facts = MessageFacts(
         category,
         request.priority,
@@ -117,7 +101,7 @@ async def _check_and_build(
         tuple(request.channels) if request.channels is not None else None,
         thread_id,
     )
-    plan = plan_route(facts, prefs, state, now)
+    plan = plan_route(facts, recipient.preferences, recipient.routing, now)
     message_id = str(uuid.uuid4())
     payload = OutboxPayload(
         kind=request.content.kind,
@@ -127,7 +111,7 @@ async def _check_and_build(
         disable_preview=request.content.disable_preview,
         silent=plan.silent,
         self_destruct_seconds=request.content.self_destruct_seconds,
-        ephemeral=_ephemeral(request, stored),
+        ephemeral=_ephemeral(request, recipient),
     )
     return Message(
         id=message_id,
@@ -143,8 +127,17 @@ async def _check_and_build(
         idempotency_key_hash=idempotency_digest(request.idempotency_key),
         created_at=now,
         next_attempt_at=plan.deferred_until or now,
-        retention_expires_at=now + timedelta(seconds=_retention(request, stored)),
+        retention_expires_at=now + timedelta(seconds=_retention(request, recipient)),
     )
+
+
+def _check_recipient(request: MessageRequest) -> None:
+    if request.recipient is not None:
+        raise SubmissionError(
+            422,
+            "invalid_request",
+            "recipient: a personal token sends to its owner only; leave recipient out",
+        )
 
 
 def idempotency_digest(key: str | None) -> str | None:
@@ -153,18 +146,18 @@ def idempotency_digest(key: str | None) -> str | None:
     return hashlib.sha256(key.encode()).hexdigest() if key is not None else None
 
 
-def _retention(request: MessageRequest, stored: UserPreferences | None) -> int:
+def _retention(request: MessageRequest, recipient: RecipientSnapshot) -> int:
     if request.retention_seconds is not None:
         return request.retention_seconds
-    if stored is not None and stored.default_retention_seconds is not None:
-        return stored.default_retention_seconds
+    if recipient.default_retention_seconds is not None:
+        return recipient.default_retention_seconds
     return DEFAULT_RETENTION_SECONDS
 
 
-def _ephemeral(request: MessageRequest, stored: UserPreferences | None) -> bool:
+def _ephemeral(request: MessageRequest, recipient: RecipientSnapshot) -> bool:
     if request.content.ephemeral is not None:
         return request.content.ephemeral
-    return stored is not None and stored.default_ephemeral
+    return recipient.default_ephemeral
 
 
 def _initial_status(plan: Plan) -> MessageStatus:
@@ -181,14 +174,16 @@ async def submit(
     request: MessageRequest,
     now: datetime,
     committer: GroupCommitter | None = None,
+    recipients: RecipientCache | None = None,
 ) -> Submitted:
     """Commit the message to the outbox, or return the earlier one with the same key.
 
-    With a `committer`, the new row is committed together with concurrent submissions'.
+    With a `committer`, the new row is committed together with concurrent submissions'. With
+    `recipients` (bound to `sessionmaker`), the recipient's state comes from that cache.
     """
     token_id, key = sender.token_id, idempotency_digest(request.idempotency_key)
-    async with sessionmaker() as session:
-        if key is not None and token_id is not None:
+    if key is not None and token_id is not None:  # only a key needs a look before the checks
+        async with sessionmaker() as session:
             earlier = await message_repo.by_idempotency_key(session, token_id, key)
             if earlier is not None:
                 if earlier.retention_expires_at > now:
@@ -196,7 +191,13 @@ async def submit(
                 # Past its retention the earlier message no longer counts; make way for the new.
                 await session.delete(earlier)
                 await session.commit()
-        message = await _check_and_build(session, cipher, sender, request, now)
+    _check_recipient(request)
+    if recipients is not None:
+        recipient = await recipients.load(sender.owner_id)
+    else:
+        async with sessionmaker() as session:
+            recipient = await read_snapshot(session, sender.owner_id)
+    message = _check_and_build(recipient, cipher, sender, request, now)
     try:
         if committer is not None:
             await committer.commit(message)
@@ -228,11 +229,18 @@ class Submitter:
         on_queued: Callable[[], None],
         on_deferred: Callable[[datetime], None] | None = None,
         on_retention: Callable[[datetime], None] | None = None,
+        recipients: RecipientCache | None = None,
     ) -> None:
         """After a commit: `on_queued()` for a message due now, `on_deferred(when)` for one held
-        for quiet hours, `on_retention(deadline)` for every new record."""
+        for quiet hours, `on_retention(deadline)` for every new record.
+
+        `recipients`: the composition root's cache of recipient state, bound to `sessionmaker`
+        (by default one of this submitter's own)."""
+        if recipients is not None and recipients.sessionmaker is not sessionmaker:
+            raise ValueError("the recipient cache must be bound to the submitter's sessionmaker")
         self._on_retention = on_retention
         self._sessionmaker = sessionmaker
+        self.recipients = RecipientCache(sessionmaker) if recipients is None else recipients
         self._committer = GroupCommitter(sessionmaker)
         self._cipher = cipher
         self._clock = clock
@@ -247,6 +255,7 @@ class Submitter:
             request,
             self._clock(),
             self._committer,
+            self.recipients,
         )
         if result.created:
             if result.status is MessageStatus.QUEUED:
