@@ -95,6 +95,7 @@ def _gateway_config(settings: Settings, token: str) -> GatewayConfig:
         public_url=settings.public_url,
         channels=channels_config(settings),
         telegram_rates=telegram_rates(settings),
+        telegram_request_timeout=settings.telegram_request_timeout,
     )
 
 

@@ -28,6 +28,7 @@ from gateway.deferred import DeferredReleaser
 from gateway.deletion import CopyDeleter
 from gateway.delivery import DeliveryWorker
 from gateway.delivery.pacing import TelegramRates
+from gateway.recipient_cache import RecipientCache
 from gateway.retention import RetentionPurger
 from gateway.submission import Submitter
 from gateway.token_cache import TokenCache
@@ -50,6 +51,8 @@ class GatewayConfig:
     public_url: str | None = None
     channels: ChannelsConfig = field(default_factory=ChannelsConfig)
     telegram_rates: TelegramRates = field(default_factory=TelegramRates)
+    # Seconds the delivery worker waits for one Bot API send before its outcome is unknown.
+    telegram_request_timeout: int = 20
 
     @property
     def api_base_url(self) -> str:
@@ -103,6 +106,7 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
         public_url=config.api_base_url,
         policies=channels.policies,
         rates=config.telegram_rates,
+        request_timeout=config.telegram_request_timeout,
     )
     releaser = DeferredReleaser(
         sessionmaker, cipher, scheduler, on_released=worker.notify, clock=clock
@@ -123,6 +127,8 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
         on_queued=worker.notify,
         on_deferred=releaser.due_at,
         on_retention=purger.due_at,
+        # Before any session: it hooks the sessionmaker's writes (gateway.recipient_cache).
+        recipients=RecipientCache(sessionmaker),
     )
     return Gateway(
         engine=engine,

@@ -107,6 +107,7 @@ async def run_sandbox_with_gateway(
             channels=others.channels,
             # The sandbox enforces Telegram's limits too: pace to the same settings as serve.
             telegram_rates=telegram_rates(settings),
+            telegram_request_timeout=settings.telegram_request_timeout,
         )
         if demo:
             await _run_demo(config, bot_api_url, out)

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     telegram_global_rate: float = Field(default=30.0, ge=0)  # messages a second, whole bot
     telegram_group_rate: float = Field(default=20.0, ge=0)  # messages a minute, per group
     telegram_chat_rate: float = Field(default=1.0, ge=0)  # messages a second, per chat
+    # Seconds one Bot API send may take; past it the send's outcome is unknown (it is retried,
+    # and may arrive twice), so not much shorter than Telegram's slowest answers.
+    telegram_request_timeout: int = Field(default=20, ge=1, le=300)
 
     @field_validator("bot_token")
     @classmethod

@@ -2,7 +2,8 @@
 
 A call is decoded (JSON, urlencoded, multipart or query string, as aiogram and other clients
 send it), checked against the reference schema, optionally failed by fault injection or flood
-control, run by its handler and answered with Telegram's envelope. Every call is recorded for
+control, run by its handler and answered with Telegram's envelope (or, by a "timeout" or
+"disconnect" fault, answered late or not at all). Every call is recorded for
 `GET /sandbox/calls`. Logs carry method names and status codes, never tokens or message text.
 """
 
@@ -18,6 +19,7 @@ from aiohttp import BodyPartReader, hdrs, web
 from sandbox.access import chat_id_of
 from sandbox.control import STATE_KEY
 from sandbox.errors import BotAPIError, bad_request
+from sandbox.faults import Withheld
 from sandbox.methods import IMPLEMENTED
 from sandbox.schema import UploadedFile, load_schema, parse_params
 from sandbox.state import CallRecord, SandboxState
@@ -110,8 +112,9 @@ def _flood_target(state: SandboxState, params: dict[str, Any]) -> tuple[int, boo
 
 async def _call(
     state: SandboxState, request: web.Request, method_name: str
-) -> tuple[str, dict[str, Any], Any]:
-    """Run one call: (canonical method name, params for the log, result); raises BotAPIError."""
+) -> tuple[str, dict[str, Any], Any, Withheld | None]:
+    """Run one call: (canonical method name, params for the log, result, the answer withheld by
+    a fault if any); raises BotAPIError. A withheld call that does not take effect is not run."""
     method = load_schema().method(method_name)
     if method is None:
         raise BotAPIError(404, "Not Found")
@@ -125,36 +128,69 @@ async def _call(
         request[PARAMS_KEY] = raw
         raise
     request[PARAMS_KEY] = params
-    state.faults.check(method.name)
     target = _flood_target(state, params) if spec.counts_as_send else None
+    # Flood control first: a send over the limits (or before a 429's retry_after ran out) is
+    # refused whatever else goes wrong, so every such send shows among its refusals.
     if target is not None:
         state.flood.check(target[0], is_private=target[1])
+    try:
+        withheld = state.faults.check(method.name)
+    except BotAPIError as error:
+        retry_after = (error.parameters or {}).get("retry_after")
+        if target is not None and error.error_code == 429 and isinstance(retry_after, int):
+            state.flood.told_to_wait(target[0], retry_after)
+        raise
+    if withheld is not None and not withheld.takes_effect:
+        return method.name, params, None, withheld
     result = await spec.handler(state, params)
     if target is not None:
         state.flood.record(target[0], is_private=target[1])
-    return method.name, params, result
+    return method.name, params, result, withheld
+
+
+async def _withhold(
+    request: web.Request, withheld: Withheld, response: web.Response
+) -> web.Response:
+    """Carry out a "timeout" (answer only after its delay) or a "disconnect" (drop the
+    connection unanswered)."""
+    if withheld.kind == "disconnect":
+        if request.transport is not None:
+            request.transport.close()
+        return response  # nothing is written to a closed transport
+    await request.app[STATE_KEY].faults.hold(withheld.delay)
+    return response
 
 
 async def bot_api(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     method_name = request.match_info["method"]
     status, description = 200, None
+    withheld: Withheld | None = None
     if not _authorized(state, request.match_info["token"]):
         response = _error(BotAPIError(401, "Unauthorized"))
         status, description = 401, "Unauthorized"
     else:
         try:
-            method_name, _params, result = await _call(state, request, method_name)
-            response = _envelope(result)
+            method_name, _params, result, withheld = await _call(state, request, method_name)
+            if withheld is not None and not withheld.takes_effect:
+                response = _error(withheld.error)
+                status = withheld.error.error_code
+            else:
+                response = _envelope(result)
+            if withheld is not None:
+                description = withheld.note()
         except BotAPIError as error:
             response = _error(error)
             status, description = error.error_code, error.description
     params = request.get(PARAMS_KEY, {})
+    # Recorded when the call took effect (or failed), before any withheld answer is due.
     state.calls.append(
         CallRecord(method_name, _json_safe(params), status, state.clock.now(), description)
     )
     state.changes.bump()
     log.info("bot api %s -> %d", method_name, status)
+    if withheld is not None:
+        return await _withhold(request, withheld, response)
     return response
 
 

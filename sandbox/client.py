@@ -163,6 +163,17 @@ class FloodSettings:
 
 
 @dataclass(frozen=True)
+class FloodRefusal:
+    """A send the sandbox's flood control refused with 429: "limit" (a window was full) or
+    "retry_after" (sent before an earlier 429's retry_after ran out)."""
+
+    chat_id: int
+    time: float
+    retry_after: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class FaultView:
     method: str
     error_code: int
@@ -170,6 +181,10 @@ class FaultView:
     times: int | None
     probability: float | None
     retry_after: int | None
+    kind: str
+    takes_effect: bool
+    delay: float
+    fired: int  # calls the rule has failed so far
 
 
 class SandboxClient:
@@ -268,18 +283,30 @@ class SandboxClient:
         }
         return FloodSettings(**await self._request("POST", "/flood", body))
 
+    async def flood_refusals(self) -> list[FloodRefusal]:
+        """Every send flood control refused so far (none, for a client that keeps the limits)."""
+        data = await self._request("GET", "/flood/refusals")
+        return [FloodRefusal(**r) for r in data["refusals"]]
+
     async def add_fault(
         self,
         method: str,
         *,
-        error_code: int,
-        description: str,
+        error_code: int | None = None,
+        description: str | None = None,
         times: int | None = None,
         probability: float | None = None,
         retry_after: int | None = None,
+        kind: str | None = None,
+        takes_effect: bool | None = None,
+        delay: float | None = None,
         seed: int | None = None,
     ) -> list[FaultView]:
-        """Fail `method` ("*" = any) `times` times, or with `probability` (seeded RNG)."""
+        """Fail `method` ("*" = any) `times` times, or with `probability` (seeded RNG).
+
+        `kind` "error" (default; needs error_code and description) answers with that error;
+        "timeout" withholds the answer `delay` seconds, "disconnect" drops the connection, in
+        both cases after carrying the call out unless `takes_effect` is False."""
         body = {
             "method": method,
             "error_code": error_code,
@@ -287,11 +314,18 @@ class SandboxClient:
             "times": times,
             "probability": probability,
             "retry_after": retry_after,
+            "kind": kind,
+            "takes_effect": takes_effect,
+            "delay": delay,
             "seed": seed,
         }
         return [FaultView(**f) for f in (await self._request("POST", "/faults", body))["faults"]]
 
+    async def get_faults(self) -> list[FaultView]:
+        return [FaultView(**f) for f in (await self._request("GET", "/faults"))["faults"]]
+
     async def clear_faults(self) -> None:
+        """Forget every fault rule; withheld "timeout" answers are sent now."""
         await self._request("DELETE", "/faults")
 
     async def advance_clock(self, seconds: float) -> float:

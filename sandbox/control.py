@@ -13,13 +13,14 @@ from aiohttp import web
 
 from sandbox import actions
 from sandbox.actions import ControlError
-from sandbox.faults import FaultRule
+from sandbox.faults import FAULT_KINDS, GATEWAY_TIMEOUT, FaultRule
 from sandbox.flood import FloodLimits
 from sandbox.state import SandboxState
 from sandbox.views import chat_view
 
 STATE_KEY = web.AppKey("sandbox_state", SandboxState)
 MAX_WAIT_SECONDS = 30.0
+DEFAULT_TIMEOUT_DELAY = 10.0  # how long a "timeout" fault withholds its answer by default
 
 T = TypeVar("T")
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -210,30 +211,61 @@ async def get_flood(request: web.Request) -> web.Response:
     return web.json_response(state_of(request).flood.describe())
 
 
+async def get_flood_refusals(request: web.Request) -> web.Response:
+    """GET /sandbox/flood/refusals -> {refusals: [{chat_id, time, retry_after, reason}]}: every
+    send flood control refused ("limit": a window was full; "retry_after": sent before an
+    earlier 429's retry_after ran out)"""
+    refusals = state_of(request).flood.refusals
+    return web.json_response({"refusals": [r.describe() for r in refusals]})
+
+
 def _faults_view(state: SandboxState) -> dict[str, Any]:
     return {"faults": [rule.describe() for rule in state.faults.rules]}
 
 
 async def add_fault(request: web.Request) -> web.Response:
-    """POST /sandbox/faults {method, error_code, description, times?, probability?,
-    retry_after?, seed?} -> {faults}"""
+    """POST /sandbox/faults {method, kind?, error_code?, description?, times?, probability?,
+    retry_after?, takes_effect?, delay?, seed?} -> {faults}
+
+    kind "error" (the default) needs error_code and description. "timeout" withholds the
+    answer `delay` seconds (default 10, at most 30); "disconnect" drops the connection. Both
+    carry the call out first unless takes_effect is false (then a timeout is answered, late,
+    with error_code and description, by default 504 Gateway Timeout)."""
     body = await _body(request)
-    code = _req(body, "error_code", int)
+    kind = _get(body, "kind", str, required=False) or "error"
+    if kind not in FAULT_KINDS:
+        raise ControlError(400, f"kind must be one of {', '.join(FAULT_KINDS)}")
+    failing = kind == "error"
+    code = _get(body, "error_code", int, required=failing)
+    code = GATEWAY_TIMEOUT[0] if code is None else code
     if not 400 <= code <= 599:
         raise ControlError(400, "error_code must be an HTTP error status (400-599)")
+    description = _get(body, "description", str, required=failing)
+    description = GATEWAY_TIMEOUT[1] if description is None else description
     times = _get(body, "times", int, required=False)
     probability = _get(body, "probability", float, required=False)
     if times is not None and times < 1:
         raise ControlError(400, "times must be at least 1")
     if probability is not None and not 0.0 <= probability <= 1.0:
         raise ControlError(400, "probability must be between 0 and 1")
+    takes_effect = _get(body, "takes_effect", bool, required=False)
+    if failing and takes_effect:
+        raise ControlError(400, "takes_effect is for timeout and disconnect faults")
+    delay = _get(body, "delay", float, required=False)
+    if delay is not None and kind != "timeout":
+        raise ControlError(400, "delay is for timeout faults")
+    if delay is not None and not 0.0 < delay <= MAX_WAIT_SECONDS:
+        raise ControlError(400, f"delay must be more than 0 and at most {MAX_WAIT_SECONDS:g} s")
     rule = FaultRule(
         method=_req(body, "method", str),
         error_code=code,
-        description=_req(body, "description", str),
+        description=description,
         times=times,
         probability=probability,
         retry_after=_get(body, "retry_after", int, required=False),
+        kind=kind,
+        takes_effect=not failing and takes_effect is not False,
+        delay=(delay or DEFAULT_TIMEOUT_DELAY) if kind == "timeout" else 0.0,
     )
     state = state_of(request)
     state.faults.add(rule, seed=_get(body, "seed", int, required=False))
@@ -282,6 +314,7 @@ def control_app() -> web.Application:
     app.router.add_get("/changes", wait_for_change)
     app.router.add_post("/flood", set_flood)
     app.router.add_get("/flood", get_flood)
+    app.router.add_get("/flood/refusals", get_flood_refusals)
     app.router.add_post("/faults", add_fault)
     app.router.add_get("/faults", list_faults)
     app.router.add_delete("/faults", clear_faults)

@@ -2,7 +2,10 @@
 
 Off by default. Sliding windows measured on the sandbox's injectable monotonic clock: per
 private chat (default 1 message a second), per group (20 a minute) and for the whole bot (30 a
-second). Only successful sends count.
+second). Only successful sends count. As with Telegram, a 429 binds: a chat told to retry after
+N seconds (by flood control or by an injected fault) has its sends refused until they passed.
+Every refusal is recorded (`refusals`): a client that keeps to the limits and honours
+retry_after never causes one.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, Literal
 
 from sandbox.clock import SandboxClock
 from sandbox.errors import BotAPIError
@@ -27,6 +30,28 @@ class FloodLimits:
         return tuple(f.name for f in fields(cls))
 
 
+RefusalReason = Literal["limit", "retry_after"]
+
+
+@dataclass(frozen=True)
+class FloodRefusal:
+    """A send flood control refused: a window was full ("limit") or the chat was still told to
+    wait by an earlier 429 ("retry_after")."""
+
+    chat_id: int
+    time: float  # the sandbox's Unix time
+    retry_after: int
+    reason: RefusalReason
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "chat_id": self.chat_id,
+            "time": self.time,
+            "retry_after": self.retry_after,
+            "reason": self.reason,
+        }
+
+
 def too_many_requests(retry_after: int) -> BotAPIError:
     return BotAPIError(
         429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after}
@@ -39,12 +64,15 @@ class FloodControl:
         self.enabled = False
         self.limits = FloodLimits()
         self._sent: dict[tuple[str, int], deque[float]] = {}
+        self._blocked: dict[int, float] = {}  # chat id -> monotonic time its sends resume
+        self.refusals: list[FloodRefusal] = []
 
     def configure(self, *, enabled: bool | None = None, **limits: int) -> None:
         if enabled is not None:
             self.enabled = enabled
         self.limits = replace(self.limits, **limits)
         self._sent.clear()
+        self._blocked.clear()
 
     def describe(self) -> dict[str, Any]:
         return {"enabled": self.enabled} | {
@@ -67,6 +95,9 @@ class FloodControl:
         if not self.enabled:
             return
         now = self._clock.monotonic()
+        blocked_until = self._blocked.get(chat_id)
+        if blocked_until is not None and now < blocked_until:
+            raise self._refuse(chat_id, blocked_until - now, "retry_after")
         wait = 0.0
         for key, limit, window in self._windows(chat_id, is_private):
             sent = self._sent.setdefault(key, deque())
@@ -76,7 +107,20 @@ class FloodControl:
                 oldest = sent[-limit] if limit > 0 else now
                 wait = max(wait, oldest + window - now)
         if wait > 0:
-            raise too_many_requests(max(1, math.ceil(wait)))
+            raise self._refuse(chat_id, wait, "limit")
+
+    def told_to_wait(self, chat_id: int, retry_after: float) -> None:
+        """A send to `chat_id` was answered 429 with `retry_after`: refuse its sends until then."""
+        if not self.enabled:
+            return
+        until = self._clock.monotonic() + retry_after
+        self._blocked[chat_id] = max(until, self._blocked.get(chat_id, until))
+
+    def _refuse(self, chat_id: int, wait: float, reason: RefusalReason) -> BotAPIError:
+        retry_after = max(1, math.ceil(wait))
+        self.refusals.append(FloodRefusal(chat_id, self._clock.now(), retry_after, reason))
+        self.told_to_wait(chat_id, retry_after)
+        return too_many_requests(retry_after)
 
     def record(self, chat_id: int, *, is_private: bool) -> None:
         if not self.enabled:

@@ -37,7 +37,12 @@ async def test_health_ok_against_sandbox(
             "database": {"ok": True},
             "queue_depth": 0,
             "telegram": {"ok": True, "username": "libral_sandbox_bot"},
-            "worker": {"ok": True, "last_error": None, "last_run_at": None},
+            "worker": {
+                "ok": True,
+                "last_error": None,
+                "last_run_at": None,
+                "unknown_send_outcomes": 0,
+            },
             "channels": {},
             "deletions": {
                 "pending": 0,

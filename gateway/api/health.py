@@ -73,6 +73,9 @@ async def health(request: web.Request) -> web.Response:
         "ok": worker.running,
         "last_error": worker.last_error,
         "last_run_at": worker.last_run_at.isoformat() if worker.last_run_at else None,
+        # Telegram sends whose outcome was unknowable (a timeout or a broken connection after
+        # the request went out): each may have been delivered twice.
+        "unknown_send_outcomes": worker.unknown_send_outcomes,
     }
     if not worker.running:
         failing.append("worker")

@@ -306,6 +306,12 @@ def component_schemas() -> dict[str, Schema]:
                     "ok": {"type": "boolean"},
                     "last_error": {"type": ["string", "null"]},
                     "last_run_at": {**DATE_TIME, "type": ["string", "null"]},
+                    "unknown_send_outcomes": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "Telegram sends since start whose outcome was "
+                        "unknowable (timeout after sending): each may have arrived twice",
+                    },
                 }
             ),
             "channels": {

@@ -32,6 +32,12 @@ class Transient(ChannelError):
     """Server error, network error or timeout: worth retrying with backoff."""
 
 
+class OutcomeUnknown(Transient):
+    """The request may have reached the channel and taken effect before it failed (it timed out
+    or the connection broke after it was sent): retried like any transient failure, but the
+    retry may deliver the message a second time. Adapters count and log these."""
+
+
 class AddressGone(ChannelError):
     """The place inside the destination (e.g. a forum topic) no longer exists; it can be
     recreated and the send retried."""

@@ -1,7 +1,16 @@
-"""Telegram: Telegram-HTML parts sent with sendMessage into a chat, optionally a forum topic."""
+"""Telegram: Telegram-HTML parts sent with sendMessage into a chat, optionally a forum topic.
+
+A send that times out, or whose connection breaks once the request was on its way, may have
+reached Telegram and been delivered: its outcome is unknowable, and the retry that follows may
+deliver the message twice. Those sends raise `OutcomeUnknown` (a `Transient`), are counted by
+the channel (`TelegramChannel.outcomes`; the delivery worker reports the count to the health
+endpoint) and logged as a warning (chat and topic, never content). A connection that could not
+even be opened is a plain `Transient`.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from aiogram import Bot
@@ -17,11 +26,13 @@ from aiogram.exceptions import (
     TelegramUnauthorizedError,
 )
 from aiogram.types import LinkPreviewOptions
+from aiohttp import ClientConnectorError, ConnectionTimeoutError
 
 from gateway.channels.base import (
     AddressGone,
     ChannelError,
     DestinationGone,
+    OutcomeUnknown,
     RateLimited,
     Rejected,
     Transient,
@@ -31,8 +42,26 @@ from gateway.outbox_payload import OutboxPayload
 from gateway.rendering import render_message
 from storage.enums import Category, Channel
 
+log = logging.getLogger(__name__)
+
 # Longest reason we keep from a Telegram description (Message.failure_reason is 200 chars).
 _MAX_DETAIL = 180
+
+
+@dataclass
+class SendOutcomes:
+    """What this channel's sends could not learn: `unknown` counts sends whose outcome is
+    unknowable (see the module docstring) since the channel was built."""
+
+    unknown: int = 0
+
+
+def may_have_been_sent(exc: TelegramNetworkError) -> bool:
+    """Whether a network failure may have come after Telegram got the request: every one but a
+    connection that could not be opened (and a 413, which is Telegram's answer)."""
+    if isinstance(exc, TelegramEntityTooLarge):
+        return False
+    return not isinstance(exc.__cause__, ClientConnectorError | ConnectionTimeoutError)
 
 
 @dataclass(frozen=True)
@@ -82,6 +111,7 @@ class TelegramChannel:
     def __init__(self, bot: Bot, *, request_timeout: int = 20) -> None:
         self._bot = bot
         self.request_timeout = request_timeout
+        self.outcomes = SendOutcomes()
 
     @property
     def channel(self) -> Channel:
@@ -107,9 +137,33 @@ class TelegramChannel:
                 reply_markup=markup,
                 request_timeout=self.request_timeout,
             )
+        except TelegramEntityTooLarge as exc:  # Telegram's answer (413), not a network failure
+            raise translate(exc) from None
+        except TelegramNetworkError as exc:
+            # Only class names: an aiohttp error's text can carry the URL, and so the token.
+            cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else None
+            if may_have_been_sent(exc):
+                raise self._unknown(address, type(exc).__name__, cause) from None
+            raise Transient(type(exc).__name__, f"{cause}: could not connect") from None
         except TelegramAPIError as exc:
             raise translate(exc) from None
         except TimeoutError:
             # aiogram maps its own timeouts to TelegramNetworkError; this covers anything else.
-            raise Transient("TimeoutError", "request timed out") from None
+            raise self._unknown(address, "TimeoutError", None) from None
         return str(sent.message_id)
+
+    def _unknown(self, address: TelegramAddress, name: str, cause: str | None) -> OutcomeUnknown:
+        """Count and log a send whose outcome is unknowable."""
+        self.outcomes.unknown += 1
+        failure = f"{name} ({cause})" if cause else name
+        log.warning(
+            "telegram send to chat %s thread %s: outcome unknown after %s; it may have been "
+            "delivered, and a retry may deliver it twice (%d unknown outcomes so far)",
+            address.chat_id,
+            address.message_thread_id,
+            failure,
+            self.outcomes.unknown,
+        )
+        return OutcomeUnknown(
+            "OutcomeUnknown", f"{failure} after the request was sent: it may have been delivered"
+        )

@@ -20,6 +20,7 @@ from gateway.channels.base import (
     ChannelAdapter,
     ChannelError,
     DestinationGone,
+    OutcomeUnknown,
     RateLimited,
     Transient,
 )
@@ -231,6 +232,13 @@ class Deliverer:
             # Telegram pacing us is not the message's fault: it does not count toward the bound.
             retry_at = now + timedelta(seconds=err.retry_after)
             return await self._retry(claim, err, sent, retry_at, counted=False, **extra)
+        if isinstance(err, OutcomeUnknown):
+            # Counted and logged (chat, no id) by the channel; this line names the message.
+            log.warning(
+                "message %s: outcome of attempt %d unknown; a retry may deliver it twice",
+                message.id,
+                claim.attempt,
+            )
         if isinstance(err, Transient):
             return await self.after_transient(claim, err, self._telegram_policy, sent, **extra)
         if isinstance(err, DestinationGone) and group is not None:

@@ -100,6 +100,8 @@ class WorkerState:
     running: bool
     last_error: str | None
     last_run_at: datetime | None
+    # Telegram sends whose outcome was unknowable (each may have been delivered twice).
+    unknown_send_outcomes: int = 0
 
 
 class DeliveryWorker:
@@ -153,10 +155,11 @@ class DeliveryWorker:
             queue = 1.1 * concurrency / per_second if per_second else 0.0
             patience = min(MAX_PATIENCE, max(PATIENCE, queue))
             self.pacing = PacedSends(Pacer(rates, clock().timestamp()), clock, sleep, patience)
+        self._telegram = TelegramChannel(bot, request_timeout=request_timeout)
         self._deliverer = Deliverer(
             sessionmaker,
             bot,
-            TelegramChannel(bot, request_timeout=request_timeout),
+            self._telegram,
             cipher,
             create_topic,
             clock,
@@ -185,7 +188,12 @@ class DeliveryWorker:
         self._wake.set()
 
     def state(self) -> WorkerState:
-        return WorkerState(self._running, self._last_error, self._last_run_at)
+        return WorkerState(
+            self._running,
+            self._last_error,
+            self._last_run_at,
+            self._telegram.outcomes.unknown,
+        )
 
     async def run_once(self) -> int:
         """Deliver what is due now; returns how many messages got an attempt (any outcome).
@@ -275,7 +283,9 @@ class DeliveryWorker:
                 handled += 1
                 if result.retry_at is not None:
                     # The chat is rate limited or failing: hold its later messages back too,
-                    # so they keep their order and we do not keep hitting it.
+                    # so they keep their order and we do not keep hitting it; also those
+                    # committed before the retry (the next runs postpone them).
+                    self._paced[candidate.recipient_id] = result.retry_at
                     rest = [c.message_id for c in queue[index + 1 :]]
                     await self._postpone(rest, result.retry_at)
                     break

@@ -37,6 +37,7 @@ class RecordingDelivery:
     running: bool = True
     last_error: str | None = None
     last_run_at: datetime | None = None
+    unknown_send_outcomes: int = 0
 
     def notify(self) -> None:
         self.notified += 1

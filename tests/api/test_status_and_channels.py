@@ -72,7 +72,12 @@ async def test_channels_lists_telegram_configured_and_healthy(api: Client, perso
 async def test_health_names_a_stopped_worker(api: Client, delivery: RecordingDelivery) -> None:
     ok = await api.get(f"{API}/health")
     assert ok.status == 200
-    assert (await ok.json())["worker"] == {"ok": True, "last_error": None, "last_run_at": None}
+    assert (await ok.json())["worker"] == {
+        "ok": True,
+        "last_error": None,
+        "last_run_at": None,
+        "unknown_send_outcomes": 0,
+    }
     delivery.running = False
     bad = await api.get(f"{API}/health")
     body = await bad.json()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import aiohttp
 import pytest
 from aiogram import Bot
-from aiogram.exceptions import TelegramRetryAfter, TelegramServerError
+from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
 
-from sandbox.client import SandboxClient
+from sandbox.client import SandboxClient, SandboxControlError
+from sandbox.state import DEFAULT_BOT_TOKEN
 from tests.sandbox.conftest import FakeClock, Scene
 
 
@@ -108,3 +112,185 @@ async def test_global_limit_spans_chats(
     assert raised.value.retry_after == 1
     fake_clock.advance(1)
     await bot.send_message(scene.user_id, "3")
+
+
+# --- a 429 binds; every refusal is recorded ---------------------------------------------------
+
+
+async def test_a_chat_told_to_wait_is_refused_until_retry_after_passed(
+    bot: Bot, control: SandboxClient, scene: Scene, fake_clock: FakeClock
+) -> None:
+    await control.set_flood(enabled=True, group_per_minute=100)
+    await control.add_fault(
+        "sendMessage", error_code=429, description="Too Many Requests: retry after 3",
+        retry_after=3, times=1,
+    )  # fmt: skip
+    with pytest.raises(TelegramRetryAfter):
+        await bot.send_message(scene.group_id, "1")
+    assert await control.flood_refusals() == []  # the fault's 429, not flood control's
+    fake_clock.advance(1)
+    await bot.send_message(scene.user_id, "other chats may send")
+    with pytest.raises(TelegramRetryAfter) as raised:
+        await bot.send_message(scene.group_id, "too early")
+    assert raised.value.retry_after == 2
+    [refusal] = await control.flood_refusals()
+    assert (refusal.chat_id, refusal.reason, refusal.retry_after) == (
+        scene.group_id,
+        "retry_after",
+        2,
+    )
+    fake_clock.advance(2)
+    await bot.send_message(scene.group_id, "in time")
+
+
+async def test_refusals_record_a_full_window(
+    bot: Bot, control: SandboxClient, scene: Scene, fake_clock: FakeClock
+) -> None:
+    await control.set_flood(enabled=True, private_chat_per_second=1)
+    await bot.send_message(scene.user_id, "first")
+    fake_clock.advance(0.5)
+    with pytest.raises(TelegramRetryAfter):
+        await bot.send_message(scene.user_id, "second")
+    [refusal] = await control.flood_refusals()
+    assert (refusal.chat_id, refusal.reason, refusal.retry_after) == (scene.user_id, "limit", 1)
+    # The window frees after half a second, but Telegram's retry_after (1 s) binds.
+    fake_clock.advance(0.6)
+    with pytest.raises(TelegramRetryAfter):
+        await bot.send_message(scene.user_id, "second")
+    assert [r.reason for r in await control.flood_refusals()] == ["limit", "retry_after"]
+
+
+async def test_a_429_binds_only_while_flood_control_is_on(
+    bot: Bot, control: SandboxClient, scene: Scene
+) -> None:
+    await control.add_fault(
+        "sendMessage", error_code=429, description="Too Many Requests: retry after 9",
+        retry_after=9, times=1,
+    )  # fmt: skip
+    with pytest.raises(TelegramRetryAfter):
+        await bot.send_message(scene.user_id, "refused")
+    await bot.send_message(scene.user_id, "off: nothing remembers the 429")
+    assert await control.flood_refusals() == []
+
+
+# --- timeouts and dropped connections ----------------------------------------------------------
+
+
+async def post_send(
+    http: aiohttp.ClientSession, base_url: str, chat_id: int, text: str, *, wait: float
+) -> tuple[int, str]:
+    """sendMessage without aiogram, waiting at most `wait` s: (status, description)."""
+    async with http.post(
+        f"{base_url}/bot{DEFAULT_BOT_TOKEN}/sendMessage",
+        json={"chat_id": chat_id, "text": text},
+        timeout=aiohttp.ClientTimeout(total=wait),
+    ) as response:
+        body = await response.json()
+        return response.status, str(body.get("description", ""))
+
+
+async def texts_of(control: SandboxClient, chat_id: int) -> list[str | None]:
+    return [m.text for m in (await control.get_chat(chat_id)).bot_messages()]
+
+
+async def test_a_timeout_after_the_send_took_effect(
+    control: SandboxClient, scene: Scene, http: aiohttp.ClientSession, base_url: str
+) -> None:
+    await control.add_fault("sendMessage", kind="timeout", delay=20, times=1)
+    with pytest.raises(TimeoutError):
+        await post_send(http, base_url, scene.user_id, "sent, unanswered", wait=0.2)
+    # Telegram took it: the message is there though the client heard nothing.
+    assert await texts_of(control, scene.user_id) == ["sent, unanswered"]
+    call = (await control.get_calls())[-1]
+    assert (call.method, call.status) == ("sendMessage", 200)
+    assert call.description == "answer withheld (timeout) after the call took effect"
+    [rule] = await control.get_faults()
+    assert (rule.kind, rule.takes_effect, rule.delay, rule.fired) == ("timeout", True, 20.0, 1)
+    await control.clear_faults()  # answers the withheld call now
+    assert await post_send(http, base_url, scene.user_id, "again", wait=5) == (200, "")
+
+
+async def test_a_timeout_before_the_send_took_effect_answers_late(
+    control: SandboxClient, scene: Scene, http: aiohttp.ClientSession, base_url: str
+) -> None:
+    await control.add_fault("sendMessage", kind="timeout", takes_effect=False, delay=0.3, times=1)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    # A client patient enough gets the late answer; the message was never sent.
+    status, description = await post_send(http, base_url, scene.user_id, "lost", wait=10)
+    assert (status, description) == (504, "Gateway Timeout")
+    assert loop.time() - started >= 0.3
+    assert await texts_of(control, scene.user_id) == []
+    call = (await control.get_calls())[-1]
+    assert call.status == 504
+    assert call.description == "answer withheld (timeout); the call was not carried out"
+
+
+async def test_clearing_faults_releases_a_withheld_answer(
+    control: SandboxClient, scene: Scene, http: aiohttp.ClientSession, base_url: str
+) -> None:
+    await control.add_fault("sendMessage", kind="timeout", delay=30)
+    version = (await control.get_chat(scene.user_id)).version
+    pending = asyncio.create_task(post_send(http, base_url, scene.user_id, "slow", wait=20))
+    await control.wait_for_change(version, wait=5)
+    assert not pending.done()
+    await control.clear_faults()
+    async with asyncio.timeout(5):  # not the 30 s of the rule
+        assert await pending == (200, "")
+
+
+async def test_a_dropped_connection_after_the_send_took_effect(
+    bot: Bot, control: SandboxClient, scene: Scene
+) -> None:
+    await control.add_fault("sendMessage", kind="disconnect", times=1)
+    with pytest.raises(TelegramNetworkError, match="ServerDisconnectedError"):
+        await bot.send_message(scene.user_id, "sent, connection dropped")
+    assert await texts_of(control, scene.user_id) == ["sent, connection dropped"]
+    await bot.send_message(scene.user_id, "the next one is answered")
+
+
+async def test_a_dropped_connection_before_the_send_took_effect(
+    bot: Bot, control: SandboxClient, scene: Scene
+) -> None:
+    await control.add_fault("sendMessage", kind="disconnect", takes_effect=False, times=1)
+    with pytest.raises(TelegramNetworkError, match="ServerDisconnectedError"):
+        await bot.send_message(scene.user_id, "lost on the way")
+    assert await texts_of(control, scene.user_id) == []
+    call = (await control.get_calls())[-1]
+    assert call.description == "answer withheld (disconnect); the call was not carried out"
+
+
+async def test_withheld_answers_follow_the_seed(bot: Bot, control: SandboxClient) -> None:
+    async def outcomes() -> list[bool]:
+        results = []
+        for _ in range(20):
+            try:
+                await bot.get_me()
+                results.append(True)
+            except TelegramNetworkError:
+                results.append(False)
+        return results
+
+    await control.add_fault("getMe", kind="disconnect", probability=0.3, seed=11)
+    first = await outcomes()
+    [rule] = await control.get_faults()
+    assert rule.fired == first.count(False)
+    await control.clear_faults()
+    await control.add_fault("getMe", kind="disconnect", probability=0.3, seed=11)
+    assert await outcomes() == first
+    assert 0 < first.count(False) < 20
+
+
+async def test_withheld_faults_are_validated(control: SandboxClient) -> None:
+    with pytest.raises(SandboxControlError, match="kind must be one of"):
+        await control.add_fault("getMe", kind="explode")
+    with pytest.raises(SandboxControlError, match="error_code"):
+        await control.add_fault("getMe", description="no code")  # an error needs its code
+    with pytest.raises(SandboxControlError, match="delay is for timeout"):
+        await control.add_fault("getMe", kind="disconnect", delay=1)
+    with pytest.raises(SandboxControlError, match="delay must be"):
+        await control.add_fault("getMe", kind="timeout", delay=31)
+    with pytest.raises(SandboxControlError, match="takes_effect"):
+        await control.add_fault("getMe", error_code=500, description="x", takes_effect=True)
+    [rule] = await control.add_fault("getMe", kind="timeout")
+    assert (rule.error_code, rule.description, rule.delay) == (504, "Gateway Timeout", 10.0)
