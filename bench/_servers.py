@@ -1,26 +1,58 @@
 """Servers for the benchmarks, each run in a process of its own (so the load generator does not
-share its CPU): `gateway` (sandbox Bot API server, flood control off, plus the whole gateway
-with one person linked; prints `TOKEN <token>` and `READY <api url>`), `bare` (an aiohttp app
-that parses the same JSON and answers 202; prints `READY <url>`).
+share its CPU), and the helpers the bench scripts share to start them and read the sandbox.
 
-Usage (by the bench scripts): python bench/_servers.py gateway|bare
+Kinds of server:
+
+- `gateway`: the sandbox Bot API server with flood control off, plus the whole gateway with
+  pacing off and one person linked, in one process (one event loop); prints `TOKEN <token>`,
+  `SANDBOX <url> <group id>` and `READY <api url>`.
+- `sandbox`: the sandbox Bot API server alone; prints `READY <url>`.
+- `paced PEOPLE [SANDBOX_URL]`: the whole gateway pacing to Telegram's default limits, with a
+  sandbox in its process as `gateway` has, or against the one at SANDBOX_URL (a `sandbox`
+  process). PEOPLE people each link a personal-log group while flood control is off, then the
+  sandbox's flood control goes on with the same limits (30 messages a second for the bot, 20 a
+  minute per group, 1 a second per private chat); prints `PERSON <token> <group id>` per
+  person, `SANDBOX <url>`, `FLOOD <settings as JSON>` and `READY <api url>`.
+- `bare`: an aiohttp app that parses the same JSON as `POST /send` and answers 202; prints
+  `READY <url>`.
+
+Usage (by the bench scripts): python bench/_servers.py gateway|sandbox|paced PEOPLE [URL]|bare
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 from aiohttp import web
 
+if TYPE_CHECKING:
+    from gateway.delivery.pacing import TelegramRates
+    from sandbox.client import CallView, SandboxClient
+
 SEND = "/api/v1/communication/send"
+HERE = Path(__file__).resolve().parent
+# Bot API methods the sandbox's flood control counts (sandbox/methods: counts_as_send=True).
+SEND_METHODS = frozenset(
+    {"sendMessage", "editMessageText", "editMessageReplyMarkup", "sendDocument"}
+)
+SETUP_CONCURRENCY = 12  # people set up at once by `paced`
+SETUP_WAIT = 20.0  # seconds one try of a step of a person's setup may take
+SETUP_ATTEMPTS = 3
+T = TypeVar("T")
 
 
 def _free_port() -> int:
@@ -55,56 +87,272 @@ async def bare() -> None:
     await runner.cleanup()
 
 
-async def gateway() -> None:
-    from gateway.delivery.pacing import TelegramRates
-    from gateway.runtime import GatewayConfig, run_gateway
-    from gateway.sandbox_demo import ADMIN_RIGHTS, token_from
-    from sandbox.client import SandboxClient
+async def _serve_sandbox() -> tuple[web.AppRunner, str]:
     from sandbox.server import create_sandbox_app
-    from sandbox.state import DEFAULT_BOT_TOKEN
-    from storage import migrate
 
     runner = web.AppRunner(create_sandbox_app(), access_log=None)
     await runner.setup()
-    sandbox_port = _free_port()
-    await web.TCPSite(runner, "127.0.0.1", sandbox_port).start()
-    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-    with tempfile.TemporaryDirectory() as tmp:
-        db = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.sqlite3'}"
-        await asyncio.to_thread(migrate.upgrade, db)
-        port = _free_port()
-        config = GatewayConfig(
-            DEFAULT_BOT_TOKEN,
-            sandbox_url,
-            db,
-            "127.0.0.1",
-            port,
-            b"b" * 32,
-            telegram_rates=TelegramRates.unlimited(),  # flood control is off in this sandbox
-        )
-        stop, ready = asyncio.Event(), asyncio.Event()
-        task = asyncio.create_task(run_gateway(config, stop, on_ready=ready.set))
-        await ready.wait()
+    port = _free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}"
+
+
+async def sandbox() -> None:
+    runner, url = await _serve_sandbox()
+    print(f"READY {url}", flush=True)
+    await _until_signal()
+    await runner.cleanup()
+
+
+@asynccontextmanager
+async def _sandbox_and_gateway(
+    rates: TelegramRates, sandbox_url: str | None = None
+) -> AsyncIterator[tuple[str, str]]:
+    """The whole gateway (SQLite in a temporary directory) pacing to `rates`, against the
+    sandbox at `sandbox_url` or, without one, a sandbox in this process (sharing its event
+    loop): (sandbox url, gateway API url)."""
+    from gateway.runtime import GatewayConfig, run_gateway
+    from sandbox.state import DEFAULT_BOT_TOKEN
+    from storage import migrate
+
+    runner = None
+    if sandbox_url is None:
+        runner, sandbox_url = await _serve_sandbox()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            db = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.sqlite3'}"
+            await asyncio.to_thread(migrate.upgrade, db)
+            port = _free_port()
+            config = GatewayConfig(
+                DEFAULT_BOT_TOKEN,
+                sandbox_url,
+                db,
+                "127.0.0.1",
+                port,
+                b"b" * 32,
+                telegram_rates=rates,
+            )
+            stop, ready = asyncio.Event(), asyncio.Event()
+            task = asyncio.create_task(run_gateway(config, stop, on_ready=ready.set))
+            await ready.wait()
+            try:
+                yield sandbox_url, f"http://127.0.0.1:{port}"
+            finally:
+                stop.set()
+                await task
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+
+
+async def _until_done(
+    what: str, act: Callable[[int], Awaitable[object]], done: Callable[[], Awaitable[T]]
+) -> T:
+    """`act(attempt)`, then `done()`; again (a person would repeat the command) when `done()`
+    times out: the bot's handler may have failed (e.g. SQLite's "database is locked")."""
+    for attempt in range(SETUP_ATTEMPTS):
+        await act(attempt)
+        with contextlib.suppress(TimeoutError):
+            return await done()
+    raise RuntimeError(f"no {what} after {SETUP_ATTEMPTS} tries of {SETUP_WAIT:g} s")
+
+
+async def _link_person(world: SandboxClient, name: str) -> tuple[str, int]:
+    """A new person who started the bot and linked a forum group as personal log:
+    (their API token, the group's chat id)."""
+    from gateway.sandbox_demo import ADMIN_RIGHTS, token_from
+
+    user = await world.create_user(name)
+    await _until_done(
+        f"answer to {name}'s /start",
+        lambda _: world.send_message(user, user, "/start"),
+        lambda: world.wait_for_bot_message(user, within=SETUP_WAIT),
+    )
+    group = await world.create_group(name, owner_id=user, is_forum=True)
+
+    async def add_bot_or_setup(attempt: int) -> object:
+        if attempt == 0:
+            return await world.set_bot_membership(
+                group, by_id=user, status="administrator", rights=ADMIN_RIGHTS
+            )
+        return await world.send_message(user, group, "/setup")
+
+    await _until_done(
+        f"welcome in {name}'s group",
+        add_bot_or_setup,
+        lambda: world.wait_for_bot_message(
+            group, lambda m: "your personal log" in (m.text or ""), within=SETUP_WAIT
+        ),
+    )
+    await _until_done(
+        f"answer to {name}'s /token",
+        lambda _: world.send_message(user, user, "/token"),
+        lambda: world.wait_for_bot_message(
+            user, lambda m: token_from(m) is not None, within=SETUP_WAIT
+        ),
+    )
+    chat = await world.get_chat(user)
+    token = [t for t in map(token_from, chat.bot_messages()) if t is not None][-1]  # the newest
+    return token, group
+
+
+async def gateway() -> None:
+    from gateway.delivery.pacing import TelegramRates
+    from sandbox.client import SandboxClient
+
+    # Flood control is off in this sandbox, so pacing is off too.
+    async with _sandbox_and_gateway(TelegramRates.unlimited()) as (sandbox_url, api_url):
         async with aiohttp.ClientSession() as http:
             world = SandboxClient(sandbox_url, http)
             await world.set_flood(enabled=False)
-            user = await world.create_user("Bench")
-            await world.send_message(user, user, "/start")
-            await world.wait_for_bot_message(user)
-            group = await world.create_group("bench", owner_id=user, is_forum=True)
-            await world.set_bot_membership(
-                group, by_id=user, status="administrator", rights=ADMIN_RIGHTS
-            )
-            await world.wait_for_chat(group, lambda c: len(c.topics) == 5, within=30)
-            await world.send_message(user, user, "/token")
-            reply = await world.wait_for_bot_message(user, lambda m: "lgp_" in (m.text or ""))
-            print(f"TOKEN {token_from(reply)}", flush=True)
+            token, group = await _link_person(world, "Bench")
+            print(f"TOKEN {token}", flush=True)
             print(f"SANDBOX {sandbox_url} {group}", flush=True)
-        print(f"READY http://127.0.0.1:{port}", flush=True)
+        print(f"READY {api_url}", flush=True)
         await _until_signal()
-        stop.set()
-        await task
-    await runner.cleanup()
+
+
+async def paced(people: int, sandbox_url: str | None = None) -> None:
+    from gateway.delivery.pacing import TelegramRates
+    from sandbox.client import SandboxClient
+    from sandbox.flood import FloodLimits
+
+    # The gateway paces to Telegram's default limits, which the sandbox enforces once set up.
+    rates, limits = TelegramRates(), FloodLimits()
+    assert (rates.global_per_second, rates.group_per_minute, rates.chat_per_second) == (
+        limits.global_per_second,
+        limits.group_per_minute,
+        limits.private_chat_per_second,
+    ), "the gateway's default rates and the sandbox's default limits differ"
+    async with _sandbox_and_gateway(rates, sandbox_url) as (url, api_url):
+        async with aiohttp.ClientSession() as http:
+            world = SandboxClient(url, http)
+            await world.set_flood(enabled=False)  # setting up is not what is measured
+            slots = asyncio.Semaphore(SETUP_CONCURRENCY)
+
+            async def link(n: int) -> tuple[str, int]:
+                async with slots:
+                    return await _link_person(world, f"Bench {n}")
+
+            linked = await asyncio.gather(*(link(n) for n in range(people)))
+            flood = await world.set_flood(
+                enabled=True,
+                global_per_second=limits.global_per_second,
+                group_per_minute=limits.group_per_minute,
+                private_chat_per_second=limits.private_chat_per_second,
+            )
+        for token, group in linked:
+            print(f"PERSON {token} {group}", flush=True)
+        print(f"SANDBOX {url}", flush=True)
+        print(f"FLOOD {json.dumps(flood.__dict__)}", flush=True)
+        print(f"READY {api_url}", flush=True)
+        await _until_signal()
+
+
+# --- for the bench scripts -------------------------------------------------------------------
+
+
+@dataclass
+class Started:
+    """What a server process announced before READY."""
+
+    url: str  # the gateway's (or the bare app's) base URL
+    sandbox: str = ""  # the sandbox's base URL
+    people: list[tuple[str, int]] = field(default_factory=list)  # (token, group) per person
+    flood: dict[str, Any] = field(default_factory=dict)  # the sandbox's flood settings
+
+
+@contextmanager
+def launch(kind: str, *args: str) -> Iterator[Started]:
+    """Run `python bench/_servers.py kind args...` until the block ends (then stop it)."""
+    proc = subprocess.Popen(  # noqa: S603 - our own server script, fixed arguments
+        [sys.executable, str(HERE / "_servers.py"), kind, *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=HERE.parent,
+        env={**os.environ, "PYTHONPATH": str(HERE.parent)},
+    )
+    started = Started("")
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            word, _, rest = line.strip().partition(" ")
+            if word == "PERSON":
+                token, group = rest.split()
+                started.people.append((token, int(group)))
+            elif word == "SANDBOX":
+                started.sandbox = rest.split()[0]
+            elif word == "FLOOD":
+                started.flood = json.loads(rest)
+            elif word == "READY":
+                started.url = rest
+                yield started
+                break
+        else:
+            raise RuntimeError(f"{kind} server did not start")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+async def wait_until(
+    world: SandboxClient,
+    check: Callable[[], Awaitable[bool]],
+    *,
+    within: float,
+    changes: int = 20,
+    idle: float = 1.0,
+) -> bool:
+    """Whether `check()` came true within `within` seconds. It is re-checked after `changes`
+    changes of the sandbox's state (long-polled) or, if fewer come, after `idle` seconds, so a
+    costly check (the whole call log) does not load the server on every single send."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        version = await world.wait_for_change(-1, wait=0)  # the version now, at once
+        if await check():
+            return True
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return False
+        await world.wait_for_change(version + changes - 1, wait=min(idle, remaining))
+
+
+def sends(calls: list[CallView], chat_id: int | None = None) -> list[CallView]:
+    """The successful calls the flood control counts (to `chat_id`, or to any chat)."""
+    return [
+        c
+        for c in calls
+        if c.method in SEND_METHODS
+        and c.status == 200
+        and (chat_id is None or c.params.get("chat_id") == chat_id)
+    ]
+
+
+def most_in_window(times: list[float], window: float) -> int:
+    """The most of `times` inside any interval of `window` seconds."""
+    ordered, most, start = sorted(times), 0, 0
+    for end, at in enumerate(ordered):
+        while ordered[start] <= at - window:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _main() -> None:
+    kind = sys.argv[1]
+    servers: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
+        "bare": bare,
+        "gateway": gateway,
+        "sandbox": sandbox,
+        "paced": lambda: paced(int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None),
+    }
+    asyncio.run(servers[kind]())
 
 
 if __name__ == "__main__":
@@ -113,7 +361,7 @@ if __name__ == "__main__":
         import cProfile
 
         with cProfile.Profile() as profiler:
-            asyncio.run({"bare": bare, "gateway": gateway}[sys.argv[1]]())
+            _main()
         profiler.dump_stats(profile_to)
     else:
-        asyncio.run({"bare": bare, "gateway": gateway}[sys.argv[1]]())
+        _main()

@@ -3,7 +3,8 @@ sandbox recording the sendMessage, with pacing lifted (LIBRAL_TELEGRAM_*_RATE=0 
 
 The gateway and its sandbox run in a process of their own (bench/_servers.py); this process
 posts N messages keeping K in flight, then waits until the sandbox has recorded N sendMessage
-calls into the person's group, and reports both rates.
+calls into the person's group, and reports both rates. With flood control and pacing on:
+bench/pipeline_paced.py.
 
 Usage: .venv/bin/python bench/pipeline.py [messages, default 1000] [in flight, default 32]
 """
