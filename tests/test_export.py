@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -42,6 +43,8 @@ from storage.models import (
 )
 from storage.repositories import copies, person_data, preferences
 from tests.person_rows import footprint, footprint_of, references, references_to
+
+pytestmark = pytest.mark.both_databases
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 CONTENT = b"sealed-content-bytes"

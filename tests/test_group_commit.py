@@ -15,6 +15,8 @@ from gateway.group_commit import GroupCommitter
 from storage.enums import Category, MessageStatus, Priority
 from storage.models import ApiToken, Message, User
 
+pytestmark = pytest.mark.both_databases
+
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 

@@ -1,67 +1,86 @@
-"""Migrations and models agree, and the schema goes down to base and back up."""
+"""Migrations and models agree, and the schema goes down to base and back up, on SQLite and
+on PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine as create_sync_engine
-from sqlalchemy import inspect
+from sqlalchemy import Connection, MetaData, inspect, text
 
 from storage import migrate
+from storage.engine import create_engine
 from storage.models import Base
 
+pytestmark = pytest.mark.both_databases
+
+T = TypeVar("T")
 TABLES = {"users", "log_groups", "topics", "api_tokens", "messages", "delivery_attempts"}
 
 
-def _sync_url(url: str) -> str:
-    return url.replace("sqlite+aiosqlite", "sqlite")
+def _on(url: str, work: Callable[[Connection], T]) -> T:
+    """Run `work` on a connection to the database (in a transaction that commits)."""
+
+    async def run() -> T:
+        engine = create_engine(url)
+        try:
+            async with engine.begin() as conn:
+                return await conn.run_sync(work)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def _diff(url: str, metadata: MetaData) -> list[tuple[object, ...]]:
+    def compare(conn: Connection) -> list[tuple[object, ...]]:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "render_as_batch": True})
+        assert ctx.get_current_heads() == migrate.current_heads(url)
+        return list(compare_metadata(ctx, metadata))
+
+    return _on(url, compare)
+
+
+def _tables(url: str) -> set[str]:
+    return _on(url, lambda conn: set(inspect(conn).get_table_names()))
 
 
 def test_upgrade_to_head_matches_models(database_url: str) -> None:
     migrate.upgrade(database_url)
-    engine = create_sync_engine(_sync_url(database_url))
-    with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "render_as_batch": True})
-        diff = compare_metadata(ctx, Base.metadata)
-        assert diff == [], f"models and migrations disagree: {diff}"
-        assert ctx.get_current_heads() == migrate.current_heads(database_url)
-        assert set(inspect(conn).get_table_names()) >= TABLES
-    engine.dispose()
+    diff = _diff(database_url, Base.metadata)
+    assert diff == [], f"models and migrations disagree: {diff}"
+    assert _tables(database_url) >= TABLES
 
 
 def test_diff_detects_a_model_change(database_url: str) -> None:
     """The check above can fail: a column the migrations lack shows up as a diff."""
-    from sqlalchemy import Column, Integer, MetaData, Table
+    from sqlalchemy import Column, Integer, Table
 
     migrate.upgrade(database_url)
     extra = MetaData()
     for table in Base.metadata.tables.values():
         table.to_metadata(extra)
     Table("users", extra, Column("shoe_size", Integer), extend_existing=True)
-    engine = create_sync_engine(_sync_url(database_url))
-    with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
-        diff = compare_metadata(ctx, extra)
-    engine.dispose()
+    diff = _diff(database_url, extra)
     assert any(d[0] == "add_column" and d[3].name == "shoe_size" for d in diff)
 
 
 def test_downgrade_to_base_and_back(database_url: str) -> None:
     migrate.upgrade(database_url)
     migrate.downgrade(database_url, "base")
-    db = Path(database_url.removeprefix("sqlite+aiosqlite:///"))
-    with sqlite3.connect(db) as conn:
-        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert names & TABLES == set()
+    assert _tables(database_url) & TABLES == set()
     migrate.upgrade(database_url)
-    with sqlite3.connect(db) as conn:
-        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert names >= TABLES
+    assert _tables(database_url) >= TABLES
+    assert _diff(database_url, Base.metadata) == []
 
 
+@pytest.mark.sqlite_only
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(migrated_url: str) -> None:
     db = Path(migrated_url.removeprefix("sqlite+aiosqlite:///"))
     with sqlite3.connect(db) as conn:
@@ -73,18 +92,26 @@ def test_stored_idempotency_keys_become_hashes(database_url: str) -> None:
     from gateway.submission import idempotency_digest
 
     migrate.upgrade(database_url, "0005")
-    db = Path(database_url.removeprefix("sqlite+aiosqlite:///"))
-    with sqlite3.connect(db) as conn:
-        conn.execute("INSERT INTO users (id, telegram_id, created_at) VALUES (1, 7, '2026-01-01')")
+
+    def seed(conn: Connection) -> None:
         conn.execute(
-            "INSERT INTO messages (id, recipient_id, category, priority, status, created_at,"
-            " retention_expires_at, next_attempt_at, attempt_count, idempotency_key)"
-            " VALUES ('m1', 1, 'general', 'normal', 'delivered', '2026-01-01', '2026-01-02',"
-            " '2026-01-01', 1, 'order:ada@example.org')"
+            text("INSERT INTO users (id, telegram_id, created_at) VALUES (1, 7, '2026-01-01')")
         )
+        conn.execute(
+            text(
+                "INSERT INTO messages (id, recipient_id, category, priority, status, created_at,"
+                " retention_expires_at, next_attempt_at, attempt_count, idempotency_key)"
+                " VALUES ('m1', 1, 'general', 'normal', 'delivered', '2026-01-01', '2026-01-02',"
+                " '2026-01-01', 1, 'order:ada@example.org')"
+            )
+        )
+
+    _on(database_url, seed)
     migrate.upgrade(database_url)
-    with sqlite3.connect(db) as conn:
-        columns = [row[1] for row in conn.execute("PRAGMA table_info(messages)")]
-        [(stored,)] = conn.execute("SELECT idempotency_key_hash FROM messages").fetchall()
-    assert "idempotency_key" not in columns
+    columns = _on(database_url, lambda conn: inspect(conn).get_columns("messages"))
+    [(stored,)] = _on(
+        database_url,
+        lambda conn: conn.execute(text("SELECT idempotency_key_hash FROM messages")).all(),
+    )
+    assert "idempotency_key" not in {column["name"] for column in columns}
     assert stored == idempotency_digest("order:ada@example.org")

@@ -1,8 +1,10 @@
-"""The models on a real migrated SQLite database: constraints, cascades, UTC datetimes."""
+"""The models on a real migrated database, SQLite and PostgreSQL: constraints, cascades, UTC
+datetimes, JSON, and the repository statements whose behaviour differs most between the two
+(DELETE ... RETURNING, the row counts of conditional UPDATEs)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select, text
@@ -19,6 +21,9 @@ from storage.models import (
     User,
     UserPreferences,
 )
+from storage.repositories import outbox, retention, users
+
+pytestmark = pytest.mark.both_databases
 
 
 async def _person(session: AsyncSession, telegram_id: int = 1001) -> User:
@@ -45,9 +50,18 @@ async def _message(session: AsyncSession, user: User, token: ApiToken | None) ->
     return msg
 
 
+@pytest.mark.sqlite_only
 async def test_fk_pragma_is_on(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     async with sessionmaker() as session:
         assert (await session.execute(text("PRAGMA foreign_keys"))).scalar_one() == 1
+
+
+@pytest.mark.sqlite_only
+async def test_lock_contention_waits_half_a_minute(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessionmaker() as session:
+        assert (await session.execute(text("PRAGMA busy_timeout"))).scalar_one() == 30000
 
 
 async def test_erasing_a_person_cascades_to_everything(
@@ -152,3 +166,94 @@ async def test_unknown_enum_value_is_refused(
         session.add(msg)
         with pytest.raises(StatementError, match="nonsense"):
             await session.flush()
+
+
+async def test_datetimes_keep_their_instant_to_the_microsecond(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    tokyo = timezone(timedelta(hours=9))
+    at = datetime(2030, 1, 1, 21, 0, 0, 123456, tzinfo=tokyo)  # 12:00:00.123456 UTC
+    async with sessionmaker() as session, session.begin():
+        session.add(User(telegram_id=9, created_at=at))
+    async with sessionmaker() as session:
+        loaded = await session.scalar(select(User.created_at).where(User.created_at == at))
+        later = await session.scalar(
+            select(func.count()).where(User.created_at > at - timedelta(microseconds=1))
+        )
+    assert loaded == at
+    assert loaded.tzinfo is UTC
+    assert (loaded.hour, loaded.microsecond) == (12, 123456)
+    assert later == 1
+
+
+async def test_json_columns_round_trip(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    async with sessionmaker() as session, session.begin():
+        user = await _person(session)
+        session.add(
+            UserPreferences(
+                user_id=user.id,
+                categories={"auth": False, "système": True},
+                channel_order=["email", "telegram"],
+            )
+        )
+    async with sessionmaker() as session:
+        prefs = await session.get(UserPreferences, user.id)
+    assert prefs is not None
+    assert prefs.categories == {"auth": False, "système": True}
+    assert prefs.channel_order == ["email", "telegram"]
+    assert prefs.disabled_channels == []
+
+
+async def test_a_long_language_tag_is_cut_to_its_column(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """PostgreSQL enforces VARCHAR lengths (SQLite does not): Telegram's tag is cut, not fatal."""
+    async with sessionmaker() as session, session.begin():
+        user, created = await users.get_or_create(session, 11, "x-" + "a" * 40)
+        assert created
+    async with sessionmaker() as session, session.begin():
+        again, created = await users.get_or_create(session, 11, "y-" + "b" * 40)
+        assert not created
+    assert again.id == user.id
+    assert again.language == ("y-" + "b" * 40)[:16]
+
+
+async def test_dropping_expired_records_reports_only_what_this_statement_deleted(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessionmaker() as session, session.begin():
+        user = await _person(session)
+        old = await _message(session, user, None)
+        old.retention_expires_at = datetime.now(UTC) - timedelta(seconds=1)
+        await _message(session, user, None)  # still within its retention
+    async with sessionmaker() as session, session.begin():
+        expired = await retention.expired(session, datetime.now(UTC), 10)
+        assert [e.message_id for e in expired] == [old.id]
+        assert await retention.drop(session, [old.id, "gone-already"]) == {old.id}
+    async with sessionmaker() as session, session.begin():
+        assert await retention.drop(session, [old.id]) == set()  # another process was first
+        assert await session.scalar(select(func.count()).select_from(Message)) == 1
+
+
+async def test_a_claim_is_won_once_and_only_its_holder_settles(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    now = datetime.now(UTC)
+    async with sessionmaker() as session, session.begin():
+        user = await _person(session)
+        message = await _message(session, user, None)
+        message.next_attempt_at = now
+    lease = now + timedelta(seconds=30)
+    async with sessionmaker() as session, session.begin():
+        assert [c.message_id for c in await outbox.due(session, now, 10)] == [message.id]
+        assert await outbox.claim(session, message.id, now, lease)
+    async with sessionmaker() as session, session.begin():
+        assert not await outbox.claim(session, message.id, now, lease)  # the lease holds
+        stale = lease + timedelta(seconds=1)  # not the token this claim set
+        assert not await outbox.settle(session, message.id, stale, status=MessageStatus.FAILED)
+        assert await outbox.extend_claim(session, message.id, lease, lease + timedelta(seconds=5))
+        assert await outbox.settle(
+            session, message.id, lease + timedelta(seconds=5), status=MessageStatus.DELIVERED
+        )
+    async with sessionmaker() as session:
+        assert await session.scalar(select(Message.status)) is MessageStatus.DELIVERED

@@ -14,6 +14,8 @@ from sandbox.client import MessageView, SandboxClient
 from storage.enums import MessageStatus
 from tests.delivery.conftest import Enqueue, Personal, UTCClock, WorkerFactory, load
 
+pytestmark = pytest.mark.both_databases
+
 
 async def test_a_crashed_workers_expired_claim_is_taken_over(
     sessionmaker: async_sessionmaker[AsyncSession],

@@ -31,6 +31,7 @@ from tests.delivery.test_paced_worker import drain, paced, put, sends
 from tests.sandbox.conftest import FakeClock
 
 __all__ = ["paced"]  # the fixture, shared with the pacing tests
+pytestmark = pytest.mark.both_databases
 
 TELEGRAM = TelegramRates()  # 30 a second, 20 a minute per group, 1 a second per chat
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, inspect, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.content_cipher import ContentCipher
@@ -18,6 +18,8 @@ from storage.enums import Category, MessageStatus
 from storage.models import DeliveryAttempt, Message, TelegramCopy
 from storage.repositories import copies, tokens
 from tests.delivery.conftest import Enqueue, Personal, UTCClock, WorkerFactory
+
+pytestmark = pytest.mark.both_databases
 
 PurgerFactory = Callable[..., RetentionPurger]
 DAY = 86400
@@ -38,20 +40,26 @@ def make_purger(
 
 
 async def _mentions(sessionmaker: async_sessionmaker[AsyncSession], needle: str) -> list[str]:
-    """Every table.column holding `needle` as text, read with plain SQL."""
+    """Every table.column holding `needle` as text, over the database's own catalogue (not the
+    models: a table they forgot would still be searched)."""
     found: list[str] = []
     async with sessionmaker() as session:
-        tables = await session.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'"))
-        for (table,) in tables.all():
-            columns = await session.execute(text(f'PRAGMA table_info("{table}")'))
-            for column in [row[1] for row in columns.all()]:
-                hit = await session.scalar(
-                    # Names from sqlite_master itself, not from input.
-                    text(f'SELECT COUNT(*) FROM "{table}" WHERE CAST("{column}" AS TEXT) LIKE :n'),  # noqa: S608
-                    {"n": f"%{needle}%"},
-                )
-                if hit:
-                    found.append(f"{table}.{column}")
+        connection = await session.connection()
+        columns = await connection.run_sync(
+            lambda sync: [
+                (table, column["name"])
+                for table in inspect(sync).get_table_names()
+                for column in inspect(sync).get_columns(table)
+            ]
+        )
+        for table, column in columns:
+            hit = await session.scalar(
+                # Names from the catalogue itself, not from input.
+                text(f'SELECT COUNT(*) FROM "{table}" WHERE CAST("{column}" AS TEXT) LIKE :n'),  # noqa: S608
+                {"n": f"%{needle}%"},
+            )
+            if hit:
+                found.append(f"{table}.{column}")
     return found
 
 
