@@ -28,11 +28,14 @@ def ensure_sqlite_dir(url: str) -> None:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets the HTTP API read while the worker writes; foreign keys make cascades real;
-    # busy_timeout turns brief lock contention into a wait instead of an error.
+    # busy_timeout turns lock contention into a wait instead of an error: generous, because on a
+    # loaded two-CPU machine (a benchmark setting up 120 people under load) 5 s was exceeded
+    # and a bot command failed without an answer; waiting runs in aiosqlite's thread, not
+    # on the event loop.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     # Deleted rows (wiped content, purged records) are overwritten, not left in free pages.
     cursor.execute("PRAGMA secure_delete=ON")
