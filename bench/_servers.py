@@ -4,8 +4,8 @@ share its CPU), and the helpers the bench scripts share to start them and read t
 Kinds of server:
 
 - `gateway`: the sandbox Bot API server with flood control off, plus the whole gateway with
-  pacing off and one person linked, in one process (one event loop); prints `TOKEN <token>`,
-  `SANDBOX <url> <group id>` and `READY <api url>`.
+  pacing off and one person linked, in one process (one event loop); prints
+  `PERSON <token> <group id>`, `SANDBOX <url>` and `READY <api url>`.
 - `sandbox`: the sandbox Bot API server alone; prints `READY <url>`.
 - `paced PEOPLE [SANDBOX_URL]`: the whole gateway pacing to Telegram's default limits, with a
   sandbox in its process as `gateway` has, or against the one at SANDBOX_URL (a `sandbox`
@@ -206,8 +206,8 @@ async def gateway() -> None:
             world = SandboxClient(sandbox_url, http)
             await world.set_flood(enabled=False)
             token, group = await _link_person(world, "Bench")
-            print(f"TOKEN {token}", flush=True)
-            print(f"SANDBOX {sandbox_url} {group}", flush=True)
+            print(f"PERSON {token} {group}", flush=True)
+            print(f"SANDBOX {sandbox_url}", flush=True)
         print(f"READY {api_url}", flush=True)
         await _until_signal()
 

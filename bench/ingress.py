@@ -14,46 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import aiohttp
-
-SEND = "/api/v1/communication/send"
-HERE = Path(__file__).resolve().parent
-
-
-@contextmanager
-def server(kind: str) -> Iterator[tuple[str, str | None, str]]:
-    """(base url, bearer token or None, "<sandbox url> <group id>" or "") of a server process,
-    stopped afterwards."""
-    proc = subprocess.Popen(  # noqa: S603 - our own server script, fixed arguments
-        [sys.executable, str(HERE / "_servers.py"), kind],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=HERE.parent,
-        env={**os.environ, "PYTHONPATH": str(HERE.parent)},
-    )
-    token, sandbox = None, ""
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith("TOKEN "):
-                token = line.split()[1]
-            if line.startswith("SANDBOX "):
-                sandbox = line.removeprefix("SANDBOX ").strip()
-            if line.startswith("READY "):
-                yield line.split()[1], token, sandbox
-                break
-        else:
-            raise RuntimeError(f"{kind} server did not start")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+from _servers import SEND, launch  # the sibling module (bench/ is on sys.path when run)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -93,7 +58,8 @@ async def load(
 
 async def measure(kind: str, total: int, levels: list[int]) -> dict[int, tuple[float, list[float]]]:
     results = {}
-    with server(kind) as (url, token, _):
+    with launch(kind) as started:
+        url, token = started.url, (started.people[0][0] if started.people else None)
         await load(url, token, min(200, total), 8)  # warm up
         for level in levels:
             results[level] = await load(url, token, total, level)

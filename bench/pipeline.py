@@ -17,7 +17,7 @@ import sys
 import time
 
 import aiohttp
-from ingress import SEND, server  # the sibling script (bench/ is on sys.path when run)
+from _servers import SEND, launch  # the sibling module (bench/ is on sys.path when run)
 
 
 async def _sends(http: aiohttp.ClientSession, sandbox: str, group: int) -> int:
@@ -55,10 +55,9 @@ async def run(total: int, in_flight: int, url: str, token: str, sandbox: str, gr
 def main() -> None:
     total = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     in_flight = int(sys.argv[2]) if len(sys.argv) > 2 else 32
-    with server("gateway") as (url, token, extra):
-        assert token is not None
-        sandbox, group = extra.split()
-        asyncio.run(run(total, in_flight, url, token, sandbox, int(group)))
+    with launch("gateway") as started:
+        [(token, group)] = started.people
+        asyncio.run(run(total, in_flight, started.url, token, started.sandbox, group))
 
 
 if __name__ == "__main__":
