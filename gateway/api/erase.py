@@ -55,7 +55,7 @@ async def _take(
         # Scheduled in the same commit as the erase: if this process dies before Telegram
         # answers, the deleter still removes them.
         await copies.schedule(session, [c.id for c in held if c.sent_at > now - DELETE_WINDOW], now)
-        if not await messages.erase_sent_by(session, message.id, token.id, now):
+        if not await messages.erase_sent_by(session, message.id, token.id, now, message.carried_by):
             await session.rollback()
             response = error_response(
                 409, "being_delivered", "the message is being delivered right now; try again"

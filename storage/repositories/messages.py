@@ -58,13 +58,21 @@ async def queue_depth(session: AsyncSession) -> int:
 
 
 async def erase_sent_by(
-    session: AsyncSession, message_id: str, token_id: int, now: datetime
+    session: AsyncSession, message_id: str, token_id: int, now: datetime, carried_by: str | None
 ) -> bool:
-    """Delete the record if this token sent it and no worker is sending it right now."""
+    """Delete the record if this token sent it, no worker is sending it right now and it is
+    still carried by `carried_by` (what the caller read): a message folded into a digest since
+    has its content on the way out there, so erasing the record alone would not stop it."""
     being_sent = and_(Message.status == MessageStatus.SENDING, Message.claimed_until >= now)
+    same_carrier = (
+        Message.carried_by.is_(None) if carried_by is None else Message.carried_by == carried_by
+    )
     result = await session.execute(
         delete(Message).where(
-            Message.id == message_id, Message.sender_token_id == token_id, not_(being_sent)
+            Message.id == message_id,
+            Message.sender_token_id == token_id,
+            not_(being_sent),
+            same_carrier,
         ),
         execution_options={"synchronize_session": False},
     )

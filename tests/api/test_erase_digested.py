@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.enums import AttemptOutcome, Category, Channel, MessageStatus, Priority
 from storage.models import DeliveryAttempt, Message
+from storage.repositories import messages
 from storage.types import utcnow
 from tests.api.conftest import Client, Person
 
@@ -75,3 +76,31 @@ async def test_a_digested_message_waits_for_its_digest_then_keeps_it(
     assert "digest" in kept["reason"]
     async with sessionmaker() as session:
         assert await session.get(Message, digest_id) is not None  # the others' digest stays
+
+
+async def test_a_message_folded_after_it_was_read_is_not_erased_behind_its_digest(
+    person: Person, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    # DELETE read the message unfolded; the worker folded it into a burst digest before the
+    # record went: the delete must not go through (the content is on its way in the digest).
+    digest_id, member_id = str(uuid.uuid4()), str(uuid.uuid4())
+    async with sessionmaker() as session, session.begin():
+        session.add(_row(digest_id, person, MessageStatus.QUEUED, encrypted_content=b"sealed"))
+        await session.flush()
+        session.add(
+            _row(
+                member_id,
+                person,
+                MessageStatus.QUEUED,
+                sender_token_id=person.token_id,
+                carried_by=digest_id,
+            )
+        )
+    assert person.token_id is not None
+    async with sessionmaker() as session:
+        assert not await messages.erase_sent_by(
+            session, member_id, person.token_id, utcnow(), carried_by=None
+        )
+        assert await messages.erase_sent_by(
+            session, member_id, person.token_id, utcnow(), carried_by=digest_id
+        )
