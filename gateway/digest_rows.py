@@ -20,11 +20,20 @@ _PRIORITY_ORDER = (Priority.LOW, Priority.NORMAL, Priority.HIGH, Priority.URGENT
 
 
 def carrier_row(
-    cipher: ContentCipher, members: Sequence[Message], payload: OutboxPayload, now: datetime
+    cipher: ContentCipher,
+    members: Sequence[Message],
+    payload: OutboxPayload,
+    now: datetime,
+    *,
+    in_their_place: bool = False,
 ) -> Message:
     """A queued message, due now, for the members' person with their highest priority, the
     longest of their retentions and the first member's fallback chain (so if Telegram cannot
-    take the digest, it falls back as they would have)."""
+    take the digest, it falls back as they would have).
+
+    `in_their_place`: it takes the oldest member's place in the queue (its creation and due
+    time), so it goes out before messages that came after them; else it is new as of `now`.
+    """
     if not members:
         raise ValueError("a digest carries at least one message")
     first = members[0]
@@ -37,8 +46,8 @@ def carrier_row(
         priority=max((m.priority for m in members), key=_PRIORITY_ORDER.index),
         status=MessageStatus.QUEUED,
         encrypted_content=cipher.seal(digest_id, payload.to_dict()),
-        created_at=now,
-        next_attempt_at=now,
+        created_at=min(m.created_at for m in members) if in_their_place else now,
+        next_attempt_at=min(m.next_attempt_at for m in members) if in_their_place else now,
         retention_expires_at=max(m.retention_expires_at for m in members),
         channels=list(first.channels),
     )

@@ -8,13 +8,18 @@ chat's queue, and only when pacing is on and the queue exceeds the chat's budget
 `HORIZON` (what its chat and group buckets could grant in that time).
 
 Which messages fold: queued, due, never tried (attempt 0 at the start of the chain), Telegram
-first in their chain, no part sent yet, and digestible (no self-destruct or ephemeral copy to
-delete on its own). They are grouped like quiet-hours digests: by topic and fallback chain; a
-topic with a single foldable message keeps it as it is. The digest carries each message whole,
-oldest first, with its time to the second. The members point to the digest (`carried_by`,
-visible in GET /messages/{id}), lose their own sealed content in the same commit, and settle
-when the digest does. Folding is a conditional UPDATE on the same state the worker's claim
-needs, so a message is either folded or claimed, never both (also with several workers).
+first in their chain, no part sent yet, digestible (no self-destruct or ephemeral copy to delete
+on its own) and with at least an hour of retention left (a digest keeps its members' longest).
+They are grouped like quiet-hours digests, by topic and fallback chain, in order: a message of
+the topic that may not fold ends the run (folding past it would overtake it), a topic with a
+single foldable message keeps it as it is, and a long run makes several digests of at most
+`MAX_DIGEST_CHARS`. The digest carries each message whole, oldest first, with its time to the
+second, and takes its oldest member's place in the queue. The members point to the digest
+(`carried_by`, visible in GET /messages/{id}), lose their own sealed content in the same commit,
+and settle when the digest does. Folding is a conditional UPDATE on the same state the worker's
+claim needs, so a message is either folded or claimed, never both (also with several workers).
+While the pacer holds a chat, nothing of it is folded: it all folds, in order, when the chat
+may send again.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -44,6 +49,12 @@ HORIZON = 10.0
 # At most this many messages are looked at per chat and pass (bounds memory and one commit).
 MAX_FOLD = 1000
 WHY = "arrived in a burst"
+# A digest holds about this much content at most (some 16 Telegram messages): its lease covers
+# every part, and a crash mid-send leaves its members waiting for that lease.
+MAX_DIGEST_CHARS = 16 * 4096
+# A message whose retention ends sooner is not folded: a digest keeps the longest retention of
+# its members, and must not deliver a message long after its own deadline.
+MIN_RETENTION_LEFT = timedelta(hours=1)
 
 # (chat id, is a group) -> how many sends that chat's buckets can grant within HORIZON.
 Budget = Callable[[int, bool], float]
@@ -77,33 +88,68 @@ def requeue(queue: Sequence[outbox.Candidate], folded: Sequence[Folded]) -> list
     return result
 
 
-def _foldable_payload(cipher: ContentCipher, row: Message) -> OutboxPayload | None:
-    if row.channels[:1] != [Channel.TELEGRAM.value] or row.encrypted_content is None:
-        return None
+@dataclass(frozen=True)
+class Queued:
+    """A queued message as folding sees it: `payload` None if it does not open; `foldable`
+    whether it may go into a digest."""
+
+    row: Message
+    payload: OutboxPayload | None
+    foldable: bool
+
+
+def _open(cipher: ContentCipher, row: Message, now: datetime) -> Queued:
+    if row.encrypted_content is None:
+        return Queued(row, None, False)
     try:
         sealed = cipher.open(row.id, row.encrypted_content)
         payload = OutboxPayload.from_dict(sealed)
     except (ContentDecryptError, KeyError, TypeError, ValueError):
-        return None  # the worker fails it with the usual reason
-    if progress.any_sent(sealed) or not payload.digestible:
-        return None
-    return payload
+        return Queued(row, None, False)  # the worker fails it with the usual reason
+    foldable = (
+        outbox.may_fold(row)
+        and row.channels[:1] == [Channel.TELEGRAM.value]
+        and payload.digestible
+        and not progress.any_sent(sealed)
+        and row.retention_expires_at - now >= MIN_RETENTION_LEFT
+    )
+    return Queued(row, payload, foldable)
+
+
+def _size(payload: OutboxPayload) -> int:
+    return len(str(payload.value))
 
 
 def plan_folds(
-    rows: Sequence[tuple[Message, OutboxPayload]],
+    queued: Sequence[Queued],
     threads: Mapping[Category, int | None] | None,
+    *,
+    max_chars: int = MAX_DIGEST_CHARS,
 ) -> list[list[tuple[Message, OutboxPayload]]]:
-    """The groups to fold, in the order of their oldest member: same place, same chain, at
-    least two messages."""
-    by_place: dict[tuple[int, str, tuple[str, ...]], list[tuple[Message, OutboxPayload]]] = {}
-    for row, payload in rows:
-        key = (
-            *place(row.recipient_id, row.category, payload.thread_id, threads),
-            tuple(row.channels),
-        )
-        by_place.setdefault(key, []).append((row, payload))
-    return [members for members in by_place.values() if len(members) >= 2]
+    """The groups to fold, oldest first: messages for the same place by the same chain, in
+    order, at least two, up to `max_chars` of content each. A message that may not be folded
+    ends the run of its place (the ones after it would overtake it), so its place folds no
+    more in this pass."""
+    runs: dict[tuple[int, str, tuple[str, ...]], list[list[tuple[Message, OutboxPayload]]]] = {}
+    sizes: dict[tuple[int, str, tuple[str, ...]], int] = {}
+    closed: set[tuple[int, str, tuple[str, ...]]] = set()
+    for item in queued:
+        row, payload = item.row, item.payload
+        thread = payload.thread_id if payload is not None else None
+        key = (*place(row.recipient_id, row.category, thread, threads), tuple(row.channels))
+        if key in closed:
+            continue
+        if not item.foldable or payload is None:
+            closed.add(key)
+            continue
+        chunks = runs.setdefault(key, [[]])
+        if chunks[-1] and sizes[key] + _size(payload) > max_chars:
+            chunks.append([])
+            sizes[key] = 0
+        chunks[-1].append((row, payload))
+        sizes[key] = sizes.get(key, 0) + _size(payload)
+    groups = [chunk for chunks in runs.values() for chunk in chunks if len(chunk) >= 2]
+    return sorted(groups, key=lambda chunk: (chunk[0][0].created_at, chunk[0][0].id))
 
 
 class BurstCoalescer:
@@ -125,10 +171,9 @@ class BurstCoalescer:
             if group is None or queued <= budget(group.chat_id, True):
                 return []
             now = self._clock()
-            rows = await outbox.foldable(session, recipient_id, now, MAX_FOLD)
-            opened = [(row, p) for row in rows if (p := _foldable_payload(self._cipher, row))]
+            rows = await outbox.waiting_of(session, recipient_id, now, MAX_FOLD)
             threads = {topic.category: topic.message_thread_id for topic in group.topics}
-            plans = plan_folds(opened, threads)
+            plans = plan_folds([_open(self._cipher, row, now) for row in rows], threads)
             if not plans:
                 return []
             zone = zone_or_utc(await self._timezone(session, recipient_id))
@@ -164,7 +209,7 @@ class BurstCoalescer:
             silent=all(p.silent for _, p in members),
         )
         rows = [row for row, _ in members]
-        carrier = carrier_row(self._cipher, rows, payload, now)
+        carrier = carrier_row(self._cipher, rows, payload, now, in_their_place=True)
         session.add(carrier)
         await session.flush()  # the members' foreign key points at it
         ids = tuple(row.id for row in rows)

@@ -247,15 +247,23 @@ class DeliveryWorker:
         """Fold the chat's burst into digests when its queue exceeds the budget (see
         gateway.delivery.coalesce); the queue to send then."""
         pacing, coalescer = self.pacing, self._coalescer
+        recipient = queue[0].recipient_id
         queued = sum(1 for c in queue if c.channel is Channel.TELEGRAM)
-        if pacing is None or coalescer is None or queued < 2:
+        if pacing is None or coalescer is None or queued < 2 or recipient in self._paced:
+            # While the chat is held its messages wait anyway: they fold, all together and in
+            # order, once it may send again.
             return queue
 
         def budget(chat_id: int, is_group: bool) -> float:
             now = self._clock().timestamp()
             return pacing.pacer.budget(chat_id, is_group, now, coalesce.HORIZON)
 
-        folded = await coalescer.fold(queue[0].recipient_id, queued, budget)
+        try:
+            folded = await coalescer.fold(recipient, queued, budget)
+        except Exception as exc:
+            # Folding is an optimisation: the queue goes out unfolded rather than not at all.
+            log.error("folding the burst of user %s failed: %s", recipient, type(exc).__name__)
+            return queue
         return coalesce.requeue(queue, folded) if folded else queue
 
     async def _run_chat(self, queue: list[outbox.Candidate]) -> int:

@@ -211,29 +211,46 @@ async def settle_carried(
     return len(member_ids)
 
 
-def _foldable(now: datetime) -> tuple[ColumnElement[bool], ...]:
-    """Queued, due and never tried yet (still at the start of its chain): free to fold into a
-    burst digest. A message being sent, retried or partly sent stays as it is, and so does a
-    digest (its members settle with it, not with a digest of digests)."""
+def _waiting(now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """Queued and due, not carried, and not a digest itself (its members settle with it, not
+    with a digest of digests)."""
     member = aliased(Message)
     return (
         ~select(member.id).where(member.carried_by == Message.id).exists(),
         Message.status == MessageStatus.QUEUED,
         Message.carried_by.is_(None),
         Message.next_attempt_at <= now,
+    )
+
+
+def _foldable(now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """Waiting and never tried yet (still at the start of its chain): free to fold into a
+    burst digest. A message being sent, retried or partly sent stays as it is."""
+    return (
+        *_waiting(now),
         Message.attempt_count == 0,
         Message.channel_index == 0,
         Message.encrypted_content.is_not(None),
     )
 
 
-async def foldable(
+def may_fold(message: Message) -> bool:
+    """The row-level part of `_foldable` for a message read by `waiting_of`."""
+    return (
+        message.attempt_count == 0
+        and message.channel_index == 0
+        and message.encrypted_content is not None
+    )
+
+
+async def waiting_of(
     session: AsyncSession, recipient_id: int, now: datetime, limit: int
 ) -> list[Message]:
-    """A person's messages that a burst digest may carry, oldest first."""
+    """A person's queued, due messages, oldest first: what a burst digest may carry (see
+    `may_fold`), and those it must not overtake."""
     rows = await session.scalars(
         select(Message)
-        .where(Message.recipient_id == recipient_id, *_foldable(now))
+        .where(Message.recipient_id == recipient_id, *_waiting(now))
         .order_by(Message.created_at, Message.id)
         .limit(limit)
     )

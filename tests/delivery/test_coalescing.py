@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.content_cipher import ContentCipher
 from gateway.delivery import DeliveryWorker
-from gateway.delivery.coalesce import Folded, plan_folds, requeue
+from gateway.delivery.coalesce import BurstCoalescer, Folded, Queued, plan_folds, requeue
 from gateway.delivery.pacing import Pacer, TelegramRates
 from gateway.digest import DigestItem, compose_digest
 from gateway.outbox_payload import OutboxPayload
@@ -78,23 +78,52 @@ def _row(category: Category, created: int, channels: tuple[str, ...] = ("telegra
     )
 
 
-def _payload(thread_id: int | None = None) -> OutboxPayload:
-    return OutboxPayload(kind="text", value="x", thread_id=thread_id)
+def _payload(thread_id: int | None = None, value: str = "x") -> OutboxPayload:
+    return OutboxPayload(kind="text", value=value, thread_id=thread_id)
+
+
+def _ok(row: Message, payload: OutboxPayload | None = None) -> Queued:
+    return Queued(row, payload or _payload(), foldable=True)
+
+
+def _ids(plans: list[list[tuple[Message, OutboxPayload]]]) -> list[list[str]]:
+    return [[row.id for row, _ in plan] for plan in plans]
+
+
+THREADS: dict[Category, int | None] = {Category.AUTH: 10, Category.GENERAL: None}
 
 
 def test_plan_folds_groups_by_place_and_chain_and_leaves_singles() -> None:
-    threads: dict[Category, int | None] = {Category.AUTH: 10, Category.GENERAL: None}
-    rows = [
-        (_row(Category.AUTH, 1), _payload()),
-        (_row(Category.SYSTEM, 2), _payload()),  # alone in its place: not folded
-        (_row(Category.AUTH, 3), _payload(thread_id=10)),  # explicit topic 10 = auth's topic
-        (_row(Category.GENERAL, 4), _payload()),
-        (_row(Category.AUTH, 5, ("telegram", "email")), _payload()),  # another chain, alone
-        (_row(Category.GENERAL, 6), _payload()),
-        (_row(Category.AUTH, 7), _payload()),
+    queued = [
+        _ok(_row(Category.AUTH, 1)),
+        _ok(_row(Category.SYSTEM, 2)),  # alone in its place: not folded
+        _ok(_row(Category.AUTH, 3), _payload(thread_id=10)),  # explicit topic 10 = auth's
+        _ok(_row(Category.GENERAL, 4)),
+        _ok(_row(Category.AUTH, 5, ("telegram", "email"))),  # another chain, alone
+        _ok(_row(Category.GENERAL, 6)),
+        _ok(_row(Category.AUTH, 7)),
     ]
-    plans = plan_folds(rows, threads)
-    assert [[row.id for row, _ in plan] for plan in plans] == [["m1", "m3", "m7"], ["m4", "m6"]]
+    assert _ids(plan_folds(queued, THREADS)) == [["m1", "m3", "m7"], ["m4", "m6"]]
+
+
+def test_a_message_that_may_not_fold_ends_its_places_run() -> None:
+    queued = [
+        _ok(_row(Category.AUTH, 1)),
+        _ok(_row(Category.AUTH, 2)),
+        Queued(_row(Category.AUTH, 3), _payload(), foldable=False),  # e.g. self-destructing
+        _ok(_row(Category.AUTH, 4)),  # folding these would put them before m3
+        _ok(_row(Category.AUTH, 5)),
+        Queued(_row(Category.SYSTEM, 6), None, foldable=False),  # unreadable: its own place
+        _ok(_row(Category.GENERAL, 7)),
+        _ok(_row(Category.GENERAL, 8)),
+    ]
+    assert _ids(plan_folds(queued, THREADS)) == [["m1", "m2"], ["m7", "m8"]]
+
+
+def test_a_long_run_folds_into_digests_of_bounded_size() -> None:
+    queued = [_ok(_row(Category.AUTH, n), _payload(value="y" * 40)) for n in range(7)]
+    plans = plan_folds(queued, THREADS, max_chars=100)  # two 40-character messages a digest
+    assert _ids(plans) == [["m0", "m1"], ["m2", "m3"], ["m4", "m5"]]  # m6 alone stays alone
 
 
 def test_requeue_puts_each_digest_where_its_first_member_was() -> None:
@@ -200,7 +229,8 @@ async def test_a_stream_folds_what_piles_up_while_the_group_waits(
     first = await put(
         sessionmaker, cipher, clock, personal.user_id, [f"early {i}" for i in range(3)]
     )
-    await worker.run_once()  # the group's burst of three goes out as it is
+    # Three are within the budget: the first goes, the chat's one a second holds the others.
+    await worker.run_once()
     rest = [f"later {i:02d}" for i in range(40)]
     await put(sessionmaker, cipher, clock, personal.user_id, rest)
 
@@ -208,11 +238,13 @@ async def test_a_stream_folds_what_piles_up_while_the_group_waits(
 
     calls = await sends(control)
     assert {c.status for c in calls} == {200}
-    assert len(calls) == 4  # three alone, then the forty in one digest
-    for message_id in first:
-        assert (await load(sessionmaker, message_id)).carried_by is None
-    shown = await _texts(control, personal.chat_id)
-    assert all(f"{text}\n" in shown + "\n" for text in rest)
+    # The first alone, then everything that piled up while the chat waited in one digest, in
+    # the order it was sent.
+    assert len(calls) == 2
+    assert (await load(sessionmaker, first[0])).carried_by is None
+    digest = calls[1].params["text"]
+    order = [digest.index(f"{text}\n") for text in ["early 1", "early 2", *rest]]
+    assert order == sorted(order)
 
 
 async def test_only_untried_digestible_messages_fold_each_topic_apart(
@@ -230,8 +262,13 @@ async def test_only_untried_digestible_messages_fold_each_topic_apart(
         await enqueue(f"disk {i}", category=Category.SYSTEM, created_offset=10 + i)
         for i in range(4)
     ]
-    ephemeral = await enqueue("one-time code", category=Category.AUTH, ephemeral=True)
-    self_destruct = await enqueue("pin", category=Category.AUTH, self_destruct_seconds=600)
+    # After the others: a message that may not fold ends its topic's run (see plan_folds).
+    ephemeral = await enqueue(
+        "one-time code", category=Category.AUTH, ephemeral=True, created_offset=20
+    )
+    self_destruct = await enqueue(
+        "pin", category=Category.AUTH, self_destruct_seconds=600, created_offset=21
+    )
 
     await drain(paced(TELEGRAM, coalesce_bursts=True), sessionmaker, clock, fake_clock)
 
@@ -298,5 +335,58 @@ async def test_a_quiet_hours_digest_is_never_folded_into_a_burst_digest(
         assert b is not None
         b.carried_by, b.encrypted_content = ids[0], None
         await session.commit()
-        foldable = await outbox.foldable(session, personal.user_id, clock(), 100)
-    assert [m.id for m in foldable] == ids[2:]
+        waiting = await outbox.waiting_of(session, personal.user_id, clock(), 100)
+    assert [m.id for m in waiting] == ids[2:]
+
+
+async def test_a_digest_takes_its_oldest_members_place_and_short_lived_ones_stay_out(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    cipher: ContentCipher,
+    clock: UTCClock,
+    enqueue: Enqueue,
+) -> None:
+    ids = [await enqueue(f"login {i}", created_offset=i - 60) for i in range(4)]
+    async with sessionmaker() as session, session.begin():
+        # Its retention ends within the hour: a digest (the longest retention of its members)
+        # must not carry it past that.
+        short = await session.get(Message, ids[3])
+        assert short is not None
+        short.retention_expires_at = clock() + timedelta(minutes=30)
+    coalescer = BurstCoalescer(sessionmaker, cipher, clock)
+
+    [folded] = await coalescer.fold(personal.user_id, 4, lambda chat, group: 1.0)
+
+    assert folded.member_ids == tuple(ids[:3])
+    digest = await load(sessionmaker, folded.carrier_id)
+    first = await load(sessionmaker, ids[0])
+    assert digest.created_at == first.created_at  # the oldest member's place in the queue
+    assert digest.next_attempt_at <= clock()
+    assert (await load(sessionmaker, ids[3])).carried_by is None
+    # Within the budget nothing folds.
+    assert await coalescer.fold(personal.user_id, 4, lambda chat, group: 4.0) == []
+
+
+async def test_a_topics_order_holds_around_a_message_that_goes_alone(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    clock: UTCClock,
+    fake_clock: FakeClock,
+    enqueue: Enqueue,
+    paced: Callable[..., DeliveryWorker],
+) -> None:
+    await control.set_flood(enabled=True, group_per_minute=20, global_per_second=30)
+    for i in range(3):
+        await enqueue(f"login {i}", category=Category.AUTH, created_offset=i)
+    await enqueue("pin", category=Category.AUTH, self_destruct_seconds=600, created_offset=3)
+    for i in range(3, 10):
+        await enqueue(f"login {i}", category=Category.AUTH, created_offset=i + 1)
+
+    await drain(paced(TELEGRAM, coalesce_bursts=True), sessionmaker, clock, fake_clock)
+
+    shown = await _texts(control, personal.chat_id)
+    order = [shown.index(f"{text}\n") for text in ["login 0", "login 2", "pin", "login 3"]]
+    assert order == sorted(order)
+    assert len(await sends(control)) < 10  # still folded, around the pin
