@@ -69,14 +69,18 @@ class RetentionPurger(OnSchedule):
         now = self._clock()
         async with self._sessionmaker() as session:
             expired = await retention.expired(session, now, self._batch_size)
+            # A digest that expires undelivered takes the messages it carries with it.
+            carried = await retention.carried_from_senders(
+                session, [e.message_id for e in expired if e.undelivered and not e.from_sender]
+            )
             ours = await retention.drop(session, [e.message_id for e in expired])
             # Only what someone sent is reported, once: by the process whose DELETE removed it;
             # the gateway's own notices are not (an undeliverable notice must not beget one).
-            lost = Counter(
-                e.recipient_id
-                for e in expired
-                if e.message_id in ours and e.undelivered and e.from_sender
-            )
+            lost: Counter[int] = Counter()
+            for e in expired:
+                if e.message_id in ours and e.undelivered:
+                    lost[e.recipient_id] += carried.get(e.message_id, 0) + int(e.from_sender)
+            lost = +lost  # drop the zero counts (the gateway's own notices)
             told = False
             for user_id, count in lost.items():
                 if await groups.linked_group_of(session, user_id) is not None:

@@ -49,6 +49,21 @@ async def expired(session: AsyncSession, now: datetime, limit: int) -> list[Expi
     ]
 
 
+async def carried_from_senders(
+    session: AsyncSession, carrier_ids: Sequence[str]
+) -> dict[str, int]:
+    """How many messages someone sent each of these digests carries: they go with it (the
+    foreign key cascades), so a digest dropped undelivered loses them too."""
+    if not carrier_ids:
+        return {}
+    rows = await session.execute(
+        select(Message.carried_by, func.count())
+        .where(Message.carried_by.in_(carrier_ids), Message.sender_token_id.is_not(None))
+        .group_by(Message.carried_by)
+    )
+    return {str(carrier): int(count) for carrier, count in rows.all()}
+
+
 async def drop(session: AsyncSession, message_ids: Sequence[str]) -> set[str]:
     """Delete these records; the ids this statement deleted (another process may have been
     first with some: only these are ours to report)."""

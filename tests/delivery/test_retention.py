@@ -128,6 +128,39 @@ async def test_an_undelivered_message_is_dropped_and_reported_once(
     assert told == [True]
 
 
+async def test_a_digest_dropped_undelivered_reports_the_messages_it_carried(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    personal: Personal,
+    cipher: ContentCipher,
+    enqueue: Enqueue,
+    make_purger: PurgerFactory,
+    clock: UTCClock,
+) -> None:
+    digest = await enqueue("the digest")  # the gateway's own message: no sender token
+    carried = [await enqueue(f"carried {n}", created_offset=n) for n in range(3)]
+    async with sessionmaker() as session:
+        token = await tokens.add(session, personal.user_id, "h" * 64, "lgw_test", ["send"])
+        await session.execute(
+            update(Message)
+            .where(Message.id.in_(carried))
+            .values(sender_token_id=token.id, carried_by=digest, encrypted_content=None)
+        )
+        await session.commit()
+    told: list[bool] = []
+    purger = make_purger(on_notice=lambda: told.append(True))
+    clock.advance(DAY + 1)
+
+    assert await purger.purge_due() == 1  # the digest; its members go with it
+
+    assert told == [True]
+    assert purger.expired_undelivered == 3
+    async with sessionmaker() as session:
+        [notice] = await session.scalars(select(Message))
+    assert notice.encrypted_content is not None
+    body = OutboxPayload.from_dict(cipher.open(notice.id, notice.encrypted_content)).value
+    assert "3 message(s) expired before they could be delivered" in body
+
+
 async def test_a_message_being_sent_waits_for_its_outcome(
     sessionmaker: async_sessionmaker[AsyncSession],
     enqueue: Enqueue,
