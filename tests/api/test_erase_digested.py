@@ -28,9 +28,10 @@ def _row(message_id: str, person: Person, status: MessageStatus, **extra: object
     )
 
 
-async def test_a_digested_message_waits_for_its_digest_then_keeps_it(
-    api: Client, person: Person, sessionmaker: async_sessionmaker[AsyncSession]
-) -> None:
+async def _digest_carrying_one(
+    sessionmaker: async_sessionmaker[AsyncSession], person: Person
+) -> tuple[str, str]:
+    """A queued digest and the one message of the person's token it carries: (digest, member)."""
     digest_id, member_id = str(uuid.uuid4()), str(uuid.uuid4())
     async with sessionmaker() as session, session.begin():
         session.add(_row(digest_id, person, MessageStatus.QUEUED, encrypted_content=b"sealed"))
@@ -44,6 +45,13 @@ async def test_a_digested_message_waits_for_its_digest_then_keeps_it(
                 carried_by=digest_id,
             )
         )
+    return digest_id, member_id
+
+
+async def test_a_digested_message_waits_for_its_digest_then_keeps_it(
+    api: Client, person: Person, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    digest_id, member_id = await _digest_carrying_one(sessionmaker, person)
     url = f"{API}/messages/{member_id}"
     resp = await api.delete(url, headers=person.auth)
     assert resp.status == 409  # its content is in the digest on its way out
@@ -83,19 +91,7 @@ async def test_a_message_folded_after_it_was_read_is_not_erased_behind_its_diges
 ) -> None:
     # DELETE read the message unfolded; the worker folded it into a burst digest before the
     # record went: the delete must not go through (the content is on its way in the digest).
-    digest_id, member_id = str(uuid.uuid4()), str(uuid.uuid4())
-    async with sessionmaker() as session, session.begin():
-        session.add(_row(digest_id, person, MessageStatus.QUEUED, encrypted_content=b"sealed"))
-        await session.flush()
-        session.add(
-            _row(
-                member_id,
-                person,
-                MessageStatus.QUEUED,
-                sender_token_id=person.token_id,
-                carried_by=digest_id,
-            )
-        )
+    digest_id, member_id = await _digest_carrying_one(sessionmaker, person)
     assert person.token_id is not None
     async with sessionmaker() as session:
         assert not await messages.erase_sent_by(

@@ -90,6 +90,23 @@ async def test_a_delivered_message_leaves_nothing_after_its_deadline(
     assert kept.message_id is None
 
 
+async def _sent_by_a_token(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    personal: Personal,
+    message_ids: list[str],
+    **values: object,
+) -> None:
+    """Make the messages sent through the API, by a token of the person's (and set `values`)."""
+    async with sessionmaker() as session:
+        token = await tokens.add(session, personal.user_id, "h" * 64, "lgw_test", ["send"])
+        await session.execute(
+            update(Message)
+            .where(Message.id.in_(message_ids))
+            .values(sender_token_id=token.id, **values)
+        )
+        await session.commit()
+
+
 async def test_an_undelivered_message_is_dropped_and_reported_once(
     sessionmaker: async_sessionmaker[AsyncSession],
     personal: Personal,
@@ -99,12 +116,7 @@ async def test_an_undelivered_message_is_dropped_and_reported_once(
     clock: UTCClock,
 ) -> None:
     stuck = [await enqueue(f"never {n}", created_offset=n) for n in range(2)]
-    async with sessionmaker() as session:  # sent through the API, by a token of theirs
-        token = await tokens.add(session, personal.user_id, "h" * 64, "lgw_test", ["send"])
-        await session.execute(
-            update(Message).where(Message.id.in_(stuck)).values(sender_token_id=token.id)
-        )
-        await session.commit()
+    await _sent_by_a_token(sessionmaker, personal, stuck)
     told: list[bool] = []
     purger = make_purger(on_notice=lambda: told.append(True))
     clock.advance(DAY + 1)
@@ -138,14 +150,9 @@ async def test_a_digest_dropped_undelivered_reports_the_messages_it_carried(
 ) -> None:
     digest = await enqueue("the digest")  # the gateway's own message: no sender token
     carried = [await enqueue(f"carried {n}", created_offset=n) for n in range(3)]
-    async with sessionmaker() as session:
-        token = await tokens.add(session, personal.user_id, "h" * 64, "lgw_test", ["send"])
-        await session.execute(
-            update(Message)
-            .where(Message.id.in_(carried))
-            .values(sender_token_id=token.id, carried_by=digest, encrypted_content=None)
-        )
-        await session.commit()
+    await _sent_by_a_token(
+        sessionmaker, personal, carried, carried_by=digest, encrypted_content=None
+    )
     told: list[bool] = []
     purger = make_purger(on_notice=lambda: told.append(True))
     clock.advance(DAY + 1)
