@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -202,6 +203,12 @@ async def run_gateway(
                 name="polling",
             ),
         ]
+        # Everything built so far (modules, schemas, the app) lives as long as the process:
+        # moved out of the collector's sight, it no longer makes each full collection longer,
+        # and those pauses stall the paced sends (see README, Benchmarks and performance).
+        # Garbage is collected first so that none of it is kept for good.
+        gc.collect()
+        gc.freeze()
         if on_ready is not None:
             on_ready()
         stopper = asyncio.create_task(stop.wait(), name="stop")
