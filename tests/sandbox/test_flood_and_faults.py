@@ -78,16 +78,21 @@ async def test_fault_with_retry_after_and_clear(
     await bot.get_me()
 
 
+async def _get_me_outcomes(bot: Bot, failure: type[Exception]) -> list[bool]:
+    """Twenty getMe calls: which succeeded (a `failure` is False; anything else propagates)."""
+    results = []
+    for _ in range(20):
+        try:
+            await bot.get_me()
+            results.append(True)
+        except failure:
+            results.append(False)
+    return results
+
+
 async def test_fractional_faults_are_deterministic(bot: Bot, control: SandboxClient) -> None:
     async def outcomes() -> list[bool]:
-        results = []
-        for _ in range(20):
-            try:
-                await bot.get_me()
-                results.append(True)
-            except TelegramServerError:
-                results.append(False)
-        return results
+        return await _get_me_outcomes(bot, TelegramServerError)
 
     await control.add_fault(
         "getMe", error_code=500, description="Internal Server Error", probability=0.5, seed=7
@@ -262,14 +267,7 @@ async def test_a_dropped_connection_before_the_send_took_effect(
 
 async def test_withheld_answers_follow_the_seed(bot: Bot, control: SandboxClient) -> None:
     async def outcomes() -> list[bool]:
-        results = []
-        for _ in range(20):
-            try:
-                await bot.get_me()
-                results.append(True)
-            except TelegramNetworkError:
-                results.append(False)
-        return results
+        return await _get_me_outcomes(bot, TelegramNetworkError)
 
     await control.add_fault("getMe", kind="disconnect", probability=0.3, seed=11)
     first = await outcomes()
