@@ -105,7 +105,7 @@ async def sandbox() -> None:
 
 
 @asynccontextmanager
-async def _sandbox_and_gateway(
+async def sandbox_and_gateway(
     rates: TelegramRates, sandbox_url: str | None = None
 ) -> AsyncIterator[tuple[str, str]]:
     """The whole gateway (SQLite in a temporary directory) pacing to `rates`, against the
@@ -201,7 +201,7 @@ async def gateway() -> None:
     from sandbox.client import SandboxClient
 
     # Flood control is off in this sandbox, so pacing is off too.
-    async with _sandbox_and_gateway(TelegramRates.unlimited()) as (sandbox_url, api_url):
+    async with sandbox_and_gateway(TelegramRates.unlimited()) as (sandbox_url, api_url):
         async with aiohttp.ClientSession() as http:
             world = SandboxClient(sandbox_url, http)
             await world.set_flood(enabled=False)
@@ -224,7 +224,7 @@ async def paced(people: int, sandbox_url: str | None = None) -> None:
         limits.group_per_minute,
         limits.private_chat_per_second,
     ), "the gateway's default rates and the sandbox's default limits differ"
-    async with _sandbox_and_gateway(rates, sandbox_url) as (url, api_url):
+    async with sandbox_and_gateway(rates, sandbox_url) as (url, api_url):
         async with aiohttp.ClientSession() as http:
             world = SandboxClient(url, http)
             await world.set_flood(enabled=False)  # setting up is not what is measured

@@ -13,20 +13,14 @@ from __future__ import annotations
 import asyncio
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import aiohttp
-from aiohttp import web
+from _servers import sandbox_and_gateway  # the sibling module (bench/ is on sys.path when run)
 
 from gateway.delivery.pacing import TelegramRates
-from gateway.runtime import GatewayConfig, run_gateway
 from gateway.sandbox_demo import ADMIN_RIGHTS, token_from
 from sandbox.client import SandboxClient
-from sandbox.server import create_sandbox_app
-from sandbox.state import DEFAULT_BOT_TOKEN
-from storage import migrate
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -35,32 +29,9 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def main(n: int) -> None:
-    runner = web.AppRunner(create_sandbox_app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    sandbox_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    with tempfile.TemporaryDirectory() as tmp:
-        db = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.sqlite3'}"
-        await asyncio.to_thread(migrate.upgrade, db)
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        config = GatewayConfig(
-            DEFAULT_BOT_TOKEN,
-            sandbox_url,
-            db,
-            "127.0.0.1",
-            port,
-            b"b" * 32,
-            telegram_rates=TelegramRates.unlimited(),  # latency, not pacing, is measured here
-        )
-        stop, ready = asyncio.Event(), asyncio.Event()
-        gateway = asyncio.create_task(run_gateway(config, stop, on_ready=ready.set))
-        await ready.wait()
-        api = f"http://127.0.0.1:{port}/api/v1/communication/send"
+    # Latency, not pacing, is measured here.
+    async with sandbox_and_gateway(TelegramRates.unlimited()) as (sandbox_url, base):
+        api = f"{base}/api/v1/communication/send"
         async with aiohttp.ClientSession() as http:
             world = SandboxClient(sandbox_url, http)
             user = await world.create_user("Bench")
@@ -88,9 +59,6 @@ async def main(n: int) -> None:
                     group, lambda m, marker=marker: (m.text or "").startswith(marker + "\n")
                 )
                 deliver.append(time.perf_counter() - started)
-        stop.set()
-        await gateway
-    await runner.cleanup()
     print(f"messages: {n} (sequential, SQLite, loopback sandbox)")
     for name, values in (("accept (202)", accept), ("deliver (in topic)", deliver)):
         print(
