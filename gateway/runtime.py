@@ -28,6 +28,7 @@ from gateway.content_cipher import ContentCipher
 from gateway.deferred import DeferredReleaser
 from gateway.deletion import CopyDeleter
 from gateway.delivery import DeliveryWorker
+from gateway.delivery.bot_pacing import PacedBotRequests
 from gateway.delivery.pacing import TelegramRates
 from gateway.recipient_cache import RecipientCache
 from gateway.retention import RetentionPurger
@@ -109,6 +110,9 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
         rates=config.telegram_rates,
         request_timeout=config.telegram_request_timeout,
     )
+    if worker.pacing is not None:
+        # The bot's own messages take their slots from the same buckets as deliveries.
+        bot.session.middleware(PacedBotRequests(worker.pacing, clock))
     releaser = DeferredReleaser(
         sessionmaker, cipher, scheduler, on_released=worker.notify, clock=clock
     )

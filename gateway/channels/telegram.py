@@ -11,6 +11,7 @@ even be opened is a plain `Transient`.
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from aiogram import Bot
@@ -43,6 +44,10 @@ from gateway.rendering import render_message
 from storage.enums import Category, Channel
 
 log = logging.getLogger(__name__)
+
+# Set while the delivery worker sends: it paces its sends itself, so the bot's request
+# middleware that paces everybody else's (gateway.delivery.bot_pacing) lets them through.
+PACED_BY_CALLER: ContextVar[bool] = ContextVar("paced_by_caller", default=False)
 
 # Longest reason we keep from a Telegram description (Message.failure_reason is 200 chars).
 _MAX_DETAIL = 180
@@ -126,6 +131,7 @@ class TelegramChannel:
         preview = LinkPreviewOptions(is_disabled=True) if payload.disable_preview else None
         # The button goes on the last part: pressing it deletes every part.
         markup = read_delete_markup() if payload.ephemeral and last else None
+        paced = PACED_BY_CALLER.set(True)
         try:
             sent = await self._bot.send_message(
                 chat_id=address.chat_id,
@@ -150,6 +156,8 @@ class TelegramChannel:
         except TimeoutError:
             # aiogram maps its own timeouts to TelegramNetworkError; this covers anything else.
             raise self._unknown(address, "TimeoutError", None) from None
+        finally:
+            PACED_BY_CALLER.reset(paced)
         return str(sent.message_id)
 
     def _unknown(self, address: TelegramAddress, name: str, cause: str | None) -> OutcomeUnknown:
