@@ -361,25 +361,20 @@ class Deliverer:
             **values,
         )
 
-    async def _delivered(
-        self, claim: Claim, route: Route, sent: list[str], payload: OutboxPayload
-    ) -> Handled | None:
-        now = self._clock()
-        self._record(claim, AttemptOutcome.DELIVERED, None, sent)
-        delete_at = deletion_due(
-            now, self_destruct_seconds=payload.self_destruct_seconds, ephemeral=payload.ephemeral
-        )
-        # A digest's messages are delivered with it, in the same commit, pointing to its parts.
+    async def _settle_delivered(self, claim: Claim, external_id: str | None, now: datetime) -> bool:
+        """Mark the message delivered by its current channel, and the messages it carries (a
+        digest's, also one that fell back to another channel) with it, pointing to where it
+        landed. The content is wiped in the same commit. False: the claim was lost."""
         await self._settle_members(
             claim,
             AttemptOutcome.DELIVERED,
-            external_id=progress.external_id(sent),
+            external_id=external_id,
             status=MessageStatus.DELIVERED,
             delivered_at=now,
+            delivered_via=claim.channel,
             failure_reason=None,
         )
-        # The content is wiped in the same commit that marks the message delivered.
-        done = await self._settle(
+        return await self._settle(
             claim,
             status=MessageStatus.DELIVERED,
             delivered_at=now,
@@ -389,7 +384,16 @@ class Deliverer:
             failure_reason=None,
             attempt_count=claim.message.attempt_count + 1,
         )
-        if not done:
+
+    async def _delivered(
+        self, claim: Claim, route: Route, sent: list[str], payload: OutboxPayload
+    ) -> Handled | None:
+        now = self._clock()
+        self._record(claim, AttemptOutcome.DELIVERED, None, sent)
+        delete_at = deletion_due(
+            now, self_destruct_seconds=payload.self_destruct_seconds, ephemeral=payload.ephemeral
+        )
+        if not await self._settle_delivered(claim, progress.external_id(sent), now):
             return None
         if delete_at is not None:
             self._on_deletion_scheduled(delete_at)
@@ -463,28 +467,7 @@ class Deliverer:
     async def delivered_elsewhere(self, claim: Claim, external_id: str) -> Handled | None:
         """Settle a delivery by a channel other than Telegram (no parts, no copies)."""
         self._record(claim, AttemptOutcome.DELIVERED, None, [external_id])
-        now = self._clock()
-        # A digest that fell back to another channel still carries its messages.
-        await self._settle_members(
-            claim,
-            AttemptOutcome.DELIVERED,
-            external_id=external_id,
-            status=MessageStatus.DELIVERED,
-            delivered_at=now,
-            delivered_via=claim.channel,
-            failure_reason=None,
-        )
-        done = await self._settle(
-            claim,
-            status=MessageStatus.DELIVERED,
-            delivered_at=now,
-            delivered_via=claim.channel,
-            encrypted_content=None,
-            claimed_until=None,
-            failure_reason=None,
-            attempt_count=claim.message.attempt_count + 1,
-        )
-        if not done:
+        if not await self._settle_delivered(claim, external_id, self._clock()):
             return None
         log.info("message %s delivered by %s", claim.message.id, claim.channel.value)
         return Handled(AttemptOutcome.DELIVERED)
