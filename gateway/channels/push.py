@@ -45,6 +45,7 @@ from gateway.channels.base import (
     Transient,
 )
 from gateway.channels.fallback import Outgoing, PushContact
+from gateway.channels.lazy_session import LazySession
 from gateway.channels.public_net import public_session
 from gateway.channels.sms import retry_after_seconds
 from gateway.topics import TOPICS
@@ -265,26 +266,20 @@ class PushChannel:
         timeout: float = 10,
         allow_local: bool = False,
     ) -> None:
-        self._session = session
-        self._owns_session = session is None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._allow_local = allow_local
+        # Public addresses only: a push server is whatever the person named.
+        self._session = LazySession(
+            lambda: public_session(allow_local=allow_local, timeout=self._timeout), session
+        )
         self.request_timeout = timeout
 
     @property
     def channel(self) -> Channel:
         return Channel.PUSH
 
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or (self._owns_session and self._session.closed):
-            # Public addresses only: a push server is whatever the person named.
-            self._session = public_session(allow_local=self._allow_local, timeout=self._timeout)
-        return self._session
-
     async def close(self) -> None:
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._session.close()
 
     async def __aenter__(self) -> PushChannel:
         return self
@@ -307,7 +302,7 @@ class PushChannel:
         if not body:
             raise Rejected("EmptyBody", "the message has no text to push")
         try:
-            async with self._http().post(
+            async with self._session.get().post(
                 url,
                 data=body.encode("utf-8"),
                 headers=headers,

@@ -43,6 +43,7 @@ from gateway.channels.base import (
     Transient,
 )
 from gateway.channels.fallback import Outgoing, SmsContact
+from gateway.channels.lazy_session import LazySession
 from storage.enums import Channel
 
 log = logging.getLogger("gateway.channels.sms")
@@ -181,8 +182,7 @@ class SmsChannel:
             "Authorization": aiohttp.encode_basic_auth(config.account_sid, config.auth_token)
         }
         self._timeout = aiohttp.ClientTimeout(total=config.timeout)
-        self._session = session
-        self._owns_session = session is None
+        self._session = LazySession(lambda: aiohttp.ClientSession(timeout=self._timeout), session)
 
     @property
     def channel(self) -> Channel:
@@ -193,15 +193,8 @@ class SmsChannel:
         """The longest one `send` may take, in seconds."""
         return self._config.timeout
 
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or (self._owns_session and self._session.closed):
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        return self._session
-
     async def close(self) -> None:
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._session.close()
 
     async def __aenter__(self) -> SmsChannel:
         return self
@@ -218,7 +211,7 @@ class SmsChannel:
             raise Rejected("EmptyBody", "the message has no text to send by SMS")
         form = {"To": contact.phone, "From": self._config.sender, "Body": body}
         try:
-            async with self._http().post(
+            async with self._session.get().post(
                 f"{self._account}/Messages.json",
                 data=form,
                 headers=self._auth,
@@ -247,7 +240,7 @@ class SmsChannel:
     async def check(self) -> None:
         """GET the account resource: 200 means the API is reachable and the credentials work."""
         try:
-            async with self._http().get(
+            async with self._session.get().get(
                 f"{self._account}.json",
                 headers=self._auth,
                 timeout=self._timeout,

@@ -36,6 +36,7 @@ import aiohttp
 
 from gateway.channels.base import ChannelError, DestinationGone, RateLimited, Rejected, Transient
 from gateway.channels.fallback import Outgoing, WebhookContact
+from gateway.channels.lazy_session import LazySession
 from gateway.channels.public_net import public_session
 from gateway.webhook_signing import headers as signed_headers
 from storage.enums import Channel
@@ -208,10 +209,9 @@ class WebhookChannel:
         config: WebhookConfig | None = None,
         clock: Clock = utcnow,
     ) -> None:
-        self._session_factory = session_factory
+        self._session = LazySession(session_factory)
         self._config = config or WebhookConfig()
         self._clock = clock
-        self._session: aiohttp.ClientSession | None = None
 
     @property
     def channel(self) -> Channel:
@@ -243,14 +243,7 @@ class WebhookChannel:
         """Each person has their own endpoint: nothing deployment-wide to check."""
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _session_now(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = self._session_factory()
-        return self._session
+        await self._session.close()
 
     async def _post(self, contact: WebhookContact, msg_id: str, body: bytes) -> str:
         timestamp = int(self._clock().timestamp())
@@ -261,7 +254,7 @@ class WebhookChannel:
             raise DestinationGone("ValueError", "signing secret is malformed") from None
         request_headers["user-agent"] = self._config.user_agent
         timeout = aiohttp.ClientTimeout(total=self._config.timeout)
-        session = self._session_now()
+        session = self._session.get()
         try:
             async with session.post(
                 contact.url,
