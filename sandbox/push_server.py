@@ -23,7 +23,6 @@ Control API, JSON: `GET /sandbox/messages?count=N&timeout=S` (waits for at least
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import string
@@ -38,7 +37,12 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 
-from sandbox.recorded import list_recorded
+from sandbox.scripted_failures import (
+    ScriptedFailure,
+    ScriptedStandIn,
+    add_control_routes,
+    failure_from_json,
+)
 
 MESSAGE_LIMIT_BYTES = 4096
 MESSAGE_TTL_SECONDS = 12 * 3600
@@ -62,13 +66,8 @@ class PushRecord:
     raw_headers: dict[str, str]  # Title/Priority/Tags exactly as sent
 
 
-@dataclass
-class PushFailure:
-    status: int
-    times: int = 1
-    retry_after: float | None = None
-    code: int | None = None
-    hang: bool = False  # hold the request until `release_hung()` (for client timeouts)
+# ntfy has no routes worth scripting apart: every rule applies to every publish.
+PushFailure = ScriptedFailure
 
 
 class NtfyError(Exception):
@@ -96,15 +95,12 @@ def decode_header_value(value: str) -> str:
 
 
 @dataclass
-class PushServerState:
+class PushServerState(ScriptedStandIn[PushRecord, PushFailure]):
+    """`requests` counts every publish attempt, failed or not."""
+
     # topic -> the token publishing to it needs
     protected: dict[str, str] = field(default_factory=dict, repr=False)
-    messages: list[PushRecord] = field(default_factory=list)
-    failures: list[PushFailure] = field(default_factory=list)
-    requests: int = 0  # every publish attempt, failed or not
     clock: Callable[[], float] = time.time  # Unix seconds
-    _changed: asyncio.Condition = field(default_factory=asyncio.Condition, repr=False)
-    _release: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     def now(self) -> int:
         return int(self.clock())
@@ -119,37 +115,10 @@ class PushServerState:
         hang: bool = False,
     ) -> None:
         """Make the next `times` publishes fail with `status` (or hang first)."""
-        if hang:
-            self._arm_hang()
-        self.failures.append(PushFailure(status, times, retry_after, code, hang))
-
-    def _arm_hang(self) -> None:
-        if self._release.is_set():  # released before: hang again until the next release
-            self._release = asyncio.Event()
-
-    def release_hung(self) -> None:
-        self._release.set()
-
-    def take_failure(self) -> PushFailure | None:
-        for rule in self.failures:
-            if rule.times > 0:
-                rule.times -= 1
-                return rule
-        return None
+        self.script(PushFailure(status, times, retry_after, code, hang))
 
     def messages_for(self, topic: str) -> list[PushRecord]:
         return [m for m in self.messages if m.topic == topic]
-
-    async def record(self, message: PushRecord) -> None:
-        async with self._changed:
-            self.messages.append(message)
-            self._changed.notify_all()
-
-    async def wait_for_messages(self, count: int = 1) -> list[PushRecord]:
-        """The messages once at least `count` arrived (bound the wait with asyncio.timeout)."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: len(self.messages) >= count)
-            return list(self.messages)
 
 
 PUSH_STATE_KEY = web.AppKey("push_server_state", PushServerState)
@@ -207,15 +176,10 @@ async def publish(request: web.Request) -> web.Response:
     topic = request.match_info["topic"]
     try:
         token = _authorize(request, state, topic)
-        rule = state.take_failure()
+        rule = await state.scripted_failure()
         if rule is not None:
-            if rule.hang:
-                await state._release.wait()
-            headers = (
-                {"Retry-After": f"{rule.retry_after:g}"} if rule.retry_after is not None else None
-            )
             code = rule.code or rule.status * 100 + 1
-            return ntfy_error(rule.status, code, "scripted failure", headers)
+            return ntfy_error(rule.status, code, "scripted failure", rule.retry_headers())
         raw_title, title = _param(request, "X-Title", "Title", "t")
         raw_priority, priority_text = _param(request, "X-Priority", "Priority", "prio", "p")
         raw_tags, tags_text = _param(request, "X-Tags", "Tags", "Tag", "ta")
@@ -277,39 +241,8 @@ def _record_view(record: PushRecord) -> dict[str, Any]:
     return view
 
 
-async def list_messages(request: web.Request) -> web.Response:
-    return await list_recorded(request, _state(request), _record_view)
-
-
-async def clear_messages(request: web.Request) -> web.Response:
-    _state(request).messages.clear()
-    return web.json_response({"ok": True})
-
-
-async def add_failure(request: web.Request) -> web.Response:
-    try:
-        data = await request.json()
-        retry_after = data.get("retry_after")
-        code = data.get("code")
-        _state(request).fail_next(
-            int(data.get("times", 1)),
-            status=int(data.get("status", 503)),
-            retry_after=float(retry_after) if retry_after is not None else None,
-            code=int(code) if code is not None else None,
-            hang=bool(data.get("hang", False)),
-        )
-    except (ValueError, TypeError, AttributeError):
-        return web.json_response(
-            {"error": "expected {status, times, retry_after, code, hang}"}, status=400
-        )
-    return web.json_response({"ok": True})
-
-
-async def clear_failures(request: web.Request) -> web.Response:
-    state = _state(request)
-    state.failures.clear()
-    state.release_hung()
-    return web.json_response({"ok": True})
+def _failure_from_json(data: Any) -> PushFailure:
+    return failure_from_json(data, PushFailure)
 
 
 @web.middleware
@@ -344,17 +277,15 @@ def create_push_server_app(*, protected: Mapping[str, str] | None = None) -> web
     app = web.Application(middlewares=[_ntfy_not_found], client_max_size=1024 * 1024)
     app[PUSH_STATE_KEY] = state
     app.router.add_get("/v1/health", health)
-    app.router.add_get("/sandbox/messages", list_messages)
-    app.router.add_delete("/sandbox/messages", clear_messages)
-    app.router.add_post("/sandbox/failures", add_failure)
-    app.router.add_delete("/sandbox/failures", clear_failures)
+    add_control_routes(
+        app,
+        state,
+        view=_record_view,
+        parse_failure=_failure_from_json,
+        expected="{status, times, retry_after, code, hang}",
+    )
     app.router.add_post(TOPIC_ROUTE, publish)
     app.router.add_put(TOPIC_ROUTE, publish)
-
-    async def release(app: web.Application) -> None:
-        app[PUSH_STATE_KEY].release_hung()
-
-    app.on_shutdown.append(release)
     return app
 
 

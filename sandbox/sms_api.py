@@ -26,7 +26,6 @@ Control API, JSON:
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import math
 import re
@@ -38,7 +37,8 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from sandbox.recorded import list_recorded
+from sandbox import scripted_failures
+from sandbox.scripted_failures import ScriptedStandIn, add_control_routes, failure_from_json
 
 DEFAULT_ACCOUNT_SID = "AC" + "0" * 32
 DEFAULT_AUTH_TOKEN = "sandbox-sms-auth-token"  # noqa: S105 - a well-known sandbox value
@@ -82,15 +82,16 @@ class SmsRecord:
     date_created: str
 
 
-@dataclass
-class ScriptedFailure:
-    status: int
-    times: int = 1
-    retry_after: float | None = None
-    code: int | None = None
+@dataclass(kw_only=True)
+class ScriptedFailure(scripted_failures.ScriptedFailure):
+    """A scripted failure that may be limited to one of the API's routes, answered with
+    Twilio's error `message`."""
+
     message: str = "scripted failure"
     route: Route = "*"
-    hang: bool = False  # hold the request until `release_hung()` (for client timeouts)
+
+    def matches(self, route: str) -> bool:
+        return self.route in ("*", route)
 
 
 class SandboxSmsError(Exception):
@@ -117,16 +118,13 @@ def twilio_error(
 
 
 @dataclass
-class SmsApiState:
+class SmsApiState(ScriptedStandIn[SmsRecord, ScriptedFailure]):
+    """`requests` counts every request to the Twilio API, failed or not."""
+
     account_sid: str = DEFAULT_ACCOUNT_SID
     auth_token: str = field(default=DEFAULT_AUTH_TOKEN, repr=False)
     unreachable: set[str] = field(default_factory=set)
     unsubscribed: set[str] = field(default_factory=set)
-    messages: list[SmsRecord] = field(default_factory=list)
-    failures: list[ScriptedFailure] = field(default_factory=list)
-    requests: int = 0  # every request to the Twilio API, failed or not
-    _changed: asyncio.Condition = field(default_factory=asyncio.Condition, repr=False)
-    _release: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     def fail_next(
         self,
@@ -139,9 +137,7 @@ class SmsApiState:
         hang: bool = False,
     ) -> None:
         """Make the next `times` matching requests fail with `status` (or hang)."""
-        if hang:
-            self._arm_hang()
-        self.failures.append(
+        self.script(
             ScriptedFailure(
                 status=status,
                 times=times,
@@ -151,32 +147,6 @@ class SmsApiState:
                 hang=hang,
             )
         )
-
-    def _arm_hang(self) -> None:
-        if self._release.is_set():  # released before: hang again until the next release
-            self._release = asyncio.Event()
-
-    def release_hung(self) -> None:
-        """Let hanging requests finish (with their scripted status)."""
-        self._release.set()
-
-    def take_failure(self, route: Route) -> ScriptedFailure | None:
-        for rule in self.failures:
-            if rule.times > 0 and rule.route in ("*", route):
-                rule.times -= 1
-                return rule
-        return None
-
-    async def record(self, message: SmsRecord) -> None:
-        async with self._changed:
-            self.messages.append(message)
-            self._changed.notify_all()
-
-    async def wait_for_messages(self, count: int = 1) -> list[SmsRecord]:
-        """The messages once at least `count` arrived (bound the wait with asyncio.timeout)."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: len(self.messages) >= count)
-            return list(self.messages)
 
 
 SMS_STATE_KEY = web.AppKey("sms_api_state", SmsApiState)
@@ -212,13 +182,11 @@ def _authenticate(request: web.Request, state: SmsApiState) -> None:
 
 
 async def _scripted(state: SmsApiState, route: Route) -> web.Response | None:
-    rule = state.take_failure(route)
+    rule = await state.scripted_failure(route)
     if rule is None:
         return None
-    if rule.hang:
-        await state._release.wait()
-    headers = {"Retry-After": f"{rule.retry_after:g}"} if rule.retry_after is not None else None
-    return twilio_error(rule.status, rule.code or 20000 + rule.status, rule.message, headers)
+    code = rule.code or 20000 + rule.status
+    return twilio_error(rule.status, code, rule.message, rule.retry_headers())
 
 
 def _message_resource(record: SmsRecord) -> dict[str, Any]:
@@ -318,43 +286,13 @@ def _record_view(record: SmsRecord) -> dict[str, Any]:
     return view
 
 
-async def list_messages(request: web.Request) -> web.Response:
-    return await list_recorded(request, _state(request), _record_view)
-
-
-async def clear_messages(request: web.Request) -> web.Response:
-    _state(request).messages.clear()
-    return web.json_response({"ok": True})
-
-
-async def add_failure(request: web.Request) -> web.Response:
-    try:
-        data = await request.json()
-        route = data.get("route", "*")
-        if route not in ("messages", "account", "*"):
-            raise ValueError(route)
-        retry_after = data.get("retry_after")
-        code = data.get("code")
-        _state(request).fail_next(
-            int(data.get("times", 1)),
-            status=int(data.get("status", 503)),
-            retry_after=float(retry_after) if retry_after is not None else None,
-            code=int(code) if code is not None else None,
-            route=route,
-            hang=bool(data.get("hang", False)),
-        )
-    except (ValueError, TypeError, AttributeError):
-        return web.json_response(
-            {"error": "expected {status, times, retry_after, code, route, hang}"}, status=400
-        )
-    return web.json_response({"ok": True})
-
-
-async def clear_failures(request: web.Request) -> web.Response:
-    state = _state(request)
-    state.failures.clear()
-    state.release_hung()
-    return web.json_response({"ok": True})
+def _failure_from_json(data: Any) -> ScriptedFailure:
+    """The shared fields, and `route` (`messages`, `account` or `*`), which only Twilio's API
+    scripts apart."""
+    route = data.get("route", "*")
+    if route not in ("messages", "account", "*"):
+        raise ValueError(route)
+    return failure_from_json(data, ScriptedFailure, route=route)
 
 
 def create_sms_api_app(
@@ -375,15 +313,13 @@ def create_sms_api_app(
     app[SMS_STATE_KEY] = state
     app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", create_message)
     app.router.add_get("/2010-04-01/Accounts/{sid}.json", fetch_account)
-    app.router.add_get("/sandbox/messages", list_messages)
-    app.router.add_delete("/sandbox/messages", clear_messages)
-    app.router.add_post("/sandbox/failures", add_failure)
-    app.router.add_delete("/sandbox/failures", clear_failures)
-
-    async def release(app: web.Application) -> None:
-        app[SMS_STATE_KEY].release_hung()
-
-    app.on_shutdown.append(release)
+    add_control_routes(
+        app,
+        state,
+        view=_record_view,
+        parse_failure=_failure_from_json,
+        expected="{status, times, retry_after, code, route, hang}",
+    )
     return app
 
 
