@@ -11,6 +11,7 @@ never an address, a number, a URL, a topic, a secret or a code.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiogram import F, Router
 from aiogram.enums import ChatType
@@ -68,6 +69,10 @@ async def _remove(
     await message.answer(texts.contact_removed(channel.value, existed=existed))
 
 
+def _is_off(args: list[str]) -> bool:
+    return [a.lower() for a in args] == [OFF]
+
+
 async def outside_private(message: Message) -> None:
     await message.answer(texts.CONTACTS_PRIVATE_ONLY)
 
@@ -82,23 +87,14 @@ async def email(
     user: User | None,
     contact_setup: ContactSetup | None = None,
 ) -> None:
-    setup = await _ready(message, user, contact_setup)
-    if setup is None or user is None:
-        return
-    args = (command.args or "").split()
-    if not args:
-        await _show(message, setup, session, user, Channel.EMAIL, texts.EMAIL_USAGE)
-        return
-    try:
-        if [a.lower() for a in args] == [OFF]:
-            await _remove(message, setup, session, user, Channel.EMAIL)
-        elif args[0].lower() == "verify":
+    async def change(setup: ContactSetup, user_id: int, args: list[str]) -> None:
+        if args[0].lower() == "verify":
             if len(args) != 2:
                 raise SetupError("send the code from the email: /email verify 123456")
-            shown = await setup.verify_email(session, user.id, args[1])
+            shown = await setup.verify_email(session, user_id, args[1])
             await message.answer(texts.email_verified(shown))
         elif len(args) == 1:
-            started = await setup.start_email(session, user.id, args[0])
+            started = await setup.start_email(session, user_id, args[0])
             if started.already_verified:
                 await message.answer(texts.email_already_verified(started.shown))
             else:
@@ -106,9 +102,10 @@ async def email(
                 await message.answer(texts.email_code_sent(started.shown, minutes))
         else:
             raise SetupError("send one address, e.g. /email you@example.org")
-    except SetupError as problem:
-        await session.rollback()
-        await message.answer(texts.setup_refused(str(problem), texts.EMAIL_USAGE))
+
+    await _channel_command(
+        message, command, session, user, contact_setup, Channel.EMAIL, texts.EMAIL_USAGE, change
+    )
 
 
 # --- /webhook ---------------------------------------------------------------------------------
@@ -121,30 +118,21 @@ async def webhook(
     user: User | None,
     contact_setup: ContactSetup | None = None,
 ) -> None:
-    setup = await _ready(message, user, contact_setup)
-    if setup is None or user is None:
-        return
-    args = (command.args or "").split()
-    if not args:
-        await _show(message, setup, session, user, Channel.WEBHOOK, texts.WEBHOOK_USAGE)
-        return
-    try:
-        word = args[0].lower() if len(args) == 1 else None
-        if word == OFF:
-            await _remove(message, setup, session, user, Channel.WEBHOOK)
-        elif word == "test":
-            await message.answer(await setup.test_webhook(session, user.id))
+    async def change(setup: ContactSetup, user_id: int, args: list[str]) -> None:
+        if len(args) == 1 and args[0].lower() == "test":
+            await message.answer(await setup.test_webhook(session, user_id))
         elif len(args) == 1:
-            secret = await setup.set_webhook(session, user.id, args[0])
-            summary = await setup.describe(session, user.id, Channel.WEBHOOK)
+            secret = await setup.set_webhook(session, user_id, args[0])
+            summary = await setup.describe(session, user_id, Channel.WEBHOOK)
             host = summary.shown if summary is not None else "your endpoint"
             # The secret goes to the person once, here; it is never logged.
             await message.answer(texts.webhook_registered(secret, host))
         else:
             raise SetupError("send one URL, e.g. /webhook https://example.org/hooks/libral")
-    except SetupError as problem:
-        await session.rollback()
-        await message.answer(texts.setup_refused(str(problem), texts.WEBHOOK_USAGE))
+
+    await _channel_command(
+        message, command, session, user, contact_setup, Channel.WEBHOOK, texts.WEBHOOK_USAGE, change
+    )
 
 
 # --- /phone and the shared contact ------------------------------------------------------------
@@ -161,7 +149,7 @@ async def phone(
     if setup is None or user is None:
         return
     args = (command.args or "").split()
-    if [a.lower() for a in args] == [OFF]:
+    if _is_off(args):
         await _remove(message, setup, session, user, Channel.SMS)
         return
     if args:
@@ -223,25 +211,56 @@ async def push(
     user: User | None,
     contact_setup: ContactSetup | None = None,
 ) -> None:
+    async def change(setup: ContactSetup, user_id: int, args: list[str]) -> None:
+        if len(args) <= 2:
+            token = args[1] if len(args) == 2 else None
+            host = await setup.set_push(session, user_id, args[0], token)
+            await message.answer(texts.push_saved(host, token=token is not None))
+        else:
+            raise SetupError("send the URL and at most a token, e.g. /push https://ntfy.sh/topic")
+
+    await _channel_command(
+        message, command, session, user, contact_setup, Channel.PUSH, texts.PUSH_USAGE, change
+    )
+
+
+# --- what /email, /webhook and /push share ----------------------------------------------------
+
+
+_Change = Callable[[ContactSetup, int, list[str]], Awaitable[None]]
+"""What a channel command does with its arguments once `off` is ruled out: `(setup, user id,
+args)`; it raises SetupError to refuse."""
+
+
+async def _channel_command(
+    message: Message,
+    command: CommandObject,
+    session: AsyncSession,
+    user: User | None,
+    contact_setup: ContactSetup | None,
+    channel: Channel,
+    usage: str,
+    change: _Change,
+) -> None:
+    """The run /email, /webhook and /push share, in one place so the three cannot drift apart:
+    the person must be able to use the service; no arguments shows the channel with its usage;
+    `off` removes it; anything else goes to `change`. A SetupError from either is rolled back
+    and answered with the reason and the channel's usage."""
     setup = await _ready(message, user, contact_setup)
     if setup is None or user is None:
         return
     args = (command.args or "").split()
     if not args:
-        await _show(message, setup, session, user, Channel.PUSH, texts.PUSH_USAGE)
+        await _show(message, setup, session, user, channel, usage)
         return
     try:
-        if [a.lower() for a in args] == [OFF]:
-            await _remove(message, setup, session, user, Channel.PUSH)
-        elif len(args) <= 2:
-            token = args[1] if len(args) == 2 else None
-            host = await setup.set_push(session, user.id, args[0], token)
-            await message.answer(texts.push_saved(host, token=token is not None))
+        if _is_off(args):
+            await _remove(message, setup, session, user, channel)
         else:
-            raise SetupError("send the URL and at most a token, e.g. /push https://ntfy.sh/topic")
+            await change(setup, user.id, args)
     except SetupError as problem:
         await session.rollback()
-        await message.answer(texts.setup_refused(str(problem), texts.PUSH_USAGE))
+        await message.answer(texts.setup_refused(str(problem), usage))
 
 
 # --- /channels --------------------------------------------------------------------------------
