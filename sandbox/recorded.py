@@ -1,5 +1,5 @@
-"""The control routes the SMS and push stand-ins share: list (optionally waiting for) what
-they recorded, forget it, and drop scripted failures."""
+"""Route handlers under the SMS and push stand-ins' control routes (sandbox.scripted_failures
+registers them): list (optionally waiting for) what they recorded, and plain answers."""
 
 from __future__ import annotations
 
