@@ -22,10 +22,10 @@ Telegram counts it (network, event loop); `margin` is what we allow for it. The 
 
 | bucket | capacity b      | margin | default rate              |
 |--------|-----------------|--------|---------------------------|
-| global | 1               | 50 ms  | 30/1.05 = 28.6 a second   |
+| global | 1               | 30 ms  | 30/1.03 = 29.1 a second   |
 | group  | min(3, L // 5)  | 1 s    | 18/61 s = 17.7 a minute   |
 |        | (at least 1)    |        |                           |
-| chat   | 1               | 50 ms  | 1/1.05 = 0.95 a second    |
+| chat   | 1               | 30 ms  | 1/1.03 = 0.97 a second    |
 
 A group gets a small burst (three messages at once: an alert and its follow-ups arrive
 together), paid for by a slightly lower steady rate; the per-second buckets get none, since a
@@ -57,7 +57,7 @@ from dataclasses import dataclass
 GLOBAL_WINDOW = 1.0
 GROUP_WINDOW = 60.0
 CHAT_WINDOW = 1.0
-SHORT_MARGIN = 0.05  # jitter allowed on the one-second windows
+SHORT_MARGIN = 0.03  # jitter allowed on the one-second windows
 GROUP_MARGIN = 1.0  # and on the one-minute window
 MAX_GROUP_BURST = 3
 # 429s for different chats this close together are taken as the global limit.

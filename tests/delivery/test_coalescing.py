@@ -47,7 +47,7 @@ TELEGRAM = TelegramRates()  # 30 a second, 20 a minute per group, 1 a second per
         # The burst spent (no chat or global limit in the way here): only the refill.
         (TelegramRates(0, 20, 0), 3, 10.0, 18 / 61 * 10),
         (TELEGRAM, 0, 0.0, 1.0),  # right now the chat's one a second is the tighter
-        (TelegramRates(30, 0, 1), 0, 10.0, 1 + 1 / 1.05 * 10),  # no group limit: the chat's
+        (TelegramRates(30, 0, 1), 0, 10.0, 1 + 1 / 1.03 * 10),  # no group limit: the chat's
         (TelegramRates(30, 0, 0), 0, 10.0, float("inf")),  # no limit at all: never folds
     ],
 )

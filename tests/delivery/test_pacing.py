@@ -158,9 +158,9 @@ def test_group_burst_is_small(per_minute: float, burst: float) -> None:
 @pytest.mark.parametrize(
     ("limit", "window", "capacity", "margin", "rate"),
     [
-        (30, 1.0, 1, SHORT_MARGIN, 30 / 1.05),
+        (30, 1.0, 1, SHORT_MARGIN, 30 / 1.03),
         (20, 60.0, 3, GROUP_MARGIN, 18 / 61),
-        (1, 1.0, 1, SHORT_MARGIN, 1 / 1.05),
+        (1, 1.0, 1, SHORT_MARGIN, 1 / 1.03),
         (0, 1.0, 1, SHORT_MARGIN, 0.0),  # no limit
     ],
 )
@@ -223,7 +223,8 @@ def test_a_group_is_paced_by_its_chat_and_its_group_bucket() -> None:
     granted = greedy(lambda now: pacer.reserve(GROUP, True, now), until=600, step=0.01)
     assert most_in_window(granted, 1.0) == 1  # one a second: the chat bucket
     assert most_in_window(granted, 60.0) <= 20  # twenty a minute: the group bucket
-    assert granted[:3] == pytest.approx([0, 1.05, 2.1])  # the group's burst, a second apart
+    # The group's burst, a second (plus the margin) apart: the chat bucket spaces it.
+    assert granted[:3] == pytest.approx([0, 1 + SHORT_MARGIN, 2 * (1 + SHORT_MARGIN)])
     assert len(granted) >= 0.85 * 20 * 10
 
 
@@ -239,9 +240,9 @@ def test_a_private_chat_has_no_group_bucket() -> None:
     [
         # Five sends to one group at t=0, then asking again.
         (TelegramRates(0, 0, 0), [0, 0, 0, 0, 0]),
-        (TelegramRates(0, 0, 1), [0, 1.05, 1.05, 1.05, 1.05]),
+        (TelegramRates(0, 0, 1), [0, 1 + SHORT_MARGIN, *[1 + SHORT_MARGIN] * 3]),
         (TelegramRates(0, 20, 0), [0, 0, 0, 61 / 18, 61 / 18]),
-        (TelegramRates(2, 0, 0), [0, 0.525, 0.525, 0.525, 0.525]),
+        (TelegramRates(2, 0, 0), [0, *[(1 + SHORT_MARGIN) / 2] * 4]),
     ],
 )
 def test_zero_lifts_a_limit(rates: TelegramRates, answers: list[float]) -> None:
@@ -251,7 +252,7 @@ def test_zero_lifts_a_limit(rates: TelegramRates, answers: list[float]) -> None:
 
 def test_the_global_bucket_spaces_sends_to_all_chats() -> None:
     pacer = Pacer(TelegramRates(global_per_second=30, group_per_minute=0, chat_per_second=0))
-    step = 1.05 / 30
+    step = (1 + SHORT_MARGIN) / 30
     # Without patience, only the first may go now.
     assert pacer.reserve(-1, True, 0) == 0
     assert pacer.reserve(-2, True, 0) == pytest.approx(step)

@@ -42,7 +42,7 @@ IN_FLIGHT = 4  # POST /send requests at once
 # The sandbox's limits: a group may take 240 messages a minute (Telegram's 20, sped up), the
 # bot 20 a second. The worker paces groups to exactly that (its group bucket keeps a one-second
 # margin, which real time honours); the global rate it paces a little lower (16), since real
-# time jitters by more than the 50 ms margin of the one-second buckets on a busy machine.
+# time jitters by more than the 30 ms margin of the one-second buckets on a busy machine.
 GROUP_PER_MINUTE = 240
 GLOBAL_PER_SECOND = 20
 PACED = TelegramRates(global_per_second=16, group_per_minute=GROUP_PER_MINUTE, chat_per_second=0)
