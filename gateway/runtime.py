@@ -31,6 +31,7 @@ from gateway.delivery import DeliveryWorker
 from gateway.delivery.bot_pacing import PacedBotRequests
 from gateway.delivery.pacing import TelegramRates
 from gateway.recipient_cache import RecipientCache
+from gateway.response_models import KeepResponseModels
 from gateway.retention import RetentionPurger
 from gateway.submission import Submitter
 from gateway.token_cache import TokenCache
@@ -63,6 +64,7 @@ class GatewayConfig:
 
 def build_bot(token: str, api_url: str) -> Bot:
     session = AiohttpSession(api=TelegramAPIServer.from_base(api_url))
+    session.middleware(KeepResponseModels())
     return Bot(token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
 
 
