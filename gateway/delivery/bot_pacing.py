@@ -3,11 +3,11 @@ document) with the delivery worker's buckets.
 
 They count toward the same Telegram limits as the worker's deliveries; unpaced, a reply into a
 group that a burst has just used up would trip a 429 and be lost. As an aiogram request
-middleware on the bot, every sendMessage or sendDocument into a chat waits for its slot from
-the worker's pacer (`SendPacing`), at most `MAX_WAIT` seconds (then it goes anyway: a late
-answer beats none), and a 429 it still gets slows that chat's buckets like the worker's own.
-The worker's sends are paced where they are made and pass straight through (the Telegram
-channel marks them with `PACED_BY_CALLER`).
+middleware on the bot, every sendMessage, sendDocument or edit (the /prefs keyboards) in a chat
+waits for its slot from the worker's pacer (`SendPacing`), at most `MAX_WAIT` seconds (then it
+goes anyway: a late answer beats none), and a 429 it still gets slows that chat's buckets like
+the worker's own. The worker's sends are paced where they are made and pass straight through
+(the Telegram channel marks them with `PACED_BY_CALLER`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from aiogram.client.session.middlewares.base import (
     NextRequestMiddlewareType,
 )
 from aiogram.exceptions import TelegramRetryAfter
-from aiogram.methods import SendDocument, SendMessage
+from aiogram.methods import EditMessageReplyMarkup, EditMessageText, SendDocument, SendMessage
 from aiogram.methods.base import TelegramType
 
 from gateway.channels.telegram import PACED_BY_CALLER
@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_WAIT = 30.0  # seconds a reply waits for its slot at most
-_POSTING = (SendMessage, SendDocument)
+# Telegram counts an edit against the same limits as a new message (so does the sandbox).
+_POSTING = (SendMessage, SendDocument, EditMessageText, EditMessageReplyMarkup)
 
 
 class PacedBotRequests(BaseRequestMiddleware):

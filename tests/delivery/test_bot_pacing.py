@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 from aiogram import Bot
 from aiogram.exceptions import TelegramRetryAfter
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from gateway.channels.telegram import PACED_BY_CALLER
 from gateway.delivery.bot_pacing import PacedBotRequests
@@ -65,6 +66,23 @@ async def test_the_workers_sends_and_other_methods_pass_straight_through(
         PACED_BY_CALLER.reset(token)
     await bot.get_me()
     assert pacing.asked == []
+
+
+async def test_an_edit_waits_its_turn_like_a_new_message(
+    bot: Bot, scene: Scene, clock: UTCClock
+) -> None:
+    sent = await bot.send_message(scene.user_id, "a keyboard")
+    pacing = RecordingPacing()
+    bot.session.middleware(PacedBotRequests(pacing, clock))
+    await bot.edit_message_text(
+        "the keyboard, changed", chat_id=scene.user_id, message_id=sent.message_id
+    )
+    button = InlineKeyboardButton(text="ok", callback_data="ok")
+    markup = InlineKeyboardMarkup(inline_keyboard=[[button]])
+    await bot.edit_message_reply_markup(
+        chat_id=scene.user_id, message_id=sent.message_id, reply_markup=markup
+    )
+    assert pacing.asked == [scene.user_id, scene.user_id]
 
 
 async def test_a_429_slows_the_chat_and_a_long_hold_is_not_waited_out(
