@@ -264,14 +264,9 @@ class Started:
 
 @contextmanager
 def launch(kind: str, *args: str) -> Iterator[Started]:
-    """Run `python bench/_servers.py kind args...` until the block ends (then stop it).
-
-    With BENCH_PROFILE=PREFIX in the environment the server runs under cProfile and writes
-    PREFIX.KIND.prof when it stops (read it with `python -m pstats`): where its time went."""
-    profile = os.environ.get("BENCH_PROFILE")
-    wrap = ["-m", "cProfile", "-o", f"{profile}.{kind}.prof"] if profile else []
+    """Run `python bench/_servers.py kind args...` until the block ends (then stop it)."""
     proc = subprocess.Popen(  # noqa: S603 - our own server script, fixed arguments
-        [sys.executable, *wrap, str(HERE / "_servers.py"), kind, *args],
+        [sys.executable, str(HERE / "_servers.py"), kind, *args],
         stdout=subprocess.PIPE,
         text=True,
         cwd=HERE.parent,
