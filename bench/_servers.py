@@ -3,9 +3,10 @@ share its CPU), and the helpers the bench scripts share to start them and read t
 
 Kinds of server:
 
-- `gateway`: the sandbox Bot API server with flood control off, plus the whole gateway with
-  pacing off and one person linked, in one process (one event loop); prints
-  `PERSON <token> <group id>`, `SANDBOX <url>` and `READY <api url>`.
+- `gateway [PEOPLE]`: the sandbox Bot API server with flood control off, plus the whole gateway
+  with pacing off and PEOPLE people (default 1) each with a linked group, in one process (one
+  event loop); prints `PERSON <token> <group id>` per person, `SANDBOX <url>` and
+  `READY <api url>`.
 - `sandbox`: the sandbox Bot API server alone; prints `READY <url>`.
 - `paced PEOPLE [SANDBOX_URL]`: the whole gateway pacing to Telegram's default limits, with a
   sandbox in its process as `gateway` has, or against the one at SANDBOX_URL (a `sandbox`
@@ -16,7 +17,8 @@ Kinds of server:
 - `bare`: an aiohttp app that parses the same JSON as `POST /send` and answers 202; prints
   `READY <url>`.
 
-Usage (by the bench scripts): python bench/_servers.py gateway|sandbox|paced PEOPLE [URL]|bare
+Usage (by the bench scripts):
+    python bench/_servers.py gateway [PEOPLE] | sandbox | paced PEOPLE [URL] | bare
 """
 
 from __future__ import annotations
@@ -196,7 +198,7 @@ async def _link_person(world: SandboxClient, name: str) -> tuple[str, int]:
     return token, group
 
 
-async def gateway() -> None:
+async def gateway(people: int = 1) -> None:
     from gateway.delivery.pacing import TelegramRates
     from sandbox.client import SandboxClient
 
@@ -205,11 +207,24 @@ async def gateway() -> None:
         async with aiohttp.ClientSession() as http:
             world = SandboxClient(sandbox_url, http)
             await world.set_flood(enabled=False)
-            token, group = await _link_person(world, "Bench")
-            print(f"PERSON {token} {group}", flush=True)
+            for token, group in await _link_people(world, people):
+                print(f"PERSON {token} {group}", flush=True)
             print(f"SANDBOX {sandbox_url}", flush=True)
         print(f"READY {api_url}", flush=True)
         await _until_signal()
+
+
+async def _link_people(world: SandboxClient, people: int) -> list[tuple[str, int]]:
+    """`people` people linked as `_link_person` does, a few at a time."""
+    if people == 1:
+        return [await _link_person(world, "Bench")]
+    slots = asyncio.Semaphore(SETUP_CONCURRENCY)
+
+    async def link(n: int) -> tuple[str, int]:
+        async with slots:
+            return await _link_person(world, f"Bench {n}")
+
+    return list(await asyncio.gather(*(link(n) for n in range(people))))
 
 
 async def paced(people: int, sandbox_url: str | None = None) -> None:
@@ -228,13 +243,7 @@ async def paced(people: int, sandbox_url: str | None = None) -> None:
         async with aiohttp.ClientSession() as http:
             world = SandboxClient(url, http)
             await world.set_flood(enabled=False)  # setting up is not what is measured
-            slots = asyncio.Semaphore(SETUP_CONCURRENCY)
-
-            async def link(n: int) -> tuple[str, int]:
-                async with slots:
-                    return await _link_person(world, f"Bench {n}")
-
-            linked = await asyncio.gather(*(link(n) for n in range(people)))
+            linked = await _link_people(world, people)
             flood = await world.set_flood(
                 enabled=True,
                 global_per_second=limits.global_per_second,
@@ -348,7 +357,7 @@ def _main() -> None:
     kind = sys.argv[1]
     servers: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
         "bare": bare,
-        "gateway": gateway,
+        "gateway": lambda: gateway(int(sys.argv[2]) if len(sys.argv) > 2 else 1),
         "sandbox": sandbox,
         "paced": lambda: paced(int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None),
     }

@@ -2,11 +2,15 @@
 sandbox recording the sendMessage, with pacing lifted (LIBRAL_TELEGRAM_*_RATE=0 equivalent).
 
 The gateway and its sandbox run in a process of their own (bench/_servers.py); this process
-posts N messages keeping K in flight, then waits until the sandbox has recorded N sendMessage
-calls into the person's group, and reports both rates. With flood control and pacing on:
+posts N messages keeping K in flight, round robin over P people (each with a linked
+personal-log group), then waits until the sandbox has recorded N sendMessage calls into their
+groups, and reports both rates. One person's messages are delivered one after another, in
+order, so with one person the delivered rate is the latency of one delivery; with many, the
+worker's capacity (it serves a few chats at once). With flood control and pacing on:
 bench/pipeline_paced.py.
 
 Usage: .venv/bin/python bench/pipeline.py [messages, default 1000] [in flight, default 32]
+       [people, default 20]
 """
 
 from __future__ import annotations
@@ -17,36 +21,48 @@ import sys
 import time
 
 import aiohttp
-from _servers import SEND, launch  # the sibling module (bench/ is on sys.path when run)
+from _servers import SEND, Started, launch  # the sibling module (bench/ is on sys.path when run)
+
+POLL = 0.5  # seconds between looks at the sandbox's chats (each look costs the server CPU)
 
 
-async def _sends(http: aiohttp.ClientSession, sandbox: str, group: int) -> int:
-    async with http.get(f"{sandbox}/sandbox/chats/{group}") as resp:
-        chat = await resp.json()
-    return sum(1 for m in chat["messages"] if m.get("from", {}).get("is_bot"))
+async def _sends(http: aiohttp.ClientSession, sandbox: str, groups: list[int]) -> int:
+    total = 0
+    for group in groups:
+        async with http.get(f"{sandbox}/sandbox/chats/{group}") as resp:
+            chat = await resp.json()
+        total += sum(1 for m in chat["messages"] if m.get("from", {}).get("is_bot"))
+    return total
 
 
-async def run(total: int, in_flight: int, url: str, token: str, sandbox: str, group: int) -> None:
-    headers = {"Authorization": f"Bearer {token}"}
+async def run(total: int, in_flight: int, started: Started) -> None:
+    people = started.people
+    groups = [group for _token, group in people]
     counter = iter(range(total))
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight)) as http:
-        before = await _sends(http, sandbox, group)
+        before = await _sends(http, started.sandbox, groups)
 
         async def worker() -> None:
             for n in counter:
+                token, _group = people[n % len(people)]
                 body = {"category": "system", "content": {"text": f"pipeline {n}"}}
-                async with http.post(url + SEND, json=body, headers=headers) as resp:
+                headers = {"Authorization": f"Bearer {token}"}
+                async with http.post(started.url + SEND, json=body, headers=headers) as resp:
                     if resp.status != 202:
                         raise RuntimeError(f"answer {resp.status}: {await resp.text()}")
 
-        started = time.perf_counter()
+        started_at = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(in_flight)))
-        accepted = time.perf_counter() - started
+        accepted = time.perf_counter() - started_at
         async with asyncio.timeout(600):
-            while await _sends(http, sandbox, group) - before < total:  # noqa: ASYNC110
-                await asyncio.sleep(0.2)  # another process's state: nothing to await
-        delivered = time.perf_counter() - started
-    print(f"{total} messages, {in_flight} in flight, {os.cpu_count()} CPUs, flood control off")
+            while await _sends(http, started.sandbox, groups) - before < total:  # noqa: ASYNC110
+                await asyncio.sleep(POLL)  # another process's state: nothing to await
+        delivered = time.perf_counter() - started_at
+    print(
+        f"{total} messages to {len(people)} {'person' if len(people) == 1 else 'people'}, "
+        f"{in_flight} in flight, "
+        f"{os.cpu_count()} CPUs, flood control off"
+    )
     print(f"accepted  {total / accepted:8.0f} msg/s  ({accepted:.1f} s)")
     print(f"delivered {total / delivered:8.0f} msg/s  ({delivered:.1f} s to the last one)")
     print("reproduce: .venv/bin/python bench/pipeline.py " + " ".join(sys.argv[1:]))
@@ -55,9 +71,9 @@ async def run(total: int, in_flight: int, url: str, token: str, sandbox: str, gr
 def main() -> None:
     total = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     in_flight = int(sys.argv[2]) if len(sys.argv) > 2 else 32
-    with launch("gateway") as started:
-        [(token, group)] = started.people
-        asyncio.run(run(total, in_flight, started.url, token, started.sandbox, group))
+    people = int(sys.argv[3]) if len(sys.argv) > 3 else 20
+    with launch("gateway", str(people)) as started:
+        asyncio.run(run(total, in_flight, started))
 
 
 if __name__ == "__main__":

@@ -14,18 +14,23 @@ import asyncio
 import statistics
 import sys
 import time
+from collections.abc import Callable
 
 import aiohttp
 from _servers import sandbox_and_gateway  # the sibling module (bench/ is on sys.path when run)
 
 from gateway.delivery.pacing import TelegramRates
 from gateway.sandbox_demo import ADMIN_RIGHTS, token_from
-from sandbox.client import SandboxClient
+from sandbox.client import MessageView, SandboxClient
 
 
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def _starts_with(prefix: str) -> Callable[[MessageView], bool]:
+    return lambda m: (m.text or "").startswith(prefix)
 
 
 async def main(n: int) -> None:
@@ -55,9 +60,7 @@ async def main(n: int) -> None:
                 async with http.post(api, json=body, headers=headers) as resp:
                     assert resp.status == 202, await resp.text()
                 accept.append(time.perf_counter() - started)
-                await world.wait_for_bot_message(
-                    group, lambda m, marker=marker: (m.text or "").startswith(marker + "\n")
-                )
+                await world.wait_for_bot_message(group, _starts_with(marker + "\n"))
                 deliver.append(time.perf_counter() - started)
     print(f"messages: {n} (sequential, SQLite, loopback sandbox)")
     for name, values in (("accept (202)", accept), ("deliver (in topic)", deliver)):
