@@ -3,10 +3,10 @@ share its CPU), and the helpers the bench scripts share to start them and read t
 
 Kinds of server:
 
-- `gateway [PEOPLE]`: the sandbox Bot API server with flood control off, plus the whole gateway
-  with pacing off and PEOPLE people (default 1) each with a linked group, in one process (one
-  event loop); prints `PERSON <token> <group id>` per person, `SANDBOX <url>` and
-  `READY <api url>`.
+- `gateway [PEOPLE] [SANDBOX_URL]`: the sandbox Bot API server with flood control off, plus the
+  whole gateway with pacing off and PEOPLE people (default 1) each with a linked group, in one
+  process (one event loop), or against the sandbox at SANDBOX_URL (a `sandbox` process);
+  prints `PERSON <token> <group id>` per person, `SANDBOX <url>` and `READY <api url>`.
 - `sandbox`: the sandbox Bot API server alone; prints `READY <url>`.
 - `paced PEOPLE [SANDBOX_URL]`: the whole gateway pacing to Telegram's default limits, with a
   sandbox in its process as `gateway` has, or against the one at SANDBOX_URL (a `sandbox`
@@ -18,7 +18,7 @@ Kinds of server:
   `READY <url>`.
 
 Usage (by the bench scripts):
-    python bench/_servers.py gateway [PEOPLE] | sandbox | paced PEOPLE [URL] | bare
+    python bench/_servers.py gateway [PEOPLE [URL]] | sandbox | paced PEOPLE [URL] | bare
 """
 
 from __future__ import annotations
@@ -198,12 +198,13 @@ async def _link_person(world: SandboxClient, name: str) -> tuple[str, int]:
     return token, group
 
 
-async def gateway(people: int = 1) -> None:
+async def gateway(people: int = 1, sandbox_url: str | None = None) -> None:
     from gateway.delivery.pacing import TelegramRates
     from sandbox.client import SandboxClient
 
     # Flood control is off in this sandbox, so pacing is off too.
-    async with sandbox_and_gateway(TelegramRates.unlimited()) as (sandbox_url, api_url):
+    unlimited = TelegramRates.unlimited()
+    async with sandbox_and_gateway(unlimited, sandbox_url) as (sandbox_url, api_url):
         async with aiohttp.ClientSession() as http:
             world = SandboxClient(sandbox_url, http)
             await world.set_flood(enabled=False)
@@ -357,7 +358,9 @@ def _main() -> None:
     kind = sys.argv[1]
     servers: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
         "bare": bare,
-        "gateway": lambda: gateway(int(sys.argv[2]) if len(sys.argv) > 2 else 1),
+        "gateway": lambda: gateway(
+            int(sys.argv[2]) if len(sys.argv) > 2 else 1, sys.argv[3] if len(sys.argv) > 3 else None
+        ),
         "sandbox": sandbox,
         "paced": lambda: paced(int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None),
     }

@@ -10,7 +10,10 @@ worker's capacity (it serves a few chats at once). With flood control and pacing
 bench/pipeline_paced.py.
 
 Usage: .venv/bin/python bench/pipeline.py [messages, default 1000] [in flight, default 32]
-       [people, default 20]
+       [people, default 20] [--separate-sandbox]
+
+--separate-sandbox runs the sandbox in a process of its own (bench/_servers.py `sandbox`)
+instead of in the gateway's.
 """
 
 from __future__ import annotations
@@ -69,11 +72,17 @@ async def run(total: int, in_flight: int, started: Started) -> None:
 
 
 def main() -> None:
-    total = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-    in_flight = int(sys.argv[2]) if len(sys.argv) > 2 else 32
-    people = int(sys.argv[3]) if len(sys.argv) > 3 else 20
-    with launch("gateway", str(people)) as started:
-        asyncio.run(run(total, in_flight, started))
+    separate = "--separate-sandbox" in sys.argv
+    args = [a for a in sys.argv[1:] if a != "--separate-sandbox"]
+    total = int(args[0]) if len(args) > 0 else 1000
+    in_flight = int(args[1]) if len(args) > 1 else 32
+    people = int(args[2]) if len(args) > 2 else 20
+    if separate:
+        with launch("sandbox") as sandbox, launch("gateway", str(people), sandbox.url) as started:
+            asyncio.run(run(total, in_flight, started))
+    else:
+        with launch("gateway", str(people)) as started:
+            asyncio.run(run(total, in_flight, started))
 
 
 if __name__ == "__main__":
