@@ -34,7 +34,7 @@ from gateway.delivery.routes import CreateTopic, Route, recreate, resolve
 from gateway.ephemeral import deletion_due
 from gateway.outbox_payload import OutboxPayload
 from storage.enums import AttemptOutcome, Channel, MessageStatus
-from storage.models import LogGroup, Message
+from storage.models import LogGroup
 from storage.repositories import copies, groups, outbox
 
 log = logging.getLogger(__name__)
@@ -98,15 +98,13 @@ class Deliverer:
         async with self._sessionmaker() as session:
             now = self._clock()
             token = now + self._policy.lease
-            if not await outbox.claim(session, message_id, now, token):
+            message = await outbox.claim(session, message_id, now, token)
+            if message is None:
                 await session.rollback()
                 return None
             # Committed before Telegram is called: a crash from here on leaves a lease that
             # simply runs out, and another worker picks the message up.
             await session.commit()
-            message = await session.get(Message, message_id, populate_existing=True)
-            if message is None:  # erased between claim and read
-                return None
             channel = current_channel(message)
             attempt = await outbox.next_attempt_number(session, message_id, channel)
             claim = Claim(session, message, token, attempt, channel)

@@ -86,16 +86,20 @@ async def due(session: AsyncSession, now: datetime, limit: int) -> list[Candidat
     ]
 
 
-async def claim(session: AsyncSession, message_id: str, now: datetime, until: datetime) -> bool:
-    """Take the message for this worker until `until`; False if another worker has it."""
-    taken = await _update(
-        session,
-        Message.id == message_id,
-        _due(now),
-        status=MessageStatus.SENDING,
-        claimed_until=until,
+async def claim(
+    session: AsyncSession, message_id: str, now: datetime, until: datetime
+) -> Message | None:
+    """Take the message for this worker until `until` and read it back in the same statement
+    (RETURNING: one round trip fewer per delivery, and no gap in which it could be erased);
+    None if another worker has it, or it is not due."""
+    result = await session.scalars(
+        update(Message)
+        .where(Message.id == message_id, _due(now))
+        .values(status=MessageStatus.SENDING, claimed_until=until)
+        .returning(Message),
+        execution_options={"synchronize_session": False, "populate_existing": True},
     )
-    return taken == 1
+    return result.one_or_none()
 
 
 def _held(message_id: str, token: datetime) -> tuple[ColumnElement[bool], ...]:

@@ -415,7 +415,7 @@ async def test_messages_for_a_held_chat_are_postponed_without_being_claimed(
     claims: list[str] = []
     real_claim = outbox.claim
 
-    async def counting_claim(session: AsyncSession, message_id: str, *args: Any) -> bool:
+    async def counting_claim(session: AsyncSession, message_id: str, *args: Any) -> Message | None:
         claims.append(message_id)
         return await real_claim(session, message_id, *args)
 
