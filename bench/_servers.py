@@ -217,8 +217,6 @@ async def gateway(people: int = 1, sandbox_url: str | None = None) -> None:
 
 async def _link_people(world: SandboxClient, people: int) -> list[tuple[str, int]]:
     """`people` people linked as `_link_person` does, a few at a time."""
-    if people == 1:
-        return [await _link_person(world, "Bench")]
     slots = asyncio.Semaphore(SETUP_CONCURRENCY)
 
     async def link(n: int) -> tuple[str, int]:
@@ -303,6 +301,15 @@ def launch(kind: str, *args: str) -> Iterator[Started]:
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+@contextmanager
+def launch_with_sandbox(kind: str, people: int, *, separate: bool) -> Iterator[Started]:
+    """`launch(kind, people)` of a gateway kind (`gateway` or `paced`): with `separate`, against
+    a `sandbox` process of its own; else with the sandbox in the gateway's process."""
+    with contextlib.ExitStack() as stack:
+        sandbox_url = [stack.enter_context(launch("sandbox")).url] if separate else []
+        yield stack.enter_context(launch(kind, str(people), *sandbox_url))
 
 
 async def wait_until(

@@ -18,13 +18,14 @@ instead of in the gateway's.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import sys
 import time
 
 import aiohttp
-from _servers import SEND, Started, launch  # the sibling module (bench/ is on sys.path when run)
+from _servers import SEND, Started, launch_with_sandbox  # sibling module: bench/ is on sys.path
 
 POLL = 0.5  # seconds between looks at the sandbox's chats (each look costs the server CPU)
 
@@ -72,17 +73,18 @@ async def run(total: int, in_flight: int, started: Started) -> None:
 
 
 def main() -> None:
-    separate = "--separate-sandbox" in sys.argv
-    args = [a for a in sys.argv[1:] if a != "--separate-sandbox"]
-    total = int(args[0]) if len(args) > 0 else 1000
-    in_flight = int(args[1]) if len(args) > 1 else 32
-    people = int(args[2]) if len(args) > 2 else 20
-    if separate:
-        with launch("sandbox") as sandbox, launch("gateway", str(people), sandbox.url) as started:
-            asyncio.run(run(total, in_flight, started))
-    else:
-        with launch("gateway", str(people)) as started:
-            asyncio.run(run(total, in_flight, started))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("messages", type=int, nargs="?", default=1000)
+    parser.add_argument("in_flight", type=int, nargs="?", default=32)
+    parser.add_argument("people", type=int, nargs="?", default=20)
+    parser.add_argument(
+        "--separate-sandbox",
+        action="store_true",
+        help="run the sandbox in a process of its own (default: in the gateway's)",
+    )
+    args = parser.parse_args()
+    with launch_with_sandbox("gateway", args.people, separate=args.separate_sandbox) as started:
+        asyncio.run(run(args.messages, args.in_flight, started))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,15 @@ import sys
 import time
 
 import aiohttp
-from _servers import SEND, Started, launch, most_in_window, percentile, sends, wait_until
+from _servers import (
+    SEND,
+    Started,
+    launch_with_sandbox,
+    most_in_window,
+    percentile,
+    sends,
+    wait_until,
+)
 
 from gateway.delivery.pacing import GLOBAL_WINDOW, SHORT_MARGIN, limit_rate
 from sandbox.client import CallView, SandboxClient
@@ -162,12 +170,8 @@ def main() -> None:
         "other benchmarks)",
     )
     args = parser.parse_args()
-    if args.separate_sandbox:
-        with launch("sandbox") as sandbox, launch("paced", str(args.people), sandbox.url) as gw:
-            asyncio.run(run(args, gw))
-    else:
-        with launch("paced", str(args.people)) as gw:
-            asyncio.run(run(args, gw))
+    with launch_with_sandbox("paced", args.people, separate=args.separate_sandbox) as gw:
+        asyncio.run(run(args, gw))
 
 
 if __name__ == "__main__":
