@@ -14,6 +14,10 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from storage import sqlite_driver
+
+SQLITE_POOL = 16
+
 
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
@@ -27,15 +31,14 @@ def ensure_sqlite_dir(url: str) -> None:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets the HTTP API read while the worker writes; foreign keys make cascades real;
-    # busy_timeout turns lock contention into a wait instead of an error: generous, because on a
-    # loaded two-CPU machine (a benchmark setting up 120 people under load) 5 s was exceeded
-    # and a bot command failed without an answer; waiting runs in aiosqlite's thread, not
-    # on the event loop.
+    # WAL lets the HTTP API read while the worker writes; foreign keys make cascades real.
+    # busy_timeout=0: statements run on the event loop, which must never sleep in SQLite's busy
+    # handler; one that finds the lock taken by another process is run again on aiosqlite's
+    # thread and waits there (storage.sqlite_driver).
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA busy_timeout=0")
     cursor.execute("PRAGMA synchronous=NORMAL")
     # Deleted rows (wiped content, purged records) are overwritten, not left in free pages.
     cursor.execute("PRAGMA secure_delete=ON")
@@ -45,9 +48,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     ensure_sqlite_dir(url)
     # hide_parameters: SQL errors (which end up in logs) must not quote the values they bound.
-    engine = create_async_engine(
-        url, echo=echo, pool_pre_ping=not is_sqlite(url), hide_parameters=True
-    )
+    if is_sqlite(url):
+        # Statements on the event loop, writers queued on it (storage.sqlite_driver).
+        # A pool as large as the worker's and the API's concurrent sessions: beyond pool_size
+        # each checkout opened a connection (a thread and five PRAGMAs) and closed it on
+        # return, about 260 times in a 3,000-message bench/pipeline.py run with the default 5.
+        extra: dict[str, Any] = {"module": sqlite_driver.dbapi(), "pool_size": SQLITE_POOL}
+    else:
+        extra = {"pool_pre_ping": True}
+    engine = create_async_engine(url, echo=echo, hide_parameters=True, **extra)
     if is_sqlite(url):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine

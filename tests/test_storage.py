@@ -56,14 +56,6 @@ async def test_fk_pragma_is_on(sessionmaker: async_sessionmaker[AsyncSession]) -
         assert (await session.execute(text("PRAGMA foreign_keys"))).scalar_one() == 1
 
 
-@pytest.mark.sqlite_only
-async def test_lock_contention_waits_half_a_minute(
-    sessionmaker: async_sessionmaker[AsyncSession],
-) -> None:
-    async with sessionmaker() as session:
-        assert (await session.execute(text("PRAGMA busy_timeout"))).scalar_one() == 30000
-
-
 async def test_erasing_a_person_cascades_to_everything(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:

@@ -1,0 +1,195 @@
+"""storage.sqlite_driver: statements on the event loop, writers queued through the write gate,
+and a lock held by another process waited for off the loop. Real SQLite files throughout."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from storage import sqlite_driver
+from storage.engine import create_engine
+from storage.models import User
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.sqlite_only
+
+WITHIN = 10.0  # seconds any step below may take before the test fails
+
+
+def _user(n: int) -> User:
+    return User(id=n, telegram_id=1000 + n)
+
+
+async def _users(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    async with sessionmaker() as session:
+        return int(await session.scalar(select(func.count()).select_from(User)) or 0)
+
+
+def _dbapi(engine: AsyncEngine) -> sqlite_driver.InlineDBAPI:
+    dbapi = engine.dialect.dbapi
+    assert isinstance(dbapi, sqlite_driver.InlineDBAPI)
+    return dbapi
+
+
+def _path(migrated_url: str) -> str:
+    return migrated_url.split("///", 1)[1]
+
+
+@contextmanager
+def _locked_by_another_process(migrated_url: str) -> Iterator[sqlite3.Connection]:
+    """A plain sqlite3 connection holding the write lock, as another process would."""
+    with closing(sqlite3.connect(_path(migrated_url), isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO users (id, telegram_id, created_at) VALUES (900, 900, '2026')")
+        yield other
+
+
+async def test_the_engine_runs_sqlite_through_the_inline_driver(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        assert isinstance(raw.dbapi_connection, sqlite_driver.InlineConnection)
+        assert (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar() == 0
+        assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
+
+
+async def test_a_second_writer_waits_its_turn_and_then_writes(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    gate = _dbapi(engine).gate
+    async with sessionmaker() as first:
+        first.add(_user(1))
+        await first.flush()  # the first write: this transaction holds the gate
+
+        async def second() -> None:
+            async with sessionmaker() as session:
+                session.add(_user(2))
+                await session.commit()
+
+        waiting = asyncio.create_task(second())
+        # Queued on the gate, not failed with "database is locked".
+        await eventually(lambda: gate.waiting == 1, within=WITHIN, what="the second writer")
+        assert not waiting.done()
+        await first.commit()
+    await asyncio.wait_for(waiting, WITHIN)
+    assert await _users(sessionmaker) == 2
+
+
+async def test_readers_are_not_held_by_a_writer(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessionmaker() as writer:
+        writer.add(_user(1))
+        await writer.flush()
+        # WAL: a reader sees the last commit while the write is under way.
+        assert await asyncio.wait_for(_users(sessionmaker), WITHIN) == 0
+        await writer.commit()
+    assert await _users(sessionmaker) == 1
+
+
+async def test_a_rollback_and_a_failed_write_let_the_next_writer_in(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessionmaker() as session:
+        session.add(_user(1))
+        await session.flush()
+        await session.rollback()
+    async with sessionmaker() as session:
+        session.add(_user(3))
+        await session.commit()
+    async with sessionmaker() as session:
+        session.add(_user(3))  # the same primary key again
+        with pytest.raises(IntegrityError):
+            await session.flush()
+        await session.rollback()
+    async with sessionmaker() as session:
+        session.add(_user(4))
+        await asyncio.wait_for(session.commit(), WITHIN)
+    assert await _users(sessionmaker) == 2
+
+
+async def test_an_autocommit_write_leaves_the_gate_by_itself(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await auto.exec_driver_sql(
+            "INSERT INTO users (id, telegram_id, created_at) VALUES (5, 5, '2026')"
+        )
+        raw = await auto.get_raw_connection()
+        assert isinstance(raw.dbapi_connection, sqlite_driver.InlineConnection)
+        assert raw.dbapi_connection._holding is None
+    async with engine.begin() as conn:
+        await asyncio.wait_for(
+            conn.exec_driver_sql(
+                "INSERT INTO users (id, telegram_id, created_at) VALUES (6, 6, '2026')"
+            ),
+            WITHIN,
+        )
+
+
+async def test_a_lock_held_by_another_process_is_waited_for_off_the_event_loop(
+    migrated_url: str, engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    dbapi = _dbapi(engine)
+    with _locked_by_another_process(migrated_url) as other:
+
+        async def write() -> None:
+            async with sessionmaker() as session:
+                session.add(_user(1))
+                await session.commit()
+
+        writing = asyncio.create_task(write())
+        # The write meets the lock and waits on aiosqlite's thread; `eventually` itself runs
+        # on the event loop, so it could not see that if the loop were the one waiting.
+        await eventually(lambda: dbapi.lock_waits == 1, within=WITHIN, what="the lock wait")
+        assert not writing.done()
+        other.execute("COMMIT")
+    await asyncio.wait_for(writing, WITHIN)
+    assert await _users(sessionmaker) == 2  # the other process's row and ours
+
+
+def test_on_the_thread_a_taken_lock_is_waited_for_half_a_minute(migrated_url: str) -> None:
+    with closing(sqlite3.connect(_path(migrated_url))) as conn:
+        conn.execute("PRAGMA busy_timeout=0")
+
+        def busy_timeout() -> int:
+            return int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
+
+        assert sqlite_driver._waiting(conn, busy_timeout) == 30_000
+        assert busy_timeout() == 0  # and back to answering at once
+
+
+async def test_the_gate_gives_up_after_its_timeout(
+    sessionmaker: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_driver, "GATE_TIMEOUT", 0.05)
+    async with sessionmaker() as holder:
+        holder.add(_user(1))
+        await holder.flush()
+        async with sessionmaker() as late:
+            late.add(_user(2))
+            with pytest.raises(OperationalError, match="database is locked"):
+                await late.flush()
+            await late.rollback()
+        await holder.commit()
+    assert await _users(sessionmaker) == 1
+
+
+async def test_engines_have_gates_of_their_own(migrated_url: str) -> None:
+    first, second = create_engine(migrated_url), create_engine(migrated_url)
+    try:
+        gates: set[int] = set()
+        for eng in (first, second):
+            async with eng.connect() as conn:
+                raw = await conn.get_raw_connection()
+                assert isinstance(raw.dbapi_connection, sqlite_driver.InlineConnection)
+                gates.add(id(raw.dbapi_connection._gate))
+        assert len(gates) == 2
+    finally:
+        await first.dispose()
+        await second.dispose()
