@@ -27,6 +27,12 @@ def _user(n: int) -> User:
     return User(id=n, telegram_id=1000 + n)
 
 
+async def _add_user(sessionmaker: async_sessionmaker[AsyncSession], n: int) -> None:
+    async with sessionmaker() as session:
+        session.add(_user(n))
+        await session.commit()
+
+
 async def _users(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
     async with sessionmaker() as session:
         return int(await session.scalar(select(func.count()).select_from(User)) or 0)
@@ -67,12 +73,7 @@ async def test_a_second_writer_waits_its_turn_and_then_writes(
         first.add(_user(1))
         await first.flush()  # the first write: this transaction holds the gate
 
-        async def second() -> None:
-            async with sessionmaker() as session:
-                session.add(_user(2))
-                await session.commit()
-
-        waiting = asyncio.create_task(second())
+        waiting = asyncio.create_task(_add_user(sessionmaker, 2))
         # Queued on the gate, not failed with "database is locked".
         await eventually(lambda: gate.waiting == 1, within=WITHIN, what="the second writer")
         assert not waiting.done()
@@ -100,17 +101,13 @@ async def test_a_rollback_and_a_failed_write_let_the_next_writer_in(
         session.add(_user(1))
         await session.flush()
         await session.rollback()
-    async with sessionmaker() as session:
-        session.add(_user(3))
-        await session.commit()
+    await _add_user(sessionmaker, 3)
     async with sessionmaker() as session:
         session.add(_user(3))  # the same primary key again
         with pytest.raises(IntegrityError):
             await session.flush()
         await session.rollback()
-    async with sessionmaker() as session:
-        session.add(_user(4))
-        await asyncio.wait_for(session.commit(), WITHIN)
+    await asyncio.wait_for(_add_user(sessionmaker, 4), WITHIN)
     assert await _users(sessionmaker) == 2
 
 
@@ -137,13 +134,7 @@ async def test_a_lock_held_by_another_process_is_waited_for_off_the_event_loop(
 ) -> None:
     dbapi = _dbapi(engine)
     with _locked_by_another_process(migrated_url) as other:
-
-        async def write() -> None:
-            async with sessionmaker() as session:
-                session.add(_user(1))
-                await session.commit()
-
-        writing = asyncio.create_task(write())
+        writing = asyncio.create_task(_add_user(sessionmaker, 1))
         # The write meets the lock and waits on aiosqlite's thread; `eventually` itself runs
         # on the event loop, so it could not see that if the loop were the one waiting.
         await eventually(lambda: dbapi.lock_waits == 1, within=WITHIN, what="the lock wait")
