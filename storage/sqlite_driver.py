@@ -254,6 +254,14 @@ class InlineConnection(AsyncAdapt_aiosqlite_connection):
         finally:
             self._leave_gate()
 
+    def terminate(self) -> None:
+        # SQLAlchemy terminates a connection it invalidates (a task cancelled mid-statement,
+        # say) without a rollback: its transaction is gone, so is its turn.
+        try:
+            super().terminate()
+        finally:
+            self._leave_gate()
+
 
 class InlineDBAPI(AsyncAdapt_aiosqlite_dbapi):
     def __init__(self) -> None:

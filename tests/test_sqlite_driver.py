@@ -111,6 +111,18 @@ async def test_a_rollback_and_a_failed_write_let_the_next_writer_in(
     assert await _users(sessionmaker) == 2
 
 
+async def test_an_invalidated_connection_lets_the_next_writer_in(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    async with engine.connect() as conn:
+        await conn.exec_driver_sql(
+            "INSERT INTO users (id, telegram_id, created_at) VALUES (7, 7, '2026')"
+        )
+        await conn.invalidate()  # as SQLAlchemy does when a task is cancelled mid-statement
+    await asyncio.wait_for(_add_user(sessionmaker, 8), WITHIN)
+    assert await _users(sessionmaker) == 1
+
+
 async def test_an_autocommit_write_leaves_the_gate_by_itself(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
