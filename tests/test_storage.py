@@ -227,6 +227,62 @@ async def test_dropping_expired_records_reports_only_what_this_statement_deleted
         assert await session.scalar(select(func.count()).select_from(Message)) == 1
 
 
+async def test_a_queue_is_claimed_in_one_statement_and_what_is_not_tried_handed_back(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    now = datetime.now(UTC)
+    async with sessionmaker() as session, session.begin():
+        user = await _person(session)
+        ids = []
+        for n in range(4):
+            message = await _message(session, user, None)
+            message.id = f"q{n}"
+            message.idempotency_key_hash = None
+            message.next_attempt_at = now if n < 3 else now + timedelta(hours=1)  # q3: not due
+            ids.append(message.id)
+    lease = now + timedelta(seconds=30)
+    async with sessionmaker() as session, session.begin():
+        other_worker = now + timedelta(seconds=31)
+        assert await outbox.claim(session, "q0", now, other_worker) is not None
+    async with sessionmaker() as session, session.begin():
+        # q0 is another worker's now, q3 is not due: neither is taken.
+        claimed = await outbox.claim_many(session, ids, now, lease)
+        assert sorted(claimed) == ["q1", "q2"]
+        assert all(m.status is MessageStatus.SENDING for m in claimed.values())
+        session.add(
+            DeliveryAttempt(
+                message_id="q1",
+                channel=Channel.TELEGRAM,
+                attempt=2,
+                outcome=AttemptOutcome.RETRY,
+                attempted_at=now,
+            )
+        )
+    async with sessionmaker() as session:
+        numbers = await outbox.next_attempt_numbers(
+            session, [("q1", Channel.TELEGRAM), ("q2", Channel.TELEGRAM)]
+        )
+        assert numbers == {"q1": 3, "q2": 1}
+        # Numbered per channel: q1's first email attempt would be 1.
+        assert await outbox.next_attempt_number(session, "q1", Channel.EMAIL) == 1
+    until = now + timedelta(minutes=5)
+    async with sessionmaker() as session, session.begin():
+        # A token that is not ours hands back nothing; ours hands back q1 and q2 only.
+        await outbox.release(session, ["q1", "q2"], lease + timedelta(seconds=1), until)
+        await outbox.release(session, ["q0", "q1", "q2"], lease, until)
+    async with sessionmaker() as session:
+        rows = {m.id: m for m in await session.scalars(select(Message))}
+    for handed_back in ("q1", "q2"):
+        assert rows[handed_back].status is MessageStatus.QUEUED
+        assert rows[handed_back].claimed_until is None
+        assert rows[handed_back].next_attempt_at == until
+    # q0 is the other worker's (another token) and q3 was never claimed: both untouched.
+    assert rows["q0"].status is MessageStatus.SENDING
+    assert rows["q0"].claimed_until == other_worker
+    assert rows["q3"].status is MessageStatus.QUEUED
+    assert rows["q3"].next_attempt_at == now + timedelta(hours=1)
+
+
 async def test_a_claim_is_won_once_and_only_its_holder_settles(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:

@@ -7,7 +7,7 @@ if the lease ran out and another worker took the message over, our late outcome 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -28,7 +28,7 @@ from gateway.channels.telegram import TelegramAddress
 from gateway.content_cipher import ContentCipher, ContentDecryptError
 from gateway.delivery import progress
 from gateway.delivery.chain import DEFAULT_POLICIES, MoveOn, RetryPolicy, after_temporary_failure
-from gateway.delivery.claim import Claim, Handled, Policy, current_channel
+from gateway.delivery.claim import Claim, Claimed, Handled, Policy, current_channel
 from gateway.delivery.elsewhere import Elsewhere
 from gateway.delivery.routes import CreateTopic, Route, recreate, resolve
 from gateway.ephemeral import deletion_due
@@ -93,21 +93,41 @@ class Deliverer:
         )
         self._elsewhere = elsewhere
 
-    async def deliver(self, message_id: str) -> Handled | None:
-        """Try the message once; None if another worker holds it (or took it over from us)."""
+    async def claim(self, message_ids: Sequence[str]) -> dict[str, Claimed]:
+        """Take these messages for this worker, in one statement, with the numbers their
+        attempts get. Those another worker holds (or that are no longer due) are left out."""
+        if not message_ids:
+            return {}
         async with self._sessionmaker() as session:
             now = self._clock()
             token = now + self._policy.lease
-            message = await outbox.claim(session, message_id, now, token)
-            if message is None:
+            messages = await outbox.claim_many(session, message_ids, now, token)
+            if not messages:
                 await session.rollback()
-                return None
-            # Committed before Telegram is called: a crash from here on leaves a lease that
-            # simply runs out, and another worker picks the message up.
+                return {}
+            # Committed before Telegram is called: a crash from here on leaves leases that
+            # simply run out, and another worker picks the messages up.
             await session.commit()
+            numbers = await outbox.next_attempt_numbers(
+                session, [(m.id, current_channel(m)) for m in messages.values()]
+            )
+        return {
+            message_id: Claimed(message, token, numbers[message_id])
+            for message_id, message in messages.items()
+        }
+
+    async def deliver(self, message_id: str) -> Handled | None:
+        """Try the message once; None if another worker holds it (or took it over from us)."""
+        claimed = (await self.claim([message_id])).get(message_id)
+        return None if claimed is None else await self.deliver_claimed(claimed)
+
+    async def deliver_claimed(self, claimed: Claimed) -> Handled | None:
+        """Try a message `claim` took, once; None if another worker took it over meanwhile."""
+        message = claimed.message
+        async with self._sessionmaker() as session:
+            session.add(message)  # loaded by the claim's session, which is closed
             channel = current_channel(message)
-            attempt = await outbox.next_attempt_number(session, message_id, channel)
-            claim = Claim(session, message, token, attempt, channel)
+            claim = Claim(session, message, claimed.token, claimed.attempt, channel)
             try:
                 return await self._attempt(claim)
             except Exception as exc:
@@ -119,7 +139,7 @@ class Deliverer:
                 except InvalidRequestError:  # the row is gone (erased meanwhile)
                     return None
                 log.error(
-                    "message %s: unexpected %s while delivering", message_id, type(exc).__name__
+                    "message %s: unexpected %s while delivering", message.id, type(exc).__name__
                 )
                 unexpected = Transient(type(exc).__name__, "unexpected error while delivering")
                 return await self._failed_send(claim, None, unexpected, [])

@@ -26,6 +26,15 @@ class Policy:
     max_attempts: int
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """A message this worker took (its attempt not started yet)."""
+
+    message: Message
+    token: datetime  # the claimed_until set
+    attempt: int  # the number its attempt gets
+
+
 @dataclass
 class Claim:
     session: AsyncSession

@@ -1,9 +1,11 @@
 """The delivery worker: picks up due outbox messages and delivers them, in the gateway process.
 
-Several workers (in one process or many) may run against one database: each message is claimed
-with a conditional UPDATE before it is sent, so at most one worker sends it at a time. Messages
-of one recipient (one personal log chat) go out one after another, in order; different chats
-are served in parallel, a bounded number at a time.
+Several workers (in one process or many) may run against one database: messages are claimed
+with a conditional UPDATE before they are sent, so at most one worker sends each at a time. A
+chat's queue is claimed in one statement (one per message cost a transaction each), and what
+the run then does not try (the chat turned out to be held back) is handed back. Messages of one
+recipient (one personal log chat) go out one after another, in order; different chats are
+served in parallel, a bounded number at a time.
 
 Telegram sends are paced (`gateway.delivery.pacing`): before each part of a message the pacer
 is asked. A short wait (up to the worker's patience, which is sized so that every slot of the
@@ -40,7 +42,7 @@ from gateway.content_cipher import ContentCipher
 from gateway.delivery import coalesce
 from gateway.delivery.attempt import Clock, Deliverer
 from gateway.delivery.chain import DEFAULT_POLICIES, RetryPolicy
-from gateway.delivery.claim import Policy
+from gateway.delivery.claim import Claimed, Policy
 from gateway.delivery.elsewhere import Elsewhere
 from gateway.delivery.pacing import SHORT_MARGIN, Pacer, TelegramRates
 from gateway.delivery.routes import CreateTopic
@@ -273,14 +275,23 @@ class DeliveryWorker:
             handled = 0
             # The pacer holds this chat's Telegram sends until then (known from an earlier run).
             paced_until = self._paced.get(queue[0].recipient_id)
+
+            def held_back(candidate: outbox.Candidate) -> bool:
+                return paced_until is not None and candidate.channel is Channel.TELEGRAM
+
+            # The rest is claimed in one statement, not one per message.
+            claimed = await self._deliverer.claim([c.message_id for c in queue if not held_back(c)])
             held: list[str] = []
             for index, candidate in enumerate(queue):
-                if paced_until is not None and candidate.channel is Channel.TELEGRAM:
+                if held_back(candidate):
                     held.append(candidate.message_id)
                     continue
-                result = await self._deliverer.deliver(candidate.message_id)
-                if result is None:
+                taken = claimed.pop(candidate.message_id, None)
+                if taken is None:
                     continue  # another worker has it
+                result = await self._deliverer.deliver_claimed(taken)
+                if result is None:
+                    continue  # another worker took it over
                 if result.paced:
                     # Only its Telegram messages wait for the chat's buckets; other channels
                     # are not paced by them.
@@ -295,16 +306,24 @@ class DeliveryWorker:
                     # committed before the retry (the next runs postpone them).
                     self._paced[candidate.recipient_id] = result.retry_at
                     rest = [c.message_id for c in queue[index + 1 :]]
-                    await self._postpone(rest, result.retry_at)
+                    await self._postpone(rest, result.retry_at, claimed)
+                    claimed = {}
                     break
             if held and paced_until is not None:
-                await self._postpone(held, paced_until)
+                await self._postpone(held, paced_until, claimed)
             return handled
 
-    async def _postpone(self, message_ids: list[str], until: datetime) -> None:
+    async def _postpone(
+        self, message_ids: list[str], until: datetime, claimed: Mapping[str, Claimed]
+    ) -> None:
+        """Hold these messages back until `until`: queued ones stay queued, those this run
+        claimed and did not try are handed back."""
+        taken = [m for m in message_ids if m in claimed]
         if message_ids:
             async with self._sessionmaker() as session:
                 await outbox.postpone(session, message_ids, until)
+                if taken:
+                    await outbox.release(session, taken, claimed[taken[0]].token, until)
                 await session.commit()
 
     async def _delay(self, handled: int) -> float:

@@ -104,7 +104,7 @@ async def due(session: AsyncSession, now: datetime, limit: int) -> list[Candidat
 _CLAIM = (
     update(Message)
     .where(
-        Message.id == bindparam("message_id"),
+        Message.id.in_(bindparam("message_ids", expanding=True)),
         _due(bindparam("now", type_=Message.next_attempt_at.type)),
     )
     .values(status=MessageStatus.SENDING, claimed_until=bindparam("until"))
@@ -112,18 +112,28 @@ _CLAIM = (
 )
 
 
+async def claim_many(
+    session: AsyncSession, message_ids: Sequence[str], now: datetime, until: datetime
+) -> dict[str, Message]:
+    """Take these messages for this worker until `until` (the claim token) in one statement,
+    and read them back in it (RETURNING: no gap in which one could be erased). Those another
+    worker has, or that are no longer due, are not among the result."""
+    if not message_ids:
+        return {}
+    result = await session.scalars(
+        _CLAIM,
+        {"message_ids": list(message_ids), "now": now, "until": until},
+        execution_options={"synchronize_session": False, "populate_existing": True},
+    )
+    return {message.id: message for message in result}
+
+
 async def claim(
     session: AsyncSession, message_id: str, now: datetime, until: datetime
 ) -> Message | None:
-    """Take the message for this worker until `until` and read it back in the same statement
-    (RETURNING: one round trip fewer per delivery, and no gap in which it could be erased);
-    None if another worker has it, or it is not due."""
-    result = await session.scalars(
-        _CLAIM,
-        {"message_id": message_id, "now": now, "until": until},
-        execution_options={"synchronize_session": False, "populate_existing": True},
-    )
-    return result.one_or_none()
+    """`claim_many` for one message: the message, or None if another worker has it or it is
+    not due."""
+    return (await claim_many(session, [message_id], now, until)).get(message_id)
 
 
 @cache
@@ -176,15 +186,45 @@ async def postpone(session: AsyncSession, message_ids: Sequence[str], until: dat
         )
 
 
-_LAST_ATTEMPT = select(func.max(DeliveryAttempt.attempt)).where(
-    DeliveryAttempt.message_id == bindparam("message_id"),
-    DeliveryAttempt.channel == bindparam("channel"),
+async def release(
+    session: AsyncSession, message_ids: Sequence[str], token: datetime, until: datetime
+) -> None:
+    """Hand back messages this worker claimed (with `token`) but did not try: queued again, due
+    at `until`. Those whose claim was lost meanwhile are left alone."""
+    if message_ids:
+        await _update(
+            session,
+            Message.id.in_(message_ids),
+            Message.status == MessageStatus.SENDING,
+            Message.claimed_until == token,
+            status=MessageStatus.QUEUED,
+            claimed_until=None,
+            next_attempt_at=until,
+        )
+
+
+_LAST_ATTEMPTS = (
+    select(DeliveryAttempt.message_id, DeliveryAttempt.channel, func.max(DeliveryAttempt.attempt))
+    .where(DeliveryAttempt.message_id.in_(bindparam("message_ids", expanding=True)))
+    .group_by(DeliveryAttempt.message_id, DeliveryAttempt.channel)
 )
 
 
+async def next_attempt_numbers(
+    session: AsyncSession, tries: Sequence[tuple[str, Channel]]
+) -> dict[str, int]:
+    """The number the next attempt of each (message, channel) gets, in one statement."""
+    if not tries:
+        return {}
+    rows = await session.execute(_LAST_ATTEMPTS, {"message_ids": [m for m, _ in tries]})
+    last = {(message_id, Channel(channel)): number for message_id, channel, number in rows}
+    return {
+        message_id: int(last.get((message_id, channel)) or 0) + 1 for message_id, channel in tries
+    }
+
+
 async def next_attempt_number(session: AsyncSession, message_id: str, channel: Channel) -> int:
-    last = await session.scalar(_LAST_ATTEMPT, {"message_id": message_id, "channel": channel})
-    return int(last or 0) + 1
+    return (await next_attempt_numbers(session, [(message_id, channel)]))[message_id]
 
 
 def add_attempt(

@@ -413,13 +413,15 @@ async def test_messages_for_a_held_chat_are_postponed_without_being_claimed(
     first = await put(sessionmaker, cipher, clock, personal.user_id, ["a0", "a1"])
     await worker.run_once()  # a0 goes, a1 is claimed and handed back: the chat waits
     claims: list[str] = []
-    real_claim = outbox.claim
+    real_claim = outbox.claim_many
 
-    async def counting_claim(session: AsyncSession, message_id: str, *args: Any) -> Message | None:
-        claims.append(message_id)
-        return await real_claim(session, message_id, *args)
+    async def counting_claim(
+        session: AsyncSession, message_ids: Sequence[str], *args: Any
+    ) -> dict[str, Message]:
+        claims.extend(message_ids)
+        return await real_claim(session, message_ids, *args)
 
-    monkeypatch.setattr(outbox, "claim", counting_claim)
+    monkeypatch.setattr(outbox, "claim_many", counting_claim)
     later = await put(sessionmaker, cipher, clock, personal.user_id, [f"b{i}" for i in range(5)])
 
     await worker.run_once()

@@ -191,6 +191,9 @@ async def test_a_partly_sent_message_resumes_without_duplicates_and_keeps_order(
     later = await load(sessionmaker, next_id)
     assert later.attempts == []
     assert later.next_attempt_at == long.next_attempt_at  # held back behind it
+    # It was claimed with the rest of the chat's queue: handed back, not left leased.
+    assert later.status == MessageStatus.QUEUED
+    assert later.claimed_until is None
 
     wait = (long.next_attempt_at - clock()).total_seconds()
     clock.advance(wait)

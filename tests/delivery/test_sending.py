@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sandbox.client import SandboxClient
 from storage.enums import AttemptOutcome, Category, Channel, MessageStatus
+from storage.models import Message
+from storage.repositories import outbox
 from tests.delivery.conftest import Enqueue, Personal, UTCClock, WorkerFactory, load
 
 
@@ -165,3 +171,34 @@ async def test_quiet_hours_send_without_sound(
     }
     assert sent["night owl"].disable_notification is True
     assert sent["day bird"].disable_notification is False
+
+
+async def test_a_chats_queue_is_claimed_in_one_statement_and_sent_in_order(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    enqueue: Enqueue,
+    make_worker: WorkerFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ids = [await enqueue(f"line {n}", category=Category.SYSTEM, created_offset=n) for n in range(5)]
+    claims: list[list[str]] = []
+    real_claim = outbox.claim_many
+
+    async def recording_claim(
+        session: AsyncSession, message_ids: Sequence[str], *args: Any
+    ) -> dict[str, Message]:
+        claims.append(list(message_ids))
+        return await real_claim(session, message_ids, *args)
+
+    monkeypatch.setattr(outbox, "claim_many", recording_claim)
+
+    assert await make_worker().run_once() == 5
+
+    assert claims == [ids]
+    texts = [m.text for m in (await control.get_chat(personal.chat_id)).bot_messages()]
+    assert texts[-5:] == [f"line {n}\n\n#system" for n in range(5)]
+    for n, message_id in enumerate(ids):
+        message = await load(sessionmaker, message_id)
+        assert message.status == MessageStatus.DELIVERED
+        assert [a.attempt for a in message.attempts] == [1], n
