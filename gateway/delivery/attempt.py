@@ -134,6 +134,8 @@ class Deliverer:
                 # A bug or an unforeseen error must not retry forever at every lease expiry:
                 # it counts as a transient failure, so the retry bound applies.
                 await session.rollback()
+                claim.attempt_rows.clear()  # rolled back with the rest
+                claim.copy_rows.clear()
                 try:
                     await session.refresh(message)  # the rollback expired it
                 except InvalidRequestError:  # the row is gone (erased meanwhile)
@@ -325,6 +327,7 @@ class Deliverer:
         needed = self._clock() + worst
         if needed <= claim.token:
             return True
+        await self._write_rows(claim)  # a try recorded before a topic was recreated, say
         if not await outbox.extend_claim(claim.session, claim.message.id, claim.token, needed):
             await claim.session.rollback()
             log.warning("message %s: claim lost before sending", claim.message.id)
@@ -340,18 +343,27 @@ class Deliverer:
         err: ChannelError | None,
         sent: list[str],
     ) -> None:
-        outbox.add_attempt(
-            claim.session,
-            claim.message.id,
-            claim.channel,
-            claim.attempt,
-            outcome,
-            self._clock(),
-            external_id=progress.external_id(sent),
-            error=f"{err.error_class}: {err.detail}" if err else None,
+        claim.attempt_rows.append(
+            outbox.attempt_row(
+                claim.message.id,
+                claim.channel,
+                claim.attempt,
+                outcome,
+                self._clock(),
+                external_id=progress.external_id(sent),
+                error=f"{err.error_class}: {err.detail}" if err else None,
+            )
         )
 
+    async def _write_rows(self, claim: Claim) -> None:
+        """The attempt and copy rows recorded so far, into the claim's transaction."""
+        await outbox.add_attempts(claim.session, claim.attempt_rows)
+        await copies.insert_rows(claim.session, claim.copy_rows)
+        claim.attempt_rows.clear()
+        claim.copy_rows.clear()
+
     async def _settle(self, claim: Claim, **values: Any) -> bool:
+        await self._write_rows(claim)
         held = await outbox.settle(claim.session, claim.message.id, claim.token, **values)
         if not held:
             # Our lease ran out and another worker owns the message now; its outcome wins.
@@ -467,8 +479,7 @@ class Deliverer:
         own send time, also when a later part fails. A due deletion lives in the same row, so
         it survives any restart."""
         now = self._clock()
-        copies.add(
-            claim.session,
+        claim.copy_rows += copies.rows(
             user_id=claim.message.recipient_id,
             message_id=claim.message.id,
             chat_id=route.address.chat_id,

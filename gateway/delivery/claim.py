@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,6 +43,10 @@ class Claim:
     token: datetime  # the claimed_until we set: proof we still own the row
     attempt: int  # the DeliveryAttempt number of the current try
     channel: Channel  # where in its fallback chain the message stands
+    # Attempt and kept-copy rows recorded so far, written with the outcome (Deliverer._settle):
+    # as Core INSERTs, one per table, not through the ORM's flush.
+    attempt_rows: list[dict[str, Any]] = field(default_factory=list)
+    copy_rows: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def has_next(self) -> bool:

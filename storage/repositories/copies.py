@@ -8,10 +8,38 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, delete, func, select, update
+from sqlalchemy import ColumnElement, CursorResult, Table, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import TelegramCopy
+
+
+def rows(
+    *,
+    user_id: int,
+    message_id: str | None,
+    chat_id: int,
+    telegram_ids: Sequence[int],
+    sent_at: datetime,
+    delete_at: datetime | None,
+    first_part_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """The rows recording parts of one message; `first_part_id` (default: the first of
+    `telegram_ids`) links all parts of the message."""
+    first = first_part_id if first_part_id is not None else telegram_ids[0]
+    return [
+        {
+            "user_id": user_id,
+            "message_id": message_id,
+            "chat_id": chat_id,
+            "telegram_message_id": telegram_id,
+            "first_part_id": first,
+            "sent_at": sent_at,
+            "delete_at": delete_at,
+            "delete_attempts": 0,
+        }
+        for telegram_id in telegram_ids
+    ]
 
 
 def add(
@@ -25,21 +53,26 @@ def add(
     delete_at: datetime | None,
     first_part_id: int | None = None,
 ) -> None:
-    """Record parts of one message; `first_part_id` (default: the first of `telegram_ids`)
-    links all parts of the message."""
-    first = first_part_id if first_part_id is not None else telegram_ids[0]
-    for telegram_id in telegram_ids:
-        session.add(
-            TelegramCopy(
-                user_id=user_id,
-                message_id=message_id,
-                chat_id=chat_id,
-                telegram_message_id=telegram_id,
-                first_part_id=first,
-                sent_at=sent_at,
-                delete_at=delete_at,
-            )
-        )
+    """Record parts of one message in the session (see `rows`)."""
+    for row in rows(
+        user_id=user_id,
+        message_id=message_id,
+        chat_id=chat_id,
+        telegram_ids=telegram_ids,
+        sent_at=sent_at,
+        delete_at=delete_at,
+        first_part_id=first_part_id,
+    ):
+        session.add(TelegramCopy(**row))
+
+
+_INSERT = insert(cast("Table", TelegramCopy.__table__))
+
+
+async def insert_rows(session: AsyncSession, copy_rows: Sequence[dict[str, Any]]) -> None:
+    """Insert `rows` in one Core statement (the worker's path: no ORM flush per delivery)."""
+    if copy_rows:
+        await session.execute(_INSERT, list(copy_rows))
 
 
 def _next_try() -> ColumnElement[datetime]:

@@ -21,11 +21,13 @@ from typing import Any, cast
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
+    Table,
     Update,
     and_,
     bindparam,
     case,
     func,
+    insert,
     or_,
     select,
     update,
@@ -227,8 +229,7 @@ async def next_attempt_number(session: AsyncSession, message_id: str, channel: C
     return (await next_attempt_numbers(session, [(message_id, channel)]))[message_id]
 
 
-def add_attempt(
-    session: AsyncSession,
+def attempt_row(
     message_id: str,
     channel: Channel,
     attempt: int,
@@ -237,18 +238,27 @@ def add_attempt(
     *,
     external_id: str | None = None,
     error: str | None = None,
-) -> None:
-    session.add(
-        DeliveryAttempt(
-            message_id=message_id,
-            channel=channel,
-            attempt=attempt,
-            outcome=outcome,
-            external_id=external_id,
-            error=error[:500] if error else None,
-            attempted_at=at,
-        )
-    )
+) -> dict[str, Any]:
+    """A DeliveryAttempt row for `add_attempts`."""
+    return {
+        "message_id": message_id,
+        "channel": channel,
+        "attempt": attempt,
+        "outcome": outcome,
+        "external_id": external_id,
+        "error": error[:500] if error else None,
+        "attempted_at": at,
+    }
+
+
+_INSERT_ATTEMPT = insert(cast("Table", DeliveryAttempt.__table__))
+
+
+async def add_attempts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert attempt rows (`attempt_row`) in one statement. A Core INSERT, not ORM objects:
+    the unit of work's flush of two rows per delivery was a sixth of the worker's CPU."""
+    if rows:
+        await session.execute(_INSERT_ATTEMPT, list(rows))
 
 
 async def next_wakeup(session: AsyncSession) -> datetime | None:
@@ -284,18 +294,22 @@ async def settle_carried(
     if not member_ids:
         return 0
     await _update(session, Message.id.in_(member_ids), **values)
-    for member_id in member_ids:
-        attempt = await next_attempt_number(session, member_id, channel)
-        add_attempt(
-            session,
-            member_id,
-            channel,
-            attempt,
-            outcome,
-            at,
-            external_id=external_id,
-            error=error,
-        )
+    numbers = await next_attempt_numbers(session, [(m, channel) for m in member_ids])
+    await add_attempts(
+        session,
+        [
+            attempt_row(
+                member_id,
+                channel,
+                numbers[member_id],
+                outcome,
+                at,
+                external_id=external_id,
+                error=error,
+            )
+            for member_id in member_ids
+        ],
+    )
     return len(member_ids)
 
 
