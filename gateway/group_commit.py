@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import Message
+from storage.repositories.messages import NewMessage, insert_new
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +30,12 @@ class GroupCommitter:
     ) -> None:
         self._sessionmaker = sessionmaker
         self._max_batch = max_batch
-        self._pending: list[tuple[Message, asyncio.Future[None]]] = []
+        self._pending: list[tuple[NewMessage, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self.commits = 0  # transactions so far (for benchmarks)
         self.rows = 0
 
-    async def commit(self, message: Message) -> None:
+    async def commit(self, message: NewMessage) -> None:
         """Return once `message` is committed; raises what its commit raised."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((message, done))
@@ -60,14 +60,14 @@ class GroupCommitter:
                     if not done.done():
                         done.set_result(None)
 
-    async def _commit(self, messages: Sequence[Message]) -> None:
+    async def _commit(self, messages: Sequence[NewMessage]) -> None:
         async with self._sessionmaker() as session:
-            session.add_all(messages)
+            await insert_new(session, messages)
             await session.commit()
         self.commits += 1
         self.rows += len(messages)
 
-    async def _one_by_one(self, batch: Sequence[tuple[Message, asyncio.Future[None]]]) -> None:
+    async def _one_by_one(self, batch: Sequence[tuple[NewMessage, asyncio.Future[None]]]) -> None:
         for message, done in batch:
             try:
                 await self._commit([message])

@@ -24,6 +24,7 @@ from gateway.routing import MessageFacts, Plan, plan_route
 from storage.enums import MessageStatus
 from storage.models import Message
 from storage.repositories import messages as message_repo
+from storage.repositories.messages import NewMessage
 
 Clock = Callable[[], datetime]
 
@@ -56,7 +57,7 @@ class Submitted:
     deferred_until: datetime | None = None
 
 
-def _submitted(message: Message, *, created: bool) -> Submitted:
+def _submitted(message: Message | NewMessage, *, created: bool) -> Submitted:
     deferred = message.status is MessageStatus.DEFERRED
     return Submitted(
         message.id,
@@ -74,7 +75,7 @@ def _check_and_build(
     sender: Sender,
     request: MessageRequest,
     now: datetime,
-) -> Message:
+) -> NewMessage:
     if recipient.group_id is None and not recipient.verified_channels:
         raise SubmissionError(
             409,
@@ -113,7 +114,7 @@ def _check_and_build(
         self_destruct_seconds=request.content.self_destruct_seconds,
         ephemeral=_ephemeral(request, recipient),
     )
-    return Message(
+    return NewMessage(
         id=message_id,
         sender_token_id=sender.token_id,
         recipient_id=sender.owner_id,
@@ -203,7 +204,7 @@ async def submit(
             await committer.commit(message)
         else:
             async with sessionmaker() as session:
-                session.add(message)
+                await message_repo.insert_new(session, [message])
                 await session.commit()
     except IntegrityError:
         # A concurrent request with the same key won the race: answer with its message.

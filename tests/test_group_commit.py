@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.group_commit import GroupCommitter
 from storage.enums import Category, MessageStatus, Priority
 from storage.models import ApiToken, Message, User
+from storage.repositories.messages import NewMessage
 
 pytestmark = pytest.mark.both_databases
 
@@ -31,8 +32,8 @@ async def _owner(sessionmaker: async_sessionmaker[AsyncSession]) -> tuple[int, i
         return user.id, token.id
 
 
-def _message(user_id: int, token_id: int, key: str | None = None) -> Message:
-    return Message(
+def _message(user_id: int, token_id: int, key: str | None = None) -> NewMessage:
+    return NewMessage(
         id=str(uuid.uuid4()),
         sender_token_id=token_id,
         recipient_id=user_id,
@@ -40,6 +41,8 @@ def _message(user_id: int, token_id: int, key: str | None = None) -> Message:
         priority=Priority.NORMAL,
         status=MessageStatus.QUEUED,
         encrypted_content=b"sealed",
+        failure_reason=None,
+        channels=["telegram"],
         idempotency_key_hash=key,
         created_at=NOW,
         next_attempt_at=NOW,

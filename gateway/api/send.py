@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 import aiohttp
@@ -18,6 +19,9 @@ from gateway.message_request import MessageRequest
 from gateway.submission import Sender, SubmissionError, Submitted
 
 log = logging.getLogger(__name__)
+
+# \uD800 to \uDFFF in any case: the escapes that spell UTF-16 surrogates.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def validation_message(exc: ValidationError) -> tuple[str | None, str]:
@@ -45,7 +49,10 @@ async def read_json_object(request: web.Request) -> dict[str, Any] | web.Respons
         return error_response(400, "malformed_json", "body holds a number too long to read")
     try:
         # JSON escapes can spell lone surrogates, which no UTF-8 text (nor Telegram) holds.
-        json.dumps(body, ensure_ascii=False).encode()
+        # Only an escape in the surrogate range can (raw UTF-8 holds none): the body is
+        # encoded again only when it has one.
+        if _SURROGATE_ESCAPE.search(raw):
+            json.dumps(body, ensure_ascii=False).encode()
     except UnicodeEncodeError:
         return error_response(
             400, "malformed_json", "body holds text that is not valid Unicode (a lone surrogate)"

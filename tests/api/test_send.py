@@ -277,6 +277,24 @@ async def test_odd_values_are_422_not_500(
     assert says in (await resp.json())["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (rb'{"content": {"text": "half \ud83d of a pair"}}', 400),
+        (rb'{"content": {"text": "\uDFFF alone"}}', 400),
+        (rb'{"content": {"text": "a whole pair \ud83d\ude00"}}', 202),
+        (rb'{"content": {"text": "caf\u00e9"}}', 202),
+    ],
+)
+async def test_a_lone_surrogate_is_400_and_a_pair_is_fine(
+    api: Client, person: Person, raw: bytes, status: int
+) -> None:
+    resp = await api.post(SEND, data=raw, headers=person.auth)
+    assert resp.status == status
+    if status == 400:
+        assert (await resp.json())["error"]["code"] == "malformed_json"
+
+
 async def test_deeply_nested_json_is_400(api: Client, person: Person) -> None:
     resp = await api.post(SEND, data=b"[" * 200_000 + b"]" * 200_000, headers=person.auth)
     assert resp.status == 400
