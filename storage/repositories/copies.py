@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NotRequired, TypedDict, Unpack, cast
 
 from sqlalchemy import ColumnElement, CursorResult, Table, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,55 +14,41 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.models import TelegramCopy
 
 
-def rows(
-    *,
-    user_id: int,
-    message_id: str | None,
-    chat_id: int,
-    telegram_ids: Sequence[int],
-    sent_at: datetime,
-    delete_at: datetime | None,
-    first_part_id: int | None = None,
-) -> list[dict[str, Any]]:
-    """The rows recording parts of one message; `first_part_id` (default: the first of
-    `telegram_ids`) links all parts of the message."""
-    first = first_part_id if first_part_id is not None else telegram_ids[0]
+class CopyFields(TypedDict):
+    """What is recorded of the parts of one message the bot sent."""
+
+    user_id: int
+    message_id: str | None
+    chat_id: int
+    telegram_ids: Sequence[int]
+    sent_at: datetime
+    delete_at: datetime | None
+    # Links all parts of the message; default: the first of `telegram_ids`.
+    first_part_id: NotRequired[int | None]
+
+
+def rows(**fields: Unpack[CopyFields]) -> list[dict[str, Any]]:
+    """The rows recording parts of one message, for `insert_rows`."""
+    first_part_id = fields.get("first_part_id")
+    first = first_part_id if first_part_id is not None else fields["telegram_ids"][0]
     return [
         {
-            "user_id": user_id,
-            "message_id": message_id,
-            "chat_id": chat_id,
+            "user_id": fields["user_id"],
+            "message_id": fields["message_id"],
+            "chat_id": fields["chat_id"],
             "telegram_message_id": telegram_id,
             "first_part_id": first,
-            "sent_at": sent_at,
-            "delete_at": delete_at,
+            "sent_at": fields["sent_at"],
+            "delete_at": fields["delete_at"],
             "delete_attempts": 0,
         }
-        for telegram_id in telegram_ids
+        for telegram_id in fields["telegram_ids"]
     ]
 
 
-def add(
-    session: AsyncSession,
-    *,
-    user_id: int,
-    message_id: str | None,
-    chat_id: int,
-    telegram_ids: Sequence[int],
-    sent_at: datetime,
-    delete_at: datetime | None,
-    first_part_id: int | None = None,
-) -> None:
+def add(session: AsyncSession, **fields: Unpack[CopyFields]) -> None:
     """Record parts of one message in the session (see `rows`)."""
-    for row in rows(
-        user_id=user_id,
-        message_id=message_id,
-        chat_id=chat_id,
-        telegram_ids=telegram_ids,
-        sent_at=sent_at,
-        delete_at=delete_at,
-        first_part_id=first_part_id,
-    ):
+    for row in rows(**fields):
         session.add(TelegramCopy(**row))
 
 
