@@ -129,6 +129,13 @@ class Deliverer:
             channel = current_channel(message)
             claim = Claim(session, message, claimed.token, claimed.attempt, channel)
             try:
+                # Claimed with the rest of its chat's queue, perhaps a while ago: a full lease
+                # again before anything is sent on any channel, so that the lease cannot run
+                # out (and another worker, or an erasure, take the message) mid-send.
+                now = self._clock()
+                lease = self._policy.lease
+                if claim.token < now + lease / 2 and not await self._extend(claim, now + lease):
+                    return None
                 return await self._attempt(claim)
             except Exception as exc:
                 # A bug or an unforeseen error must not retry forever at every lease expiry:
@@ -325,12 +332,15 @@ class Deliverer:
         """Make the lease last for every part (plus a topic creation) of the slowest sends."""
         worst = timedelta(seconds=(parts + 1) * self._channel.request_timeout)
         needed = self._clock() + worst
-        if needed <= claim.token:
-            return True
+        return needed <= claim.token or await self._extend(claim, needed)
+
+    async def _extend(self, claim: Claim, needed: datetime) -> bool:
+        """Move the claim's lease to `needed`; False (rolled back) if the claim was lost."""
         await self._write_rows(claim)  # a try recorded before a topic was recreated, say
-        if not await outbox.extend_claim(claim.session, claim.message.id, claim.token, needed):
+        message_id = claim.message.id  # read before a rollback expires the object
+        if not await outbox.extend_claim(claim.session, message_id, claim.token, needed):
             await claim.session.rollback()
-            log.warning("message %s: claim lost before sending", claim.message.id)
+            log.warning("message %s: claim lost before sending", message_id)
             return False
         await claim.session.commit()
         claim.token = needed
@@ -364,11 +374,12 @@ class Deliverer:
 
     async def _settle(self, claim: Claim, **values: Any) -> bool:
         await self._write_rows(claim)
-        held = await outbox.settle(claim.session, claim.message.id, claim.token, **values)
+        message_id = claim.message.id  # read before a rollback expires the object
+        held = await outbox.settle(claim.session, message_id, claim.token, **values)
         if not held:
             # Our lease ran out and another worker owns the message now; its outcome wins.
             await claim.session.rollback()
-            log.warning("message %s: claim lost; outcome dropped", claim.message.id)
+            log.warning("message %s: claim lost; outcome dropped", message_id)
             return False
         await claim.session.commit()
         return True

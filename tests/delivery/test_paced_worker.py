@@ -28,6 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.cli import _gateway_config
 from gateway.content_cipher import ContentCipher, new_key_text
 from gateway.delivery import DeliveryWorker
+from gateway.delivery.claim import Claim
+from gateway.delivery.elsewhere import Elsewhere
 from gateway.delivery.pacing import SHORT_MARGIN, Pacer, TelegramRates
 from gateway.delivery.worker import PacedSends
 from gateway.outbox_payload import OutboxPayload
@@ -641,3 +643,64 @@ class TestRealTime:
         # (Exactly 20 when measured; a little slack for a loaded machine's timing.)
         assert most_in_window([c.time for c in calls], 1.0) <= 24
         assert 4.0 < elapsed < 8.0
+
+
+async def test_a_message_claimed_with_its_queue_is_not_tried_once_its_lease_is_lost(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    personal: Personal,
+    cipher: ContentCipher,
+    clock: UTCClock,
+    make_worker: WorkerFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    [webhook_id] = await put(
+        sessionmaker, cipher, clock, personal.user_id, ["by webhook"], channels=[Channel.WEBHOOK]
+    )
+    deliverer = make_worker()._deliverer
+    claimed = await deliverer.claim([webhook_id])
+    # The messages before it in its chat's queue took longer than the lease, and another
+    # worker took it over meanwhile.
+    clock.advance(61)
+    async with sessionmaker() as session, session.begin():
+        assert await outbox.claim(session, webhook_id, clock(), clock() + timedelta(seconds=60))
+    tried: list[str] = []
+    real_attempt = Elsewhere.attempt
+
+    async def recording_attempt(self: Elsewhere, owner: Any, claim: Claim, payload: Any) -> Any:
+        tried.append(claim.message.id)
+        return await real_attempt(self, owner, claim, payload)
+
+    monkeypatch.setattr(Elsewhere, "attempt", recording_attempt)
+
+    assert await deliverer.deliver_claimed(claimed[webhook_id]) is None
+    assert tried == []  # nothing sent on a claim that is not ours any more
+    message = await load(sessionmaker, webhook_id)
+    assert message.status is MessageStatus.SENDING
+    assert message.claimed_until == clock() + timedelta(seconds=60)  # the other worker's
+
+
+async def test_a_message_claimed_a_while_ago_gets_a_new_lease_before_it_is_tried(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    personal: Personal,
+    cipher: ContentCipher,
+    clock: UTCClock,
+    make_worker: WorkerFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    [webhook_id] = await put(
+        sessionmaker, cipher, clock, personal.user_id, ["by webhook"], channels=[Channel.WEBHOOK]
+    )
+    deliverer = make_worker()._deliverer
+    claimed = await deliverer.claim([webhook_id])
+    clock.advance(45)  # three quarters of the 60 s lease gone
+    leases: list[datetime | None] = []
+    real_attempt = Elsewhere.attempt
+
+    async def recording_attempt(self: Elsewhere, owner: Any, claim: Claim, payload: Any) -> Any:
+        leases.append((await load(sessionmaker, claim.message.id)).claimed_until)
+        return await real_attempt(self, owner, claim, payload)
+
+    monkeypatch.setattr(Elsewhere, "attempt", recording_attempt)
+
+    await deliverer.deliver_claimed(claimed[webhook_id])
+    assert leases == [clock() + timedelta(seconds=60)]  # a whole lease from now, when tried
