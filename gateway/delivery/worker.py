@@ -282,42 +282,47 @@ class DeliveryWorker:
             # The rest is claimed in one statement, not one per message.
             claimed = await self._deliverer.claim([c.message_id for c in queue if not held_back(c)])
             held: list[str] = []
-            for index, candidate in enumerate(queue):
-                if held_back(candidate):
-                    held.append(candidate.message_id)
-                    continue
-                taken = claimed.pop(candidate.message_id, None)
-                if taken is None:
-                    continue  # another worker has it
-                result = await self._deliverer.deliver_claimed(taken)
-                if result is None:
-                    continue  # another worker took it over
-                if result.paced:
-                    # Only its Telegram messages wait for the chat's buckets; other channels
-                    # are not paced by them.
-                    paced_until = result.retry_at
-                    if paced_until is not None:
-                        self._paced[candidate.recipient_id] = paced_until
-                    continue
-                handled += 1
-                if result.retry_at is not None:
-                    # The chat is rate limited or failing: hold its later messages back too,
-                    # so they keep their order and we do not keep hitting it; also those
-                    # committed before the retry (the next runs postpone them).
-                    self._paced[candidate.recipient_id] = result.retry_at
-                    rest = [c.message_id for c in queue[index + 1 :]]
-                    await self._postpone(rest, result.retry_at, claimed)
-                    claimed = {}
-                    break
-            if held and paced_until is not None:
-                await self._postpone(held, paced_until, claimed)
+            try:
+                for index, candidate in enumerate(queue):
+                    if held_back(candidate):
+                        held.append(candidate.message_id)
+                        continue
+                    taken = claimed.pop(candidate.message_id, None)
+                    if taken is None:
+                        continue  # another worker has it
+                    result = await self._deliverer.deliver_claimed(taken)
+                    if result is None:
+                        continue  # another worker took it over
+                    if result.paced:
+                        # Only its Telegram messages wait for the chat's buckets; other
+                        # channels are not paced by them.
+                        paced_until = result.retry_at
+                        if paced_until is not None:
+                            self._paced[candidate.recipient_id] = paced_until
+                        continue
+                    handled += 1
+                    if result.retry_at is not None:
+                        # The chat is rate limited or failing: hold its later messages back
+                        # too, so they keep their order and we do not keep hitting it; also
+                        # those committed before the retry (the next runs postpone them).
+                        self._paced[candidate.recipient_id] = result.retry_at
+                        rest = [c.message_id for c in queue[index + 1 :]]
+                        await self._postpone(rest, result.retry_at, claimed)
+                        break
+                if held and paced_until is not None:
+                    await self._postpone(held, paced_until, claimed)
+            finally:
+                if claimed:
+                    # Left by an error or a cancellation: due again now, not when the lease
+                    # runs out (meanwhile they could be neither erased nor sent).
+                    await self._hand_back(claimed)
             return handled
 
     async def _postpone(
-        self, message_ids: list[str], until: datetime, claimed: Mapping[str, Claimed]
+        self, message_ids: list[str], until: datetime, claimed: dict[str, Claimed]
     ) -> None:
         """Hold these messages back until `until`: queued ones stay queued, those this run
-        claimed and did not try are handed back."""
+        claimed and did not try are handed back (and leave `claimed`)."""
         taken = [m for m in message_ids if m in claimed]
         if message_ids:
             async with self._sessionmaker() as session:
@@ -325,6 +330,14 @@ class DeliveryWorker:
                 if taken:
                     await outbox.release(session, taken, claimed[taken[0]].token, until)
                 await session.commit()
+        for message_id in taken:
+            del claimed[message_id]
+
+    async def _hand_back(self, claimed: dict[str, Claimed]) -> None:
+        try:
+            await asyncio.shield(self._postpone(list(claimed), self._clock(), claimed))
+        except Exception as exc:  # the lease still runs out; the original error matters more
+            log.error("handing back claimed messages failed: %s", type(exc).__name__)
 
     async def _delay(self, handled: int) -> float:
         async with self._sessionmaker() as session:

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.delivery.attempt import Deliverer
+from gateway.delivery.claim import Claimed
 from sandbox.client import SandboxClient
 from storage.enums import AttemptOutcome, Category, Channel, MessageStatus
 from storage.models import Message
@@ -202,3 +204,32 @@ async def test_a_chats_queue_is_claimed_in_one_statement_and_sent_in_order(
         message = await load(sessionmaker, message_id)
         assert message.status == MessageStatus.DELIVERED
         assert [a.attempt for a in message.attempts] == [1], n
+
+
+async def test_what_a_failed_run_claimed_and_did_not_try_is_handed_back_at_once(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    enqueue: Enqueue,
+    make_worker: WorkerFactory,
+    clock: UTCClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ids = [await enqueue(f"line {n}", category=Category.SYSTEM, created_offset=n) for n in range(3)]
+    worker = make_worker()
+
+    async def broken(self: Deliverer, claimed: Claimed) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Deliverer, "deliver_claimed", broken)
+
+    with pytest.raises(RuntimeError):
+        await worker.run_once()
+
+    # The first was being tried when it broke: its lease runs out as before. The other two
+    # are due again now, not in a minute.
+    first = await load(sessionmaker, ids[0])
+    assert first.status == MessageStatus.SENDING
+    for message_id in ids[1:]:
+        message = await load(sessionmaker, message_id)
+        assert message.status == MessageStatus.QUEUED
+        assert message.claimed_until is None
+        assert message.next_attempt_at == clock()
