@@ -38,7 +38,9 @@ async def read_json_object(request: web.Request) -> dict[str, Any] | web.Respons
     except (RequestPayloadError, aiohttp.ClientPayloadError):  # gzip that is not, say
         return error_response(400, "malformed_json", "body could not be read as sent")
     try:
-        body = json.loads(raw)
+        # Decoded here, strictly: json.loads would guess UTF-16 or 32 from the bytes, and it
+        # lets surrogates encoded in UTF-8 through, which no text (nor Telegram) holds.
+        body = json.loads(raw.decode("utf-8-sig"))
     except json.JSONDecodeError as exc:
         return error_response(400, "malformed_json", f"body is not valid JSON ({exc.msg})")
     except RecursionError:

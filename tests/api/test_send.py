@@ -284,6 +284,10 @@ async def test_odd_values_are_422_not_500(
         (rb'{"content": {"text": "\uDFFF alone"}}', 400),
         (rb'{"content": {"text": "a whole pair \ud83d\ude00"}}', 202),
         (rb'{"content": {"text": "caf\u00e9"}}', 202),
+        # Not spelled as escapes: a surrogate encoded as UTF-8 (CESU-8), and UTF-16.
+        (b'{"content": {"text": "\xed\xa0\x80"}}', 400),
+        ('{"content": {"text": "utf-16"}}'.encode("utf-16"), 400),
+        (b'\xef\xbb\xbf{"content": {"text": "after a byte order mark"}}', 202),
     ],
 )
 async def test_a_lone_surrogate_is_400_and_a_pair_is_fine(
