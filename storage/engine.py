@@ -53,7 +53,13 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         # A pool as large as the worker's and the API's concurrent sessions: beyond pool_size
         # each checkout opened a connection (a thread and five PRAGMAs) and closed it on
         # return, about 260 times in a 3,000-message bench/pipeline.py run with the default 5.
-        extra: dict[str, Any] = {"module": sqlite_driver.dbapi(), "pool_size": SQLITE_POOL}
+        extra: dict[str, Any] = {
+            "module": sqlite_driver.dbapi(),
+            "pool_size": SQLITE_POOL,
+            # No busy wait on the loop even for the connect-time PRAGMAs (sqlite3's default
+            # is 5 s); they wait on the thread like any statement (storage.sqlite_driver).
+            "connect_args": {"timeout": 0},
+        }
     else:
         extra = {"pool_pre_ping": True}
     engine = create_async_engine(url, echo=echo, hide_parameters=True, **extra)

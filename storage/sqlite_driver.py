@@ -21,6 +21,10 @@ to cost. Two things keep the loop from ever waiting on SQLite's lock:
   without doing anything, and the statement is run again on aiosqlite's thread, which waits
   for the lock there with the usual busy timeout (BUSY_TIMEOUT_MS).
 
+A write is told by its first keyword (INSERT, UPDATE, DELETE, REPLACE: what SQLAlchemy emits
+here). One that began otherwise (a CTE) would pass the gate and, finding the lock taken, wait
+on the thread like another process's writer: slower, never stuck.
+
 A statement still takes the loop for as long as SQLite works on it: a bulk DELETE of the
 retention job holds it for that time. Reads never wait for the lock (WAL).
 
@@ -236,6 +240,8 @@ class InlineConnection(AsyncAdapt_aiosqlite_connection):
 
     def _end(self, call: Callable[[sqlite3.Connection], None]) -> None:
         try:
+            if self._connection._connection is None:
+                return  # closed already (as the stock adapter, nothing to end)
             await_(self.run(call))
         except Exception as error:
             self._handle_exception(error)
