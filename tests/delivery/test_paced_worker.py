@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.cli import _gateway_config
 from gateway.content_cipher import ContentCipher, new_key_text
 from gateway.delivery import DeliveryWorker
-from gateway.delivery.claim import Claim
+from gateway.delivery.claim import Claim, Claimed
 from gateway.delivery.elsewhere import Elsewhere
 from gateway.delivery.pacing import SHORT_MARGIN, Pacer, TelegramRates
 from gateway.delivery.worker import PacedSends
@@ -645,6 +645,35 @@ class TestRealTime:
         assert 4.0 < elapsed < 8.0
 
 
+async def _claim_webhook_message(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    cipher: ContentCipher,
+    clock: UTCClock,
+    personal: Personal,
+    worker: DeliveryWorker,
+) -> Claimed:
+    """A webhook message, claimed as part of its chat's queue is (not tried yet)."""
+    [webhook_id] = await put(
+        sessionmaker, cipher, clock, personal.user_id, ["by webhook"], channels=[Channel.WEBHOOK]
+    )
+    return (await worker._deliverer.claim([webhook_id]))[webhook_id]
+
+
+def _watch_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, sessionmaker: async_sessionmaker[AsyncSession]
+) -> list[datetime | None]:
+    """The stored lease of each message as it is tried on a channel other than Telegram."""
+    leases: list[datetime | None] = []
+    real_attempt = Elsewhere.attempt
+
+    async def recording_attempt(self: Elsewhere, owner: Any, claim: Claim, payload: Any) -> Any:
+        leases.append((await load(sessionmaker, claim.message.id)).claimed_until)
+        return await real_attempt(self, owner, claim, payload)
+
+    monkeypatch.setattr(Elsewhere, "attempt", recording_attempt)
+    return leases
+
+
 async def test_a_message_claimed_with_its_queue_is_not_tried_once_its_lease_is_lost(
     sessionmaker: async_sessionmaker[AsyncSession],
     personal: Personal,
@@ -653,30 +682,22 @@ async def test_a_message_claimed_with_its_queue_is_not_tried_once_its_lease_is_l
     make_worker: WorkerFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    [webhook_id] = await put(
-        sessionmaker, cipher, clock, personal.user_id, ["by webhook"], channels=[Channel.WEBHOOK]
-    )
-    deliverer = make_worker()._deliverer
-    claimed = await deliverer.claim([webhook_id])
+    worker = make_worker()
+    claimed = await _claim_webhook_message(sessionmaker, cipher, clock, personal, worker)
+    message_id = claimed.message.id
     # The messages before it in its chat's queue took longer than the lease, and another
     # worker took it over meanwhile.
     clock.advance(61)
+    other_lease = clock() + timedelta(seconds=60)
     async with sessionmaker() as session, session.begin():
-        assert await outbox.claim(session, webhook_id, clock(), clock() + timedelta(seconds=60))
-    tried: list[str] = []
-    real_attempt = Elsewhere.attempt
+        assert await outbox.claim(session, message_id, clock(), other_lease)
+    tried = _watch_elsewhere(monkeypatch, sessionmaker)
 
-    async def recording_attempt(self: Elsewhere, owner: Any, claim: Claim, payload: Any) -> Any:
-        tried.append(claim.message.id)
-        return await real_attempt(self, owner, claim, payload)
-
-    monkeypatch.setattr(Elsewhere, "attempt", recording_attempt)
-
-    assert await deliverer.deliver_claimed(claimed[webhook_id]) is None
+    assert await worker._deliverer.deliver_claimed(claimed) is None
     assert tried == []  # nothing sent on a claim that is not ours any more
-    message = await load(sessionmaker, webhook_id)
+    message = await load(sessionmaker, message_id)
     assert message.status is MessageStatus.SENDING
-    assert message.claimed_until == clock() + timedelta(seconds=60)  # the other worker's
+    assert message.claimed_until == other_lease
 
 
 async def test_a_message_claimed_a_while_ago_gets_a_new_lease_before_it_is_tried(
@@ -687,20 +708,10 @@ async def test_a_message_claimed_a_while_ago_gets_a_new_lease_before_it_is_tried
     make_worker: WorkerFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    [webhook_id] = await put(
-        sessionmaker, cipher, clock, personal.user_id, ["by webhook"], channels=[Channel.WEBHOOK]
-    )
-    deliverer = make_worker()._deliverer
-    claimed = await deliverer.claim([webhook_id])
+    worker = make_worker()
+    claimed = await _claim_webhook_message(sessionmaker, cipher, clock, personal, worker)
     clock.advance(45)  # three quarters of the 60 s lease gone
-    leases: list[datetime | None] = []
-    real_attempt = Elsewhere.attempt
+    leases = _watch_elsewhere(monkeypatch, sessionmaker)
 
-    async def recording_attempt(self: Elsewhere, owner: Any, claim: Claim, payload: Any) -> Any:
-        leases.append((await load(sessionmaker, claim.message.id)).claimed_until)
-        return await real_attempt(self, owner, claim, payload)
-
-    monkeypatch.setattr(Elsewhere, "attempt", recording_attempt)
-
-    await deliverer.deliver_claimed(claimed[webhook_id])
+    await worker._deliverer.deliver_claimed(claimed)
     assert leases == [clock() + timedelta(seconds=60)]  # a whole lease from now, when tried
