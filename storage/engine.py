@@ -32,13 +32,10 @@ def ensure_sqlite_dir(url: str) -> None:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets the HTTP API read while the worker writes; foreign keys make cascades real.
-    # busy_timeout=0: statements run on the event loop, which must never sleep in SQLite's busy
-    # handler; one that finds the lock taken by another process is run again on aiosqlite's
-    # thread and waits there (storage.sqlite_driver).
+    # (busy_timeout is 0 from the connect arguments: see create_engine.)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=0")
     cursor.execute("PRAGMA synchronous=NORMAL")
     # Deleted rows (wiped content, purged records) are overwritten, not left in free pages.
     cursor.execute("PRAGMA secure_delete=ON")
@@ -56,8 +53,10 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         extra: dict[str, Any] = {
             "module": sqlite_driver.dbapi(),
             "pool_size": SQLITE_POOL,
-            # No busy wait on the loop even for the connect-time PRAGMAs (sqlite3's default
-            # is 5 s); they wait on the thread like any statement (storage.sqlite_driver).
+            # busy_timeout 0: statements run on the event loop, which must never sleep in
+            # SQLite's busy handler, from the connect-time PRAGMAs on (sqlite3's default is
+            # 5 s); one that finds the lock taken by another process is run again on
+            # aiosqlite's thread and waits there (storage.sqlite_driver).
             "connect_args": {"timeout": 0},
         }
     else:

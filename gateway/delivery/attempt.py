@@ -116,11 +116,6 @@ class Deliverer:
             for message_id, message in messages.items()
         }
 
-    async def deliver(self, message_id: str) -> Handled | None:
-        """Try the message once; None if another worker holds it (or took it over from us)."""
-        claimed = (await self.claim([message_id])).get(message_id)
-        return None if claimed is None else await self.deliver_claimed(claimed)
-
     async def deliver_claimed(self, claimed: Claimed) -> Handled | None:
         """Try a message `claim` took, once; None if another worker took it over meanwhile."""
         message = claimed.message
@@ -141,8 +136,7 @@ class Deliverer:
                 # A bug or an unforeseen error must not retry forever at every lease expiry:
                 # it counts as a transient failure, so the retry bound applies.
                 await session.rollback()
-                claim.attempt_rows.clear()  # rolled back with the rest
-                claim.copy_rows.clear()
+                claim.drop_rows()  # rolled back with the rest
                 try:
                     await session.refresh(message)  # the rollback expired it
                 except InvalidRequestError:  # the row is gone (erased meanwhile)
@@ -369,8 +363,7 @@ class Deliverer:
         """The attempt and copy rows recorded so far, into the claim's transaction."""
         await outbox.add_attempts(claim.session, claim.attempt_rows)
         await copies.insert_rows(claim.session, claim.copy_rows)
-        claim.attempt_rows.clear()
-        claim.copy_rows.clear()
+        claim.drop_rows()
 
     async def _settle(self, claim: Claim, **values: Any) -> bool:
         await self._write_rows(claim)

@@ -48,6 +48,11 @@ class Claim:
     attempt_rows: list[dict[str, Any]] = field(default_factory=list)
     copy_rows: list[dict[str, Any]] = field(default_factory=list)
 
+    def drop_rows(self) -> None:
+        """Forget the recorded rows (written, or rolled back with the transaction)."""
+        self.attempt_rows.clear()
+        self.copy_rows.clear()
+
     @property
     def has_next(self) -> bool:
         return self.message.channel_index + 1 < len(self.message.channels)

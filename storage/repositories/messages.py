@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
 
@@ -36,23 +36,12 @@ class NewMessage:
     retention_expires_at: datetime
 
     def row(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "sender_token_id": self.sender_token_id,
-            "recipient_id": self.recipient_id,
-            "category": self.category,
-            "priority": self.priority,
-            "status": self.status,
-            "encrypted_content": self.encrypted_content,
-            "failure_reason": self.failure_reason,
-            "channels": self.channels,
-            "idempotency_key_hash": self.idempotency_key_hash,
-            "created_at": self.created_at,
-            "next_attempt_at": self.next_attempt_at,
-            "retention_expires_at": self.retention_expires_at,
-            "attempt_count": 0,
-            "channel_index": 0,
-        }
+        """The columns to insert: these fields, and the counters a new message starts at."""
+        return {name: getattr(self, name) for name in _NEW_FIELDS} | _NEW_COUNTERS
+
+
+_NEW_FIELDS = tuple(f.name for f in fields(NewMessage))
+_NEW_COUNTERS = {"attempt_count": 0, "channel_index": 0}
 
 
 _INSERT = insert(cast("Table", Message.__table__))
