@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import html
+import itertools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -42,6 +43,26 @@ class _Atom:
     source: str
     text: str = ""  # the visible character(s), for CHAR
     name: str = ""  # the tag name, for OPEN/CLOSE
+    width: int = 0  # UTF-16 units of `text`
+    space: bool = False  # a CHAR that is whitespace
+
+
+def _char(source: str, text: str) -> _Atom:
+    return _Atom(_Kind.CHAR, source, text, width=_utf16(text), space=text.isspace())
+
+
+class _Chars(dict[str, _Atom]):
+    """The atom of each plain character, made once: atoms are immutable, so one instance can
+    stand for every occurrence (a 64 KiB digest is 64 Ki atoms; building each anew was most of
+    the time of splitting it)."""
+
+    def __missing__(self, ch: str) -> _Atom:
+        atom = self[ch] = _char(ch, ch)
+        return atom
+
+
+_CHARS = _Chars()
+_CHARS_KEPT = 4096  # distinct characters remembered; beyond that the cache starts afresh
 
 
 _TOKEN = re.compile(
@@ -71,11 +92,13 @@ def _atoms(source: str) -> list[_Atom]:
             else:
                 atoms.append(_Atom(_Kind.OPEN, token, name=name))
         elif token in _LONE:
-            atoms.append(_Atom(_Kind.CHAR, _LONE[token], text=token))
+            atoms.append(_char(_LONE[token], token))
         elif token.startswith("&"):
-            atoms.append(_Atom(_Kind.CHAR, token, text=html.unescape(token)))
+            atoms.append(_char(token, html.unescape(token)))
         else:
-            atoms.extend(_Atom(_Kind.CHAR, ch, text=ch) for ch in token)
+            atoms.extend(map(_CHARS.__getitem__, token))
+            if len(_CHARS) > _CHARS_KEPT:  # bounded, whatever alphabets come through
+                _CHARS.clear()
     return atoms
 
 
@@ -92,13 +115,9 @@ def visible_length(source: str) -> int:
 # --- splitting ------------------------------------------------------------------------------------
 
 
-def _is_space(atom: _Atom) -> bool:
-    return atom.kind is _Kind.CHAR and atom.text.isspace()
-
-
 def _strip(atoms: list[_Atom]) -> list[_Atom]:
     """Drop whitespace before the first and after the last visible character (Telegram does)."""
-    visible = [i for i, a in enumerate(atoms) if a.kind is _Kind.CHAR and not a.text.isspace()]
+    visible = [i for i, a in enumerate(atoms) if a.kind is _Kind.CHAR and not a.space]
     if not visible:
         return [a for a in atoms if a.kind is not _Kind.CHAR]
     first, last = visible[0], visible[-1]
@@ -133,9 +152,7 @@ class _Splitter:
     def __init__(self, atoms: list[_Atom]) -> None:
         self.atoms = atoms
         # widths[k]: UTF-16 width of atoms[:k]
-        self.widths = [0]
-        for atom in atoms:
-            self.widths.append(self.widths[-1] + _utf16(atom.text))
+        self.widths = list(itertools.accumulate((a.width for a in atoms), initial=0))
 
     def cuts(self, budget: int, last_budget: int) -> list[_Cut]:
         widths, total = self.widths, len(self.atoms)
@@ -161,13 +178,13 @@ class _Splitter:
         i = start
         while i <= fits and i < len(atoms):
             atom = atoms[i]
-            if not _is_space(atom):
+            if not atom.space:
                 seen_text = seen_text or atom.kind is _Kind.CHAR
                 i += 1
                 continue
             gap_start, newlines, after_newline, last_space = i, 0, -1, i
-            while i < len(atoms) and (_is_space(atoms[i]) or atoms[i].kind is not _Kind.CHAR):
-                if _is_space(atoms[i]):
+            while i < len(atoms) and (atoms[i].space or atoms[i].kind is not _Kind.CHAR):
+                if atoms[i].space:
                     last_space = i
                     if atoms[i].text == "\n":
                         newlines += 1
@@ -258,9 +275,8 @@ def split_html(source: str, limit: int = TELEGRAM_LIMIT, *, suffix: str = "") ->
         rest = _source(_drop_empty(_strip(_atoms(suffix))))
         return [rest] if rest else []
     suffix_width = visible_length(suffix)
-    body = _source(_drop_empty(atoms))
     if total + suffix_width <= limit:
-        return [body + suffix]
+        return [_source(_drop_empty(atoms)) + suffix]
     # Start from the fewest digits the part count can need (each part holds at most `limit`).
     digits = len(str(-(-total // limit)))
     while True:

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from gateway.rendering import render_message, split_html, visible_length, visible_text
+from gateway.rendering import render_message, split, split_html, visible_length, visible_text
 from tests.rendering import telegram_text, utf16_len
 
 PREFIX = re.compile(r"\((\d+)/(\d+)\) ")
@@ -268,3 +268,12 @@ def test_generated_markdown_renders_and_splits(seed: int) -> None:
     for part in parts:
         telegram_text(part, 4096)
     assert parts[-1].endswith("#plugin #build")
+
+
+def test_many_distinct_characters_keep_the_character_cache_bounded() -> None:
+    # Every code point of a few scripts, more than the splitter remembers atoms for: the text
+    # still splits whole, and what it remembers stays within its bound.
+    source = " ".join(chr(c) for c in range(0x4E00, 0x4E00 + 3 * split._CHARS_KEPT))
+    parts = split_html(source, 1000)
+    assert len(split._CHARS) <= split._CHARS_KEPT
+    assert "".join(body_texts(parts, "")).replace(" ", "") == source.replace(" ", "")
