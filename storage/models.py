@@ -20,6 +20,7 @@ from sqlalchemy import (
     MetaData,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -155,8 +156,26 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("sender_token_id", "idempotency_key_hash"),
-        # The worker's claim query: due rows of one status, oldest first.
-        Index("ix_messages_status_next_attempt_at", "status", "next_attempt_at"),
+        # The worker's claim query: due rows of one status, oldest first. Only rows not
+        # carried by a digest: the members of a burst stay queued until their digest settles,
+        # and with them in the index every look for due work walked past all of them (a pass
+        # took 15 ms with 50,000 members waiting, on the event loop).
+        Index(
+            "ix_messages_due",
+            "status",
+            "next_attempt_at",
+            sqlite_where=text("carried_by IS NULL"),
+            postgresql_where=text("carried_by IS NULL"),
+        ),
+        # A digest's members, by digest. Only carried rows: nearly every row is not carried,
+        # and with those in it SQLite chose this index for "carried_by IS NULL" and walked the
+        # whole history of delivered messages to find due ones.
+        Index(
+            "ix_messages_carried_by",
+            "carried_by",
+            sqlite_where=text("carried_by IS NOT NULL"),
+            postgresql_where=text("carried_by IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -185,9 +204,7 @@ class Message(Base):
     # Such a row is never sent itself; it settles when its carrier does.
     # CASCADE: without its carrier a carried message has nothing to deliver (its content went
     # into the digest); it never outlives it anyway (the digest keeps the longest retention).
-    carried_by: Mapped[str | None] = mapped_column(
-        ForeignKey("messages.id", ondelete="CASCADE"), index=True
-    )
+    carried_by: Mapped[str | None] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
     # The fallback chain decided at submission (channel values, in order), where the message
     # stands in it, since when it tries that channel, and the channel that delivered it.
     channels: Mapped[list[str]] = mapped_column(JSON, default=lambda: [Channel.TELEGRAM.value])

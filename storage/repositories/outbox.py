@@ -59,12 +59,12 @@ def _due(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
 
     A message carried by a digest is never sent itself: it settles with its carrier.
     """
-    return and_(
-        Message.carried_by.is_(None),
-        or_(
-            and_(Message.status == MessageStatus.QUEUED, Message.next_attempt_at <= now),
-            and_(Message.status == MessageStatus.SENDING, Message.claimed_until < now),
-        ),
+    # The carried test is in each branch: that is how SQLite sees that each can use the
+    # partial index ix_messages_due (both are searched in it, one after the other).
+    not_carried = Message.carried_by.is_(None)
+    return or_(
+        and_(not_carried, Message.status == MessageStatus.QUEUED, Message.next_attempt_at <= now),
+        and_(not_carried, Message.status == MessageStatus.SENDING, Message.claimed_until < now),
     )
 
 
@@ -269,7 +269,11 @@ async def next_wakeup(session: AsyncSession) -> datetime | None:
         )
     )
     leased = await session.scalar(
-        select(func.min(Message.claimed_until)).where(Message.status == MessageStatus.SENDING)
+        select(func.min(Message.claimed_until)).where(
+            # Never true of a sending message; it lets the query use ix_messages_due.
+            Message.status == MessageStatus.SENDING,
+            Message.carried_by.is_(None),
+        )
     )
     times = [t for t in (queued, leased) if t is not None]
     return min(times) if times else None
