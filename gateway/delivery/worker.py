@@ -237,7 +237,9 @@ class DeliveryWorker:
                 self._wake.clear()  # a notify() during the run below triggers the next one
                 try:
                     handled = await self.run_once()
-                    delay = await self._delay(handled)
+                    # Woken meanwhile: new work is known to be due, so the next run starts at
+                    # once and asking the database when the next message is due is wasted.
+                    delay = 0.0 if self._wake.is_set() else await self._delay(handled)
                 except Exception:  # recorded in state(); the worker must outlive it
                     delay = self._poll_interval
                 await self._sleep(stop, delay)
