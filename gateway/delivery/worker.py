@@ -25,6 +25,7 @@ of a trickle at the group's 20 a minute.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -60,6 +61,9 @@ PATIENCE = 0.5
 MAX_PATIENCE = 5.0
 # Woken this much after a reserved slot, the send takes a new slot instead (see before_send).
 LATE = SHORT_MARGIN / 2
+# Seconds after a run that tried nothing before the next may start (see run): a held chat's
+# new messages wait for its buckets anyway, far longer than this.
+HELD_RUN_SPACING = 0.02
 
 
 class PacedSends:
@@ -237,8 +241,14 @@ class DeliveryWorker:
                 self._wake.clear()  # a notify() during the run below triggers the next one
                 try:
                     handled = await self.run_once()
-                    # Woken meanwhile: new work is known to be due, so the next run starts at
-                    # once and asking the database when the next message is due is wasted.
+                    if not handled:
+                        # A run that tried nothing found nothing, or only held work back (a
+                        # paced chat's new messages). Under a stream of those, a run per
+                        # message is most of the gateway's work: the next run waits a moment,
+                        # so they cost one run per moment.
+                        await self._pause(stop, HELD_RUN_SPACING)
+                    # Woken meanwhile: new work is due, and asking the database when the next
+                    # message is due would be wasted.
                     delay = 0.0 if self._wake.is_set() else await self._delay(handled)
                 except Exception:  # recorded in state(); the worker must outlive it
                     delay = self._poll_interval
@@ -351,6 +361,12 @@ class DeliveryWorker:
             # Due but nothing could be taken (another worker holds it): do not spin.
             return self._poll_interval
         return min(max(delay, 0.0), self._poll_interval)
+
+    @staticmethod
+    async def _pause(stop: asyncio.Event, delay: float) -> None:
+        """Wait `delay` seconds unless `stop` is set first; a notify() does not cut it short."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
 
     async def _sleep(self, stop: asyncio.Event, delay: float) -> None:
         waits = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}

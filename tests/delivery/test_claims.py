@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Callable
 from datetime import timedelta
@@ -10,6 +11,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.delivery import worker as worker_module
 from sandbox.client import MessageView, SandboxClient
 from storage.enums import MessageStatus
 from tests.delivery.conftest import Enqueue, Personal, UTCClock, WorkerFactory, load
@@ -127,6 +129,35 @@ async def test_run_wakes_on_notify_and_stops(
     assert not state.running
     assert state.last_error is None
     assert state.last_run_at is not None
+
+
+async def test_runs_that_try_nothing_are_spaced_however_often_the_worker_is_woken(
+    personal: Personal, make_worker: WorkerFactory
+) -> None:
+    # Nothing is due: every run tries nothing. Woken over and over (as by a stream of messages
+    # for a held chat), the worker still starts runs at most once per HELD_RUN_SPACING.
+    worker = make_worker(poll_interval=30)
+    loop = asyncio.get_running_loop()
+    starts: list[float] = []
+    run_once = worker.run_once
+
+    async def timed_run_once() -> int:
+        starts.append(loop.time())
+        return await run_once()
+
+    worker.run_once = timed_run_once  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        async with asyncio.timeout(10):
+            while len(starts) < 6:
+                worker.notify()
+                await asyncio.sleep(0.001)  # not a wait for a condition: a stream of notifies
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 2)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert min(gaps) >= worker_module.HELD_RUN_SPACING * 0.9, gaps
 
 
 async def test_state_reports_a_failed_run(personal: Personal, make_worker: WorkerFactory) -> None:
