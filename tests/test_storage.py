@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -21,7 +21,7 @@ from storage.models import (
     User,
     UserPreferences,
 )
-from storage.repositories import outbox, retention, users
+from storage.repositories import groups, outbox, retention, users
 
 pytestmark = pytest.mark.both_databases
 
@@ -121,6 +121,40 @@ async def test_one_log_group_per_person_and_topic_per_category(
         )
         with pytest.raises(IntegrityError):
             await session.flush()
+
+
+async def test_a_linked_log_is_read_as_a_plain_view_of_its_topics(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessionmaker() as session:
+        user, bare_user = await _person(session), await _person(session, 2002)
+        group = LogGroup(chat_id=-1001, owner_id=user.id)
+        bare = LogGroup(chat_id=-1002, owner_id=bare_user.id)  # linked, no topics yet
+        session.add_all([group, bare])
+        await session.flush()
+        session.add_all(
+            [
+                Topic(group_id=group.id, category=Category.GENERAL, name="General"),
+                Topic(group_id=group.id, category=Category.AUTH, message_thread_id=7, name="a"),
+            ]
+        )
+        await session.commit()
+    async with sessionmaker() as session:
+        view = await groups.linked_view_of(session, user.id)
+        assert view is not None
+        assert (view.id, view.chat_id) == (group.id, -1001)
+        assert dict(view.threads) == {Category.GENERAL: None, Category.AUTH: 7}
+        assert view.category_of_thread(7) is Category.AUTH
+        assert view.category_of_thread(8) is None
+        bare_view = await groups.linked_view_of(session, bare_user.id)
+        assert bare_view is not None
+        assert dict(bare_view.threads) == {}
+        # Unlinked, or never linked: no view.
+        await session.execute(
+            update(LogGroup).where(LogGroup.id == group.id).values(unlinked_at=datetime.now(UTC))
+        )
+        assert await groups.linked_view_of(session, user.id) is None
+        assert await groups.linked_view_of(session, user.id + 1000) is None
 
 
 async def test_datetimes_come_back_aware_utc(

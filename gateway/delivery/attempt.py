@@ -36,6 +36,7 @@ from gateway.outbox_payload import OutboxPayload
 from storage.enums import AttemptOutcome, Channel, MessageStatus
 from storage.models import LogGroup
 from storage.repositories import copies, groups, outbox
+from storage.repositories.groups import LogView
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ class Deliverer:
             return await self._fail(claim, type(exc).__name__, REASON_UNREADABLE)
         if claim.channel is not Channel.TELEGRAM:
             return await self._elsewhere.attempt(self, claim, payload)
-        group = await groups.linked_group_of(claim.session, message.recipient_id)
+        group = await groups.linked_view_of(claim.session, message.recipient_id)
         if group is None:
             return await self.give_up(claim, "NoPersonalLog", REASON_NO_LOG)
         try:
@@ -172,7 +173,7 @@ class Deliverer:
     async def _send(
         self,
         claim: Claim,
-        group: LogGroup,
+        group: LogView,
         sealed: dict[str, Any],
         payload: OutboxPayload,
         parts: list[str],
@@ -233,7 +234,7 @@ class Deliverer:
     async def _failed_send(
         self,
         claim: Claim,
-        group: LogGroup | None,
+        group: LogView | None,
         err: ChannelError,
         sent: list[str],
         route: Route | None = None,
@@ -263,7 +264,9 @@ class Deliverer:
         if isinstance(err, Transient):
             return await self.after_transient(claim, err, self._telegram_policy, sent, **extra)
         if isinstance(err, DestinationGone) and group is not None:
-            group.unlinked_at = now
+            row = await claim.session.get(LogGroup, group.id)
+            if row is not None:  # written with the outcome
+                row.unlinked_at = now
             log.warning("chat %s gone (%s); personal log unlinked", group.chat_id, err.error_class)
             reason = REASON_CHAT_GONE if err.detail == "chat not found" else REASON_REMOVED
             return await self.give_up(claim, err.error_class, reason, err, sent)

@@ -18,7 +18,7 @@ from gateway.channels.base import Rejected
 from gateway.channels.telegram import TelegramAddress, translate
 from storage.enums import Category
 from storage.models import LogGroup, Topic
-from storage.repositories import groups
+from storage.repositories.groups import LogView
 
 CreateTopic = Callable[[AsyncSession, Bot, LogGroup, Category], Awaitable[Topic]]
 
@@ -34,7 +34,7 @@ async def resolve(
     session: AsyncSession,
     bot: Bot,
     create_topic: CreateTopic,
-    group: LogGroup,
+    log_view: LogView,
     category: Category,
     thread_id: int | None,
 ) -> Route:
@@ -44,40 +44,44 @@ async def resolve(
     message was accepted) falls back to the category's topic. A category without a topic yet
     gets one created. Telegram errors while creating come out as ChannelErrors.
     """
+    chat_id = log_view.chat_id
     if thread_id is not None:
-        named = groups.topic_by_thread(group, thread_id)
+        named = log_view.category_of_thread(thread_id)
         if named is not None:
-            return Route(TelegramAddress(group.chat_id, thread_id), named.category)
+            return Route(TelegramAddress(chat_id, thread_id), named)
     if category == Category.GENERAL:
-        return Route(TelegramAddress(group.chat_id, None), Category.GENERAL)
-    topic = groups.topic_for(group, category)
-    if topic is None or topic.message_thread_id is None:
-        topic = await _create(session, bot, create_topic, group, category)
-    return Route(TelegramAddress(group.chat_id, topic.message_thread_id), category)
+        return Route(TelegramAddress(chat_id, None), Category.GENERAL)
+    thread = log_view.threads.get(category)
+    if thread is None:
+        thread = (await _create(session, bot, create_topic, log_view, category)).message_thread_id
+    return Route(TelegramAddress(chat_id, thread), category)
 
 
 async def recreate(
     session: AsyncSession,
     bot: Bot,
     create_topic: CreateTopic,
-    group: LogGroup,
+    log_view: LogView,
     route: Route,
 ) -> Route:
     """A fresh topic in place of the one Telegram no longer knows."""
     if route.topic_category == Category.GENERAL:
         # General cannot be deleted in a forum; if Telegram says it is gone, nothing to rebuild.
         raise Rejected("TelegramBadRequest", "message thread not found")
-    topic = await _create(session, bot, create_topic, group, route.topic_category)
-    return Route(TelegramAddress(group.chat_id, topic.message_thread_id), route.topic_category)
+    topic = await _create(session, bot, create_topic, log_view, route.topic_category)
+    return Route(TelegramAddress(log_view.chat_id, topic.message_thread_id), route.topic_category)
 
 
 async def _create(
     session: AsyncSession,
     bot: Bot,
     create_topic: CreateTopic,
-    group: LogGroup,
+    log_view: LogView,
     category: Category,
 ) -> Topic:
+    group = await session.get(LogGroup, log_view.id)
+    if group is None or group.unlinked_at is not None:
+        raise Rejected("NoPersonalLog", "no personal log linked")  # unlinked meanwhile
     try:
         topic = await create_topic(session, bot, group, category)
     except TelegramAPIError as exc:

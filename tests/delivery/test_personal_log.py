@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
 from aiogram import Bot
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.channels.base import Rejected
+from gateway.delivery.routes import resolve
 from sandbox.client import SandboxClient
 from storage.enums import AttemptOutcome, Category, MessageStatus
 from storage.models import LogGroup, Topic
+from storage.repositories import groups
+from storage.types import utcnow
 from tests.delivery.conftest import (
     Enqueue,
     Personal,
@@ -201,3 +208,30 @@ async def test_an_unexpected_error_is_retried_within_the_bound(
         "gave up after 2 attempts: RuntimeError: unexpected error while delivering"
     )
     assert [a.outcome for a in message.attempts] == [AttemptOutcome.RETRY, AttemptOutcome.FAILED]
+
+
+async def test_no_topic_is_created_in_a_group_unlinked_since_it_was_read(
+    sessionmaker: async_sessionmaker[AsyncSession], bot: Bot, personal: Personal
+) -> None:
+    created: list[Category] = []
+
+    async def create_topic(
+        session: AsyncSession, bot: Bot, group: LogGroup, category: Category
+    ) -> Topic:
+        created.append(category)
+        raise AssertionError("no topic may be created in an unlinked group")
+
+    async with sessionmaker() as session:
+        view = await groups.linked_view_of(session, personal.user_id)
+        assert view is not None
+        # The system topic is missing (to be created) and, meanwhile, the person unlinks.
+        view = dataclasses.replace(
+            view, threads={c: t for c, t in view.threads.items() if c is not Category.SYSTEM}
+        )
+        await session.execute(
+            update(LogGroup).where(LogGroup.id == view.id).values(unlinked_at=utcnow())
+        )
+        with pytest.raises(Rejected) as caught:
+            await resolve(session, bot, create_topic, view, Category.SYSTEM, None)
+    assert caught.value.error_class == "NoPersonalLog"
+    assert created == []
