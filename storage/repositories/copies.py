@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, CursorResult, Table, delete, func, insert,
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import TelegramCopy
+from storage.repositories import core
 
 
 class CopyFields(TypedDict):
@@ -58,7 +59,7 @@ _INSERT = insert(cast("Table", TelegramCopy.__table__))
 async def insert_rows(session: AsyncSession, copy_rows: Sequence[dict[str, Any]]) -> None:
     """Insert `rows` in one Core statement (the worker's path: no ORM flush per delivery)."""
     if copy_rows:
-        await session.execute(_INSERT, list(copy_rows))
+        await core.execute(session, _INSERT, list(copy_rows))
 
 
 def _next_try() -> ColumnElement[datetime]:

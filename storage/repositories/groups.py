@@ -12,6 +12,7 @@ from sqlalchemy.orm import joinedload
 
 from storage.enums import Category
 from storage.models import LogGroup, Topic
+from storage.repositories import core
 
 
 def _with_topics(*where: ColumnElement[bool]) -> Select[LogGroup]:
@@ -80,9 +81,7 @@ _LINKED_VIEW = (
 
 async def linked_view_of(session: AsyncSession, user_id: int) -> LogView | None:
     """`linked_group_of` as a `LogView`, read in the session's transaction."""
-    # On the session's connection: a Core read of columns needs none of the ORM's execution.
-    connection = await session.connection()
-    rows = (await connection.execute(_LINKED_VIEW, {"user_id": user_id})).all()
+    rows = (await core.execute(session, _LINKED_VIEW, {"user_id": user_id})).all()
     if not rows:
         return None
     threads = {category: thread for _, _, category, thread in rows if category is not None}

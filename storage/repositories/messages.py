@@ -13,6 +13,7 @@ from sqlalchemy.orm import aliased, selectinload
 
 from storage.enums import Category, MessageStatus, Priority
 from storage.models import Message
+from storage.repositories import core
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +51,7 @@ _INSERT = insert(cast("Table", Message.__table__))
 async def insert_new(session: AsyncSession, messages: Sequence[NewMessage]) -> None:
     """Insert accepted messages in one statement (an executemany)."""
     if messages:
-        await session.execute(_INSERT, [message.row() for message in messages])
+        await core.execute(session, _INSERT, [message.row() for message in messages])
 
 
 async def by_idempotency_key(session: AsyncSession, token_id: int, key_hash: str) -> Message | None:

@@ -20,7 +20,6 @@ from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
-    CursorResult,
     Table,
     Update,
     and_,
@@ -37,6 +36,7 @@ from sqlalchemy.orm import aliased
 
 from storage.enums import AttemptOutcome, Channel, MessageStatus, Priority
 from storage.models import DeliveryAttempt, Message
+from storage.repositories import core
 
 
 @dataclass(frozen=True)
@@ -71,11 +71,8 @@ def _due(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
 async def _update(session: AsyncSession, *where: ColumnElement[bool], **values: Any) -> int:
     # synchronize_session=False: the worker reads rows fresh after each write, and "evaluate"
     # cannot handle every condition used here anyway.
-    result = await session.execute(
-        update(Message).where(*where).values(**values),
-        execution_options={"synchronize_session": False},
-    )
-    return cast("CursorResult[Any]", result).rowcount
+    result = await core.execute(session, update(Message).where(*where).values(**values))
+    return result.rowcount
 
 
 # `urgent` and `high` go before `normal` and `low`: two classes, ordered by time within each.
@@ -88,11 +85,12 @@ PRIORITY_CLASS = case(
 async def due(session: AsyncSession, now: datetime, limit: int) -> list[Candidate]:
     """Messages to try now: the urgent and high ones first, then normal and low; within a
     class oldest due first, so a person's messages of one class keep their order."""
-    rows = await session.execute(
+    rows = await core.execute(
+        session,
         select(Message.id, Message.recipient_id, Message.channels, Message.channel_index)
         .where(_due(now))
         .order_by(PRIORITY_CLASS, Message.next_attempt_at, Message.created_at, Message.id)
-        .limit(limit)
+        .limit(limit),
     )
     return [
         Candidate(message_id, recipient_id, _channel_now(channels, index))
@@ -156,12 +154,12 @@ async def _update_held(
     session: AsyncSession, message_id: str, token: datetime, values: dict[str, Any]
 ) -> bool:
     params = {f"new_{column}": value for column, value in values.items()}
-    result = await session.execute(
+    result = await core.execute(
+        session,
         _held_update(frozenset(values)),
         {"held_id": message_id, "held_token": token, **params},
-        execution_options={"synchronize_session": False},
     )
-    return cast("CursorResult[Any]", result).rowcount == 1
+    return result.rowcount == 1
 
 
 async def extend_claim(
@@ -218,7 +216,7 @@ async def next_attempt_numbers(
     """The number the next attempt of each (message, channel) gets, in one statement."""
     if not tries:
         return {}
-    rows = await session.execute(_LAST_ATTEMPTS, {"message_ids": [m for m, _ in tries]})
+    rows = await core.execute(session, _LAST_ATTEMPTS, {"message_ids": [m for m, _ in tries]})
     last = {(message_id, Channel(channel)): number for message_id, channel, number in rows}
     return {
         message_id: int(last.get((message_id, channel)) or 0) + 1 for message_id, channel in tries
@@ -258,7 +256,7 @@ async def add_attempts(session: AsyncSession, rows: Sequence[dict[str, Any]]) ->
     """Insert attempt rows (`attempt_row`) in one statement. A Core INSERT, not ORM objects:
     the unit of work's flush of two rows per delivery was a sixth of the worker's CPU."""
     if rows:
-        await session.execute(_INSERT_ATTEMPT, list(rows))
+        await core.execute(session, _INSERT_ATTEMPT, list(rows))
 
 
 async def next_wakeup(session: AsyncSession) -> datetime | None:

@@ -49,9 +49,7 @@ async def expired(session: AsyncSession, now: datetime, limit: int) -> list[Expi
     ]
 
 
-async def carried_from_senders(
-    session: AsyncSession, carrier_ids: Sequence[str]
-) -> dict[str, int]:
+async def carried_from_senders(session: AsyncSession, carrier_ids: Sequence[str]) -> dict[str, int]:
     """How many messages someone sent each of these digests carries: they go with it (the
     foreign key cascades), so a digest dropped undelivered loses them too."""
     if not carrier_ids:
