@@ -268,6 +268,19 @@ class Started:
     sandbox: str = ""  # the sandbox's base URL
     people: list[tuple[str, int]] = field(default_factory=list)  # (token, group) per person
     flood: dict[str, Any] = field(default_factory=dict)  # the sandbox's flood settings
+    pid: int = 0  # the server's process
+    sandbox_pid: int = 0  # the sandbox's, when it runs in a process of its own
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user and system) the server's process has used so far."""
+        return process_cpu_seconds(self.pid)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of process `pid` (Linux: /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    # Fields 14 and 15 of stat(5) (utime, stime), counted here after the ")" of field 2.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
@@ -280,7 +293,7 @@ def launch(kind: str, *args: str) -> Iterator[Started]:
         cwd=HERE.parent,
         env={**os.environ, "PYTHONPATH": str(HERE.parent)},
     )
-    started = Started("")
+    started = Started("", pid=proc.pid)
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -308,8 +321,11 @@ def launch_with_sandbox(kind: str, people: int, *, separate: bool) -> Iterator[S
     """`launch(kind, people)` of a gateway kind (`gateway` or `paced`): with `separate`, against
     a `sandbox` process of its own; else with the sandbox in the gateway's process."""
     with contextlib.ExitStack() as stack:
-        sandbox_url = [stack.enter_context(launch("sandbox")).url] if separate else []
-        yield stack.enter_context(launch(kind, str(people), *sandbox_url))
+        sandbox = stack.enter_context(launch("sandbox")) if separate else None
+        sandbox_url = [sandbox.url] if sandbox is not None else []
+        started = stack.enter_context(launch(kind, str(people), *sandbox_url))
+        started.sandbox_pid = sandbox.pid if sandbox is not None else 0
+        yield started
 
 
 async def wait_until(

@@ -25,7 +25,12 @@ import sys
 import time
 
 import aiohttp
-from _servers import SEND, Started, launch_with_sandbox  # sibling module: bench/ is on sys.path
+from _servers import (  # sibling module: bench/ is on sys.path
+    SEND,
+    Started,
+    launch_with_sandbox,
+    process_cpu_seconds,
+)
 
 POLL = 0.5  # seconds between looks at the sandbox's chats (each look costs the server CPU)
 
@@ -55,6 +60,7 @@ async def run(total: int, in_flight: int, started: Started) -> None:
                     if resp.status != 202:
                         raise RuntimeError(f"answer {resp.status}: {await resp.text()}")
 
+        cpu_before = _cpu(started)
         started_at = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(in_flight)))
         accepted = time.perf_counter() - started_at
@@ -62,6 +68,8 @@ async def run(total: int, in_flight: int, started: Started) -> None:
             while await _sends(http, started.sandbox, groups) - before < total:  # noqa: ASYNC110
                 await asyncio.sleep(POLL)  # another process's state: nothing to await
         delivered = time.perf_counter() - started_at
+        cpu_after = _cpu(started)
+        gateway_cpu, sandbox_cpu = (cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1])
     print(
         f"{total} messages to {len(people)} {'person' if len(people) == 1 else 'people'}, "
         f"{in_flight} in flight, "
@@ -69,7 +77,22 @@ async def run(total: int, in_flight: int, started: Started) -> None:
     )
     print(f"accepted  {total / accepted:8.0f} msg/s  ({accepted:.1f} s)")
     print(f"delivered {total / delivered:8.0f} msg/s  ({delivered:.1f} s to the last one)")
+    # CPU time per message is steadier than the rates on a shared machine, and says where the
+    # ceiling is: one process cannot use more than one CPU second per second.
+    if started.sandbox_pid:
+        print(
+            f"CPU per message: gateway {gateway_cpu / total * 1000:.2f} ms, "
+            f"sandbox {sandbox_cpu / total * 1000:.2f} ms"
+        )
+    else:
+        print(f"CPU per message: gateway and sandbox {gateway_cpu / total * 1000:.2f} ms")
     print("reproduce: .venv/bin/python bench/pipeline.py " + " ".join(sys.argv[1:]))
+
+
+def _cpu(started: Started) -> tuple[float, float]:
+    """CPU seconds used so far by the gateway's process and by the sandbox's (0 if none)."""
+    sandbox = process_cpu_seconds(started.sandbox_pid) if started.sandbox_pid else 0.0
+    return started.cpu_seconds(), sandbox
 
 
 def main() -> None:
