@@ -28,6 +28,17 @@ def _is_tag_char(ch: str) -> bool:
     return ch == "_" or _is_letter(ch) or unicodedata.category(ch) == "Nd"
 
 
+def _is_plain_tag(body: str) -> bool:
+    """ASCII letters, digits and `_` only, at most 64 of them, one a letter: most tags senders
+    send, already Telegram hashtags as they are (every message's tags pass through here)."""
+    return (
+        len(body) <= MAX_HASHTAG_LENGTH
+        and body.isascii()
+        and body.replace("_", "a").isalnum()  # false when empty
+        and not body.replace("_", "0").isdigit()  # some letter
+    )
+
+
 def normalise_hashtag(raw: str) -> str | None:
     """`raw` as a Telegram hashtag (`#word`), or None when nothing usable is left.
 
@@ -35,6 +46,9 @@ def normalise_hashtag(raw: str) -> str | None:
     removed (so `#CI/CD` becomes `#CICD`); the body is cut to 64 characters; a body without a
     single letter (empty, all digits, only underscores) is dropped.
     """
+    plain = raw.removeprefix("#")
+    if _is_plain_tag(plain):
+        return "#" + plain  # what the general path below makes of it, without its cost
     # NFC first so that "é" typed as e + accent and as one code point are the same tag.
     body = "".join(ch for ch in unicodedata.normalize("NFC", raw) if _is_tag_char(ch))
     body = body[:MAX_HASHTAG_LENGTH]

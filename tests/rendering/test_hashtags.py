@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gateway.rendering import hashtag_line, normalise_hashtag
+from gateway.rendering import hashtag_line, hashtags, normalise_hashtag
 
 
 @pytest.mark.parametrize(
@@ -80,3 +82,25 @@ def test_hashtag_line(category: str, requested: list[str], line: str) -> None:
 def test_unknown_category_is_an_error() -> None:
     with pytest.raises(ValueError, match="unknown category"):
         hashtag_line("marketing", [])
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.text(alphabet="aZz09_#-. é\u0301", max_size=70)
+    | st.text(max_size=8)
+    # Near the shortcut's edges: long runs of tag characters, digits only, a leading '#'.
+    | st.builds(
+        lambda hash_, body: hash_ + body,
+        st.sampled_from(["", "#", "##"]),
+        st.text(alphabet="a09_", max_size=8)
+        | st.integers(60, 70).flatmap(lambda n: st.text(alphabet="a09_", min_size=n, max_size=n)),
+    )
+)
+def test_the_plain_ascii_shortcut_gives_what_the_general_rules_give(raw: str) -> None:
+    general = hashtags._is_plain_tag
+    try:
+        hashtags._is_plain_tag = lambda body: False  # type: ignore[assignment]
+        expected = normalise_hashtag(raw)
+    finally:
+        hashtags._is_plain_tag = general  # type: ignore[assignment]
+    assert normalise_hashtag(raw) == expected
