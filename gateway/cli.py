@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import signal
 import sys
@@ -15,7 +16,10 @@ from storage import migrate as migrations
 
 if TYPE_CHECKING:
     from gateway.channel_wiring import ChannelsConfig
-    from gateway.runtime import GatewayConfig
+    from gateway.runtime import GatewayConfig, Role
+
+# What `serve --role` takes (gateway.runtime.ROLES; that module is slow to import, see below).
+ROLES = ("all", "api")
 
 # aiogram takes seconds to import (it builds every Bot API type), so the runtime is imported
 # only by the commands that run it: `migrate` and errors in settings answer at once.
@@ -32,11 +36,21 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Configuration comes from LIBRAL_* environment variables and ./.env.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser(
+    serve = sub.add_parser(
         "serve",
         help="run the bot, HTTP API and workers (migrates the database first)",
         description="Run the bot, HTTP API and workers against Telegram. "
         "Needs LIBRAL_BOT_TOKEN; migrates the database to head first.",
+    )
+    serve.add_argument(
+        "--role",
+        choices=ROLES,
+        default="all",
+        help="all: the bot, HTTP API, delivery worker and scheduled work (run one per bot "
+        "token); api: only the HTTP API, to run more of beside it on the same database "
+        "(share the port with LIBRAL_HTTP_REUSE_PORT=true, or put them behind a load "
+        "balancer). An api process does not migrate: the database must be at the newest "
+        "schema already (default: all)",
     )
     sub.add_parser("migrate", help="upgrade the database to the newest schema")
     sandbox = sub.add_parser(
@@ -96,6 +110,7 @@ def _gateway_config(settings: Settings, token: str) -> GatewayConfig:
         channels=channels_config(settings),
         telegram_rates=telegram_rates(settings),
         telegram_request_timeout=settings.telegram_request_timeout,
+        reuse_port=settings.http_reuse_port,
     )
 
 
@@ -162,14 +177,27 @@ def channels_config(settings: Settings) -> ChannelsConfig:
     return ChannelsConfig(smtp=smtp, sms=sms, webhook_schedule=schedule)
 
 
-def _cmd_serve(settings: Settings) -> int:
+def _cmd_serve(settings: Settings, role: Role) -> int:
     if settings.bot_token is None:
         raise SettingsError(
             "LIBRAL_BOT_TOKEN: is required for serve (use `libral-gateway sandbox` to try the "
             "gateway without Telegram)"
         )
-    migrations.upgrade(settings.database_url)
-    config = _gateway_config(settings, settings.bot_token.get_secret_value())
+    if role == "all":
+        migrations.upgrade(settings.database_url)
+    elif migrations.database_heads(settings.database_url) != tuple(
+        sorted(migrations.current_heads(settings.database_url))
+    ):
+        # Migrating here could race the "all" process doing the same.
+        print(
+            "libral-gateway: the database is not at the newest schema; start "
+            "`libral-gateway serve` (role all) or run `libral-gateway migrate` first",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    config = dataclasses.replace(
+        _gateway_config(settings, settings.bot_token.get_secret_value()), role=role
+    )
 
     from gateway.runtime import run_gateway
 
@@ -207,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "migrate":
             return _cmd_migrate(settings)
         if args.command == "serve":
-            return _cmd_serve(settings)
+            return _cmd_serve(settings, args.role)
         return _cmd_sandbox(settings, args.host, args.bot_api_port, args.demo)
     except SettingsError as exc:
         print(f"libral-gateway: {exc}", file=sys.stderr)

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -41,6 +42,10 @@ from storage.types import utcnow
 log = logging.getLogger(__name__)
 
 
+Role = Literal["all", "api"]
+ROLES: tuple[Role, ...] = ("all", "api")
+
+
 @dataclass(frozen=True)
 class GatewayConfig:
     """What the runtime needs, already validated (from Settings or from the sandbox command)."""
@@ -56,6 +61,10 @@ class GatewayConfig:
     telegram_rates: TelegramRates = field(default_factory=TelegramRates)
     # Seconds the delivery worker waits for one Bot API send before its outcome is unknown.
     telegram_request_timeout: int = 20
+    # "all": bot, HTTP API, delivery worker and scheduled work. "api": the HTTP API alone, to
+    # run more of beside one "all" process (see README, Running several processes).
+    role: Role = "all"
+    reuse_port: bool = False  # SO_REUSEPORT, so that such processes share http_port
 
     @property
     def api_base_url(self) -> str:
@@ -159,7 +168,9 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
             sessionmaker,
             bot,
             cipher,
-            worker,
+            # An "api" process runs no worker: it is not its health to report, and what it
+            # accepts is found by the worker's poll in the "all" process.
+            worker if config.role == "all" else None,
             clock=clock,
             deletion_stats=deleter.stats,
             scheduler=scheduler,
@@ -179,21 +190,25 @@ async def run_gateway(
     clock: Callable[[], datetime] = utcnow,
 ) -> None:
     """Serve the HTTP API, deliver and poll Telegram until `stop` is set; then shut down.
+    In the "api" role, only the HTTP API (and the channel checks its /channels reports).
 
     `on_ready` runs once the HTTP API is accepting connections.
     """
+    everything = config.role == "all"
     gw = build_gateway(config, clock)
     runner = web.AppRunner(gw.api, access_log=None)
     await runner.setup()
     tasks: list[asyncio.Task[None]] = []
     gw.scheduler.start()
     try:
-        site = web.TCPSite(runner, config.http_host, config.http_port)
+        site = web.TCPSite(
+            runner, config.http_host, config.http_port, reuse_port=config.reuse_port or None
+        )
         await site.start()
         log.info("HTTP API listening on http://%s:%s", config.http_host, config.http_port)
         # Work that came due while the gateway was down (held messages, deletions, expired
         # records) runs now; the rest is scheduled from the database.
-        for due_work in (gw.releaser, gw.deleter, gw.purger):
+        for due_work in (gw.releaser, gw.deleter, gw.purger) if everything else ():
             await due_work.start()
         gw.scheduler.add_job(
             gw.monitor.check_all,
@@ -202,13 +217,17 @@ async def run_gateway(
             coalesce=True,
             next_run_time=datetime.now(UTC),  # the first check at once
         )
-        tasks = [
-            asyncio.create_task(gw.worker.run(stop), name="delivery"),
-            asyncio.create_task(
-                gw.dispatcher.start_polling(gw.bot, handle_signals=False, close_bot_session=False),
-                name="polling",
-            ),
-        ]
+        if everything:
+            # One process per bot token polls Telegram: a second getUpdates is refused.
+            tasks = [
+                asyncio.create_task(gw.worker.run(stop), name="delivery"),
+                asyncio.create_task(
+                    gw.dispatcher.start_polling(
+                        gw.bot, handle_signals=False, close_bot_session=False
+                    ),
+                    name="polling",
+                ),
+            ]
         # Everything built so far (modules, schemas, the app) lives as long as the process:
         # moved out of the collector's sight, it no longer makes each full collection longer,
         # and those pauses stall the paced sends (see README, Benchmarks and performance).

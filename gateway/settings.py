@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=1, le=65535)
+    # SO_REUSEPORT: several processes (`serve` and `serve --role api`) share the port (Linux).
+    http_reuse_port: bool = False
     # NoDecode: "1,2,3" is split by the validator below instead of being parsed as JSON.
     admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     public_url: str | None = None

@@ -37,3 +37,29 @@ def current_heads(database_url: str) -> tuple[str, ...]:
     from alembic.script import ScriptDirectory
 
     return tuple(ScriptDirectory.from_config(alembic_config(database_url)).get_heads())
+
+
+def database_heads(database_url: str) -> tuple[str, ...]:
+    """The revisions the database is at (none for an empty one). Blocking, like `upgrade`.
+    Read from Alembic's version table directly: its MigrationContext logs at INFO."""
+    import asyncio
+
+    from sqlalchemy import Connection, inspect, text
+
+    from storage.engine import create_engine
+
+    def versions(connection: Connection) -> tuple[str, ...]:
+        if not inspect(connection).has_table("alembic_version"):
+            return ()
+        rows = connection.execute(text("SELECT version_num FROM alembic_version"))
+        return tuple(sorted(row[0] for row in rows))
+
+    async def read() -> tuple[str, ...]:
+        engine = create_engine(database_url)
+        try:
+            async with engine.connect() as connection:
+                return await connection.run_sync(versions)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())

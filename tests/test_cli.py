@@ -143,3 +143,21 @@ def test_fully_configured_channels_are_on() -> None:
     )
     assert config.sms is not None
     assert config.sms.sender == "+15550001111"
+
+
+def test_an_api_process_refuses_a_database_not_at_the_newest_schema(tmp_path: Path) -> None:
+    env = {
+        "LIBRAL_BOT_TOKEN": "123456:" + "A" * 35,
+        "LIBRAL_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'new.sqlite3'}",
+    }
+    result = run_cli("serve", "--role", "api", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "libral-gateway: the database is not at the newest schema; start `libral-gateway "
+        "serve` (role all) or run `libral-gateway migrate` first"
+    ]
+    with sqlite3.connect(tmp_path / "new.sqlite3") as conn:  # it did not migrate it either
+        assert conn.execute("SELECT name FROM sqlite_master").fetchall() == []
+    unknown = run_cli("serve", "--role", "worker", env=env, cwd=tmp_path)
+    assert unknown.returncode == 2
+    assert "invalid choice: 'worker'" in unknown.stderr

@@ -72,9 +72,14 @@ def test_diff_detects_a_model_change(database_url: str) -> None:
 
 
 def test_downgrade_to_base_and_back(database_url: str) -> None:
+    assert migrate.database_heads(database_url) == ()
     migrate.upgrade(database_url)
+    assert migrate.database_heads(database_url) == migrate.current_heads(database_url)
+    migrate.downgrade(database_url, "-1")
+    assert migrate.database_heads(database_url) not in ((), migrate.current_heads(database_url))
     migrate.downgrade(database_url, "base")
     assert _tables(database_url) & TABLES == set()
+    assert migrate.database_heads(database_url) == ()
     migrate.upgrade(database_url)
     assert _tables(database_url) >= TABLES
     assert _diff(database_url, Base.metadata) == []

@@ -44,11 +44,15 @@ API_PREFIX = "/api/v1/communication"
 MAX_BODY_BYTES = 1024 * 1024
 
 
+def _nobody() -> None:
+    """No worker to wake in this process: the one elsewhere finds new messages by its poll."""
+
+
 def create_api_app(
     sessionmaker: async_sessionmaker[AsyncSession],
     bot: Bot,
     cipher: ContentCipher,
-    delivery: DeliveryHandle,
+    delivery: DeliveryHandle | None,
     *,
     clock: Callable[[], datetime] = utcnow,
     on_deferred: Callable[[datetime], None] | None = None,
@@ -60,7 +64,8 @@ def create_api_app(
     token_cache: TokenCache | None = None,
 ) -> web.Application:
     """`on_deferred(when)` is told of each message held for quiet hours (the releaser), unless a
-    ready `submitter` (the composition root's, shared with the bot) is given."""
+    ready `submitter` (the composition root's, shared with the bot) is given. `delivery` is
+    None where no worker runs in this process: health then has no worker to report."""
     # error_middleware is outermost so that auth failures and aiohttp's own errors (413 for an
     # oversized body, 404, 405) all come out as JSON.
     app = web.Application(
@@ -77,7 +82,11 @@ def create_api_app(
     # Shared with the bot, whose revocations must reach it (gateway.token_cache).
     app[TOKEN_CACHE] = token_cache or TokenCache()
     app[SUBMITTER] = submitter or Submitter(
-        sessionmaker, cipher, clock=clock, on_queued=delivery.notify, on_deferred=on_deferred
+        sessionmaker,
+        cipher,
+        clock=clock,
+        on_queued=delivery.notify if delivery is not None else _nobody,
+        on_deferred=on_deferred,
     )
     app.router.add_get(f"{API_PREFIX}/health", health)
     app.router.add_post(f"{API_PREFIX}/send", send)

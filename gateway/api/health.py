@@ -17,6 +17,7 @@ from gateway.api.keys import (
     DELIVERY,
     SCHEDULER,
     SESSIONMAKER,
+    WorkerStatus,
 )
 from gateway.deletion import OVERDUE_GRACE
 from storage.repositories import copies
@@ -47,6 +48,19 @@ def _deletions(request: web.Request, pending: copies.Pending) -> dict[str, Any]:
     }
 
 
+def _worker(body: dict[str, Any], failing: list[str], worker: WorkerStatus) -> None:
+    body["worker"] = {
+        "ok": worker.running,
+        "last_error": worker.last_error,
+        "last_run_at": worker.last_run_at.isoformat() if worker.last_run_at else None,
+        # Telegram sends whose outcome was unknowable (a timeout or a broken connection after
+        # the request went out): each may have been delivered twice.
+        "unknown_send_outcomes": worker.unknown_send_outcomes,
+    }
+    if not worker.running:
+        failing.append("worker")
+
+
 async def health(request: web.Request) -> web.Response:
     body: dict[str, Any] = {}
     failing: list[str] = []
@@ -68,17 +82,9 @@ async def health(request: web.Request) -> web.Response:
         log.warning("health: telegram check failed: %s", type(exc).__name__)
         body["telegram"] = {"ok": False, "error": type(exc).__name__}
         failing.append("telegram")
-    worker = request.app[DELIVERY].state()
-    body["worker"] = {
-        "ok": worker.running,
-        "last_error": worker.last_error,
-        "last_run_at": worker.last_run_at.isoformat() if worker.last_run_at else None,
-        # Telegram sends whose outcome was unknowable (a timeout or a broken connection after
-        # the request went out): each may have been delivered twice.
-        "unknown_send_outcomes": worker.unknown_send_outcomes,
-    }
-    if not worker.running:
-        failing.append("worker")
+    delivery = request.app[DELIVERY]
+    if delivery is not None:  # else none runs in this process (serve --role api)
+        _worker(body, failing, delivery.state())
     # Fallback channels as last checked: a configured one whose check failed degrades health.
     body["channels"] = {}
     for status in request.app[CHANNEL_STATUSES]():

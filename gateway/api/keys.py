@@ -48,7 +48,8 @@ BOT = web.AppKey("bot", Bot)
 CIPHER = web.AppKey("cipher", ContentCipher)
 Clock = Callable[[], datetime]
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
-DELIVERY = web.AppKey("delivery", DeliveryHandle)
+# None in a process that runs no delivery worker (`serve --role api`).
+DELIVERY = web.AppKey[DeliveryHandle | None]("delivery")
 SUBMITTER = web.AppKey("submitter", Submitter)
 DELETIONS = web.AppKey("deletions", DeletionStats)
 SCHEDULER: web.AppKey[SchedulerState | None] = web.AppKey("scheduler")

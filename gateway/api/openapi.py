@@ -328,9 +328,11 @@ def component_schemas() -> dict[str, Schema]:
             "scheduler": _object({"ok": {"type": "boolean"}}),
             "failing": {"type": "array", "items": {"type": "string"}, "minItems": 1},
         },
-        # queue_depth and deletions need the database; scheduler is absent where none runs.
+        # queue_depth and deletions need the database; worker and scheduler are absent where
+        # none runs (a `serve --role api` process has no worker).
         "queue_depth",
         "deletions",
+        "worker",
         "scheduler",
         "failing",
     )

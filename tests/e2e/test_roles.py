@@ -1,0 +1,65 @@
+"""`serve --role api`: processes that serve only the HTTP API beside the one "all" process,
+on the same database: what they accept, its worker delivers; with SO_REUSEPORT they share
+the port."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import aiohttp
+
+from gateway.runtime import ROLES
+from tests.e2e.conftest import Running, free_port, gateway_running
+
+SEND = "/api/v1/communication/send"
+HEALTH = "/api/v1/communication/health"
+
+
+async def test_an_api_process_accepts_what_the_all_process_delivers(running: Running) -> None:
+    _user, group, token = await running.person_with_log()
+    assert running.config is not None
+    api_port = free_port()
+    api_config = dataclasses.replace(running.config, role="api", http_port=api_port)
+    async with gateway_running(api_config, running.clock):
+        api_url = f"http://127.0.0.1:{api_port}"
+        async with running.http.get(api_url + HEALTH) as resp:
+            health = await resp.json()
+        assert resp.status == 200, health
+        assert "worker" not in health  # none runs there: not its health to report
+        assert health["database"]["ok"]
+        assert health["telegram"]["ok"]
+        body = {"category": "system", "content": {"text": "accepted by the api process"}}
+        headers = {"Authorization": f"Bearer {token}"}
+        async with running.http.post(api_url + SEND, json=body, headers=headers) as resp:
+            assert resp.status == 202, await resp.text()
+        # No notify crosses processes: the "all" process's worker finds it by its poll.
+        delivered = await running.world.wait_for_bot_message(
+            group, lambda m: "accepted by the api process" in (m.text or ""), within=10
+        )
+    assert delivered.text == "accepted by the api process\n\n#system"
+
+
+async def test_with_reuse_port_the_processes_share_the_http_port(running: Running) -> None:
+    assert running.config is not None
+    await running.stop_gateway()
+    running.config = dataclasses.replace(running.config, reuse_port=True)
+    await running.start_gateway()
+    api_config = dataclasses.replace(running.config, role="api")
+    async with gateway_running(api_config, running.clock):
+        kinds: set[bool] = set()
+        # A new connection each time: the kernel spreads connections over the two sockets.
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as fresh:
+            for _ in range(60):
+                async with fresh.get(running.api_url + HEALTH) as resp:
+                    assert resp.status == 200
+                    kinds.add("worker" in await resp.json())
+                if len(kinds) == 2:
+                    break
+    assert kinds == {True, False}  # answered by the "all" process and by the "api" one
+
+
+def test_the_command_line_offers_the_runtimes_roles() -> None:
+    from gateway import cli
+
+    assert cli.ROLES == ROLES
