@@ -17,8 +17,13 @@ Kinds of server:
 - `bare`: an aiohttp app that parses the same JSON as `POST /send` and answers 202; prints
   `READY <url>`.
 
+- `api DATABASE_URL API_URL SANDBOX_URL`: `serve --role api` beside a `gateway` or `paced`
+  server (which bind with SO_REUSEPORT and print `DATABASE <url>`): its database, its port;
+  prints `READY <api url>`.
+
 Usage (by the bench scripts):
     python bench/_servers.py gateway [PEOPLE [URL]] | sandbox | paced PEOPLE [URL] | bare
+                             | api DATABASE_URL API_URL SANDBOX_URL
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ HERE = Path(__file__).resolve().parent
 SEND_METHODS = frozenset(
     {"sendMessage", "editMessageText", "editMessageReplyMarkup", "sendDocument"}
 )
+BENCH_CONTENT_KEY = b"b" * 32
 SETUP_CONCURRENCY = 12  # people set up at once by `paced`
 SETUP_WAIT = 20.0  # seconds one try of a step of a person's setup may take
 SETUP_ATTEMPTS = 3
@@ -131,9 +137,11 @@ async def sandbox_and_gateway(
                 db,
                 "127.0.0.1",
                 port,
-                b"b" * 32,
+                BENCH_CONTENT_KEY,
                 telegram_rates=rates,
+                reuse_port=True,  # `api` processes may join it on its port
             )
+            print(f"DATABASE {db}", flush=True)
             stop, ready = asyncio.Event(), asyncio.Event()
             task = asyncio.create_task(run_gateway(config, stop, on_ready=ready.set))
             await ready.wait()
@@ -257,6 +265,31 @@ async def paced(people: int, sandbox_url: str | None = None) -> None:
         await _until_signal()
 
 
+async def api(database_url: str, api_url: str, sandbox_url: str) -> None:
+    """`serve --role api` beside a `gateway` or `paced` server: its database, on its port."""
+    from gateway.runtime import GatewayConfig, run_gateway
+    from sandbox.state import DEFAULT_BOT_TOKEN
+
+    host, _, port = api_url.removeprefix("http://").partition(":")
+    config = GatewayConfig(
+        DEFAULT_BOT_TOKEN,
+        sandbox_url,
+        database_url,
+        host,
+        int(port),
+        BENCH_CONTENT_KEY,
+        role="api",
+        reuse_port=True,
+    )
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run_gateway(config, stop, on_ready=ready.set))
+    await ready.wait()
+    print(f"READY {api_url}", flush=True)
+    await _until_signal()
+    stop.set()
+    await task
+
+
 # --- for the bench scripts -------------------------------------------------------------------
 
 
@@ -268,6 +301,7 @@ class Started:
     sandbox: str = ""  # the sandbox's base URL
     people: list[tuple[str, int]] = field(default_factory=list)  # (token, group) per person
     flood: dict[str, Any] = field(default_factory=dict)  # the sandbox's flood settings
+    database: str = ""  # the gateway's database URL
     pid: int = 0  # the server's process
     sandbox_pid: int = 0  # the sandbox's, when it runs in a process of its own
 
@@ -303,6 +337,8 @@ def launch(kind: str, *args: str) -> Iterator[Started]:
                 started.people.append((token, int(group)))
             elif word == "SANDBOX":
                 started.sandbox = rest.split()[0]
+            elif word == "DATABASE":
+                started.database = rest
             elif word == "FLOOD":
                 started.flood = json.loads(rest)
             elif word == "READY":
@@ -314,6 +350,16 @@ def launch(kind: str, *args: str) -> Iterator[Started]:
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+@contextmanager
+def with_api_processes(started: Started, count: int) -> Iterator[list[Started]]:
+    """`count` `serve --role api` processes beside the gateway `started`, sharing its port."""
+    with contextlib.ExitStack() as stack:
+        yield [
+            stack.enter_context(launch("api", started.database, started.url, started.sandbox))
+            for _ in range(count)
+        ]
 
 
 @contextmanager
@@ -385,6 +431,7 @@ def _main() -> None:
             int(sys.argv[2]) if len(sys.argv) > 2 else 1, sys.argv[3] if len(sys.argv) > 3 else None
         ),
         "sandbox": sandbox,
+        "api": lambda: api(sys.argv[2], sys.argv[3], sys.argv[4]),
         "paced": lambda: paced(int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None),
     }
     asyncio.run(servers[kind]())

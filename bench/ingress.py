@@ -4,32 +4,63 @@ JSON and answers 202, with one load generator, in the same run, on the same mach
 
 Each server runs in a process of its own (bench/_servers.py); the load generator here keeps a
 fixed number of requests in flight. The gateway is the whole thing (HTTP API with auth,
-validation, routing and the commit; bot; delivery worker sending to a loopback sandbox with
-flood control off), on SQLite in WAL mode.
+validation, routing and the commit; bot; delivery worker; scheduler), on SQLite in WAL mode,
+with a loopback sandbox as Telegram. It is measured as:
 
-Usage: .venv/bin/python bench/ingress.py [requests per level, default 5000] [levels, e.g. 1,16,64]
+- `paced`: as shipped, pacing to Telegram's limits, which the sandbox enforces (flood control
+  on); all messages go to one person, so their bursts fold into digests.
+- `paced+api`: the same with one `serve --role api` process beside it, sharing its port
+  (LIBRAL_HTTP_REUSE_PORT): two processes, as a two-core machine allows.
+- `unpaced`: pacing and flood control off, so the worker delivers as fast as it can on the
+  same CPU as the API (what bench/pipeline.py measures end to end).
+
+Besides the rates: the CPU time the gateway's processes used per request (user and system,
+the worker's included), steadier than the rates on a shared machine.
+
+Usage: .venv/bin/python bench/ingress.py [requests per level, default 5000]
+       [levels, default 1,16,64] [--configs paced,paced+api,unpaced]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import time
+from dataclasses import dataclass
 
 import aiohttp
-from _servers import SEND, launch  # the sibling module (bench/ is on sys.path when run)
+from _servers import (  # the sibling module (bench/ is on sys.path when run)
+    SEND,
+    Started,
+    launch,
+    process_cpu_seconds,
+    with_api_processes,
+)
+
+# name -> (server kind, its arguments, `serve --role api` processes beside it)
+CONFIGS: dict[str, tuple[str, tuple[str, ...], int]] = {
+    "paced": ("paced", ("1",), 0),
+    "paced+api": ("paced", ("1",), 1),
+    "unpaced": ("gateway", (), 0),
+}
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+@dataclass
+class Level:
+    rate: float  # requests a second
+    latencies: list[float]  # seconds
+    cpu_per_request: float | None = None  # seconds, the gateway's processes together
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-async def load(
-    url: str, token: str | None, total: int, concurrency: int
-) -> tuple[float, list[float]]:
-    """Send `total` POSTs keeping `concurrency` in flight; (requests/s, latencies)."""
+async def load(url: str, token: str | None, total: int, concurrency: int) -> Level:
+    """Send `total` POSTs keeping `concurrency` in flight."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     latencies: list[float] = []
     counter = iter(range(total))
@@ -53,39 +84,60 @@ async def load(
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return total / elapsed, latencies
+    return Level(total / elapsed, latencies)
 
 
-async def measure(kind: str, total: int, levels: list[int]) -> dict[int, tuple[float, list[float]]]:
+def _cpu(processes: list[Started]) -> float:
+    return sum(process_cpu_seconds(p.pid) for p in processes)
+
+
+def measure(
+    kind: str, args: tuple[str, ...], api_processes: int, total: int, levels: list[int]
+) -> dict[int, Level]:
     results = {}
-    with launch(kind) as started:
+    with contextlib.ExitStack() as stack:
+        started = stack.enter_context(launch(kind, *args))
+        extra = stack.enter_context(with_api_processes(started, api_processes))
+        gateway = [started, *extra]
         url, token = started.url, (started.people[0][0] if started.people else None)
         for level in levels:
             # Warm up at this level first: opening its connections is not what is measured
             # (with short runs it dragged the bare app's figure down to less than half).
-            await load(url, token, min(500, total), level)
-            results[level] = await load(url, token, total, level)
+            asyncio.run(load(url, token, min(500, total), level))
+            before = _cpu(gateway)
+            results[level] = asyncio.run(load(url, token, total, level))
+            if kind != "bare":
+                results[level].cpu_per_request = (_cpu(gateway) - before) / total
     return results
 
 
 def main() -> None:
-    total = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
-    levels = [int(x) for x in (sys.argv[2] if len(sys.argv) > 2 else "1,16,64").split(",")]
-    gateway = asyncio.run(measure("gateway", total, levels))
-    bare = asyncio.run(measure("bare", total, levels))
-    print(f"POST /send, {total} requests per level, {os.cpu_count()} CPUs, SQLite (WAL)")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("requests", type=int, nargs="?", default=5000)
+    parser.add_argument("levels", nargs="?", default="1,16,64")
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+    names = args.configs.split(",")
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        parser.error(f"unknown configuration(s) {', '.join(unknown)}; known: {', '.join(CONFIGS)}")
+    measured = {name: measure(*CONFIGS[name], args.requests, levels) for name in names}
+    bare = measure("bare", (), 0, args.requests, levels)
+    print(f"POST /send, {args.requests} requests per level, {os.cpu_count()} CPUs, SQLite (WAL)")
     print(
-        f"{'in flight':>9} | {'gateway req/s':>13} {'p50 ms':>7} {'p99 ms':>7} | "
-        f"{'bare req/s':>10} {'p50 ms':>7} {'p99 ms':>7} | ratio"
+        f"{'gateway':>9} {'in flight':>9} | {'req/s':>6} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'CPU ms/req':>10} | {'bare req/s':>10} {'p50 ms':>7} {'p99 ms':>7} | ratio"
     )
-    for level in levels:
-        g_rps, g_lat = gateway[level]
-        b_rps, b_lat = bare[level]
-        print(
-            f"{level:>9} | {g_rps:>13.0f} {_pct(g_lat, 0.5):>7.1f} {_pct(g_lat, 0.99):>7.1f} | "
-            f"{b_rps:>10.0f} {_pct(b_lat, 0.5):>7.1f} {_pct(b_lat, 0.99):>7.1f} | "
-            f"{g_rps / b_rps:.2f}"
-        )
+    for name in names:
+        for level in levels:
+            g, b = measured[name][level], bare[level]
+            cpu = g.cpu_per_request * 1000 if g.cpu_per_request is not None else float("nan")
+            print(
+                f"{name:>9} {level:>9} | {g.rate:>6.0f} {g.percentile(0.5):>7.1f} "
+                f"{g.percentile(0.99):>7.1f} {cpu:>10.2f} | {b.rate:>10.0f} "
+                f"{b.percentile(0.5):>7.1f} {b.percentile(0.99):>7.1f} | {g.rate / b.rate:.2f}"
+            )
     print("reproduce: .venv/bin/python bench/ingress.py " + " ".join(sys.argv[1:]))
 
 
