@@ -41,6 +41,7 @@ from gateway.channels.base import (
 from gateway.ephemeral import read_delete_markup
 from gateway.outbox_payload import OutboxPayload
 from gateway.rendering import render_message
+from gateway.rendering.memo import PartsMemo, render_key
 from storage.enums import Category, Channel
 
 log = logging.getLogger(__name__)
@@ -117,13 +118,19 @@ class TelegramChannel:
         self._bot = bot
         self.request_timeout = request_timeout
         self.outcomes = SendOutcomes()
+        # A long message is rendered once, not once per part sent (gateway.rendering.memo).
+        self._rendered = PartsMemo()
 
     @property
     def channel(self) -> Channel:
         return Channel.TELEGRAM
 
     def render(self, payload: OutboxPayload, category: Category) -> list[str]:
-        return render_message(payload.kind, payload.value, category.value, payload.hashtags)
+        key = render_key(payload.kind, payload.value, category.value, payload.hashtags)
+        return self._rendered.parts(
+            key,
+            lambda: render_message(payload.kind, payload.value, category.value, payload.hashtags),
+        )
 
     async def send(
         self, address: TelegramAddress, part: str, payload: OutboxPayload, *, last: bool

@@ -1,0 +1,68 @@
+"""Rendered parts of long messages, remembered for a short while.
+
+A long message goes out in parts, and under Telegram's limits a personal log takes about one
+part every three seconds (20 a minute), so the worker attempts a 16-part digest sixteen times.
+Each attempt rendered and split the whole 64 KiB again (about 80 ms, on the event loop, which
+stalled everything else the process does, `POST /send` included). Rendering is a pure function
+of the content, so its result is kept, keyed by a hash of what it was rendered from.
+
+Only messages of more than one part are kept (the rest are cheap to render and most common),
+at most `MAX_ENTRIES` of them and for `TTL_SECONDS` at most: the parts are the message's text,
+and it should not stay in memory much longer than its sending takes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+MAX_ENTRIES = 32  # each at most a digest (64 KiB of content)
+TTL_SECONDS = 120.0  # a 16-part digest paced to 20 a minute takes about 48 s
+
+
+def render_key(kind: str, value: object, category: str, hashtags: Sequence[str]) -> bytes:
+    """What a rendering depends on, hashed (values are JSON: text or a json_data object)."""
+    source = json.dumps([kind, value, category, list(hashtags)], sort_keys=True, default=str)
+    return hashlib.blake2b(source.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+class PartsMemo:
+    def __init__(
+        self,
+        *,
+        max_entries: int = MAX_ENTRIES,
+        ttl_seconds: float = TTL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._max = max_entries
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._entries: OrderedDict[bytes, tuple[tuple[str, ...], float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def parts(self, key: bytes, render: Callable[[], list[str]]) -> list[str]:
+        """The parts for `key`: remembered ones, or `render()`'s (kept if more than one)."""
+        now = self._clock()
+        self._forget_expired(now)
+        entry = self._entries.get(key)
+        if entry is not None:
+            return list(entry[0])
+        parts = render()
+        if len(parts) > 1:
+            self._entries[key] = (tuple(parts), now + self._ttl)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+        return parts
+
+    def _forget_expired(self, now: float) -> None:
+        # Entries are in order of insertion, and all live as long: the expired come first.
+        while self._entries:
+            key, (_, expires_at) = next(iter(self._entries.items()))
+            if expires_at > now:
+                return
+            del self._entries[key]

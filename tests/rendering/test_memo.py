@@ -1,0 +1,108 @@
+"""Rendered parts of long messages: kept by content, bounded in number and in time."""
+
+from __future__ import annotations
+
+import pytest
+from aiogram import Bot
+
+from gateway.channels import telegram
+from gateway.channels.telegram import TelegramChannel
+from gateway.outbox_payload import OutboxPayload
+from gateway.rendering.memo import PartsMemo, render_key
+from storage.enums import Category
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Renderer:
+    def __init__(self, parts: list[str]) -> None:
+        self.parts = parts
+        self.calls = 0
+
+    def __call__(self) -> list[str]:
+        self.calls += 1
+        return list(self.parts)
+
+
+def test_a_long_message_is_rendered_once_until_it_expires() -> None:
+    clock = Clock()
+    memo = PartsMemo(ttl_seconds=120, clock=clock)
+    render = Renderer(["(1/2) a", "(2/2) b"])
+    assert memo.parts(b"k", render) == ["(1/2) a", "(2/2) b"]
+    clock.now += 119
+    assert memo.parts(b"k", render) == ["(1/2) a", "(2/2) b"]
+    assert render.calls == 1
+    clock.now += 2  # 121 s after it was rendered
+    assert memo.parts(b"k", render) == ["(1/2) a", "(2/2) b"]
+    assert render.calls == 2
+
+
+def test_a_message_of_one_part_is_not_kept() -> None:
+    memo = PartsMemo(clock=Clock())
+    render = Renderer(["short"])
+    memo.parts(b"k", render)
+    memo.parts(b"k", render)
+    assert render.calls == 2
+    assert len(memo) == 0
+
+
+def test_the_oldest_entry_goes_beyond_the_bound() -> None:
+    memo = PartsMemo(max_entries=2, clock=Clock())
+    renders = {key: Renderer([f"{key!r} 1", f"{key!r} 2"]) for key in (b"a", b"b", b"c")}
+    for key, render in renders.items():
+        memo.parts(key, render)
+    assert len(memo) == 2
+    for key in (b"c", b"b", b"a"):  # the newest first: looking up a kept one evicts nothing
+        memo.parts(key, renders[key])
+    assert {key: r.calls for key, r in renders.items()} == {b"a": 2, b"b": 1, b"c": 1}
+
+
+def test_what_the_caller_does_with_the_parts_does_not_change_what_is_kept() -> None:
+    memo = PartsMemo(clock=Clock())
+    memo.parts(b"k", Renderer(["1", "2"])).append("3")
+    assert memo.parts(b"k", Renderer(["other"])) == ["1", "2"]
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        ("html", "body", "system", ("#a",)),
+        ("text", "body!", "system", ("#a",)),
+        ("text", "body", "auth", ("#a",)),
+        ("text", "body", "system", ("#b",)),
+        ("text", "body", "system", ()),
+        ("json_data", {"text": "body"}, "system", ("#a",)),
+    ],
+)
+def test_the_key_tells_every_input_apart(other: tuple[str, object, str, tuple[str, ...]]) -> None:
+    base = render_key("text", "body", "system", ("#a",))
+    assert render_key("text", "body", "system", ["#a"]) == base
+    assert render_key(*other) != base
+
+
+def test_the_telegram_channel_renders_a_long_message_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[str] = []
+    real = telegram.render_message
+
+    def counting(*args: object, **kwargs: object) -> list[str]:
+        calls.append("render")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(telegram, "render_message", counting)
+    channel = TelegramChannel(Bot("123456:" + "A" * 35))
+    long = OutboxPayload(kind="text", value="word " * 2000, hashtags=("#a",))
+    first = channel.render(long, Category.SYSTEM)
+    assert len(first) > 1
+    assert channel.render(long, Category.SYSTEM) == first
+    short = OutboxPayload(kind="text", value="word", hashtags=("#a",))
+    channel.render(short, Category.SYSTEM)
+    channel.render(short, Category.SYSTEM)
+    assert calls == ["render"] * 3  # the long one once, the short one each time
