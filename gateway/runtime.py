@@ -8,7 +8,7 @@ import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from aiogram import Bot, Dispatcher
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 
 Role = Literal["all", "api"]
+# How long an "api" process trusts a verified token or a recipient's state it read.
+API_ROLE_CACHE_TTL = timedelta(seconds=5)
 ROLES: tuple[Role, ...] = ("all", "api")
 
 
@@ -127,7 +129,11 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
     releaser = DeferredReleaser(
         sessionmaker, cipher, scheduler, on_released=worker.notify, clock=clock
     )
-    token_cache = TokenCache()  # the API's, forgotten by the bot's revocations
+    # The API's verified tokens and recipients, forgotten at once by the bot's revocations
+    # and changes in this process. An "api" process hears of none (the bot runs elsewhere):
+    # what it keeps lives for seconds, not a minute.
+    api_only = config.role == "api"
+    token_cache = TokenCache(ttl=API_ROLE_CACHE_TTL) if api_only else TokenCache()
     contact_setup = ContactSetup(
         cipher,
         channels.email,
@@ -144,7 +150,11 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
         on_deferred=releaser.due_at,
         on_retention=purger.due_at,
         # Before any session: it hooks the sessionmaker's writes (gateway.recipient_cache).
-        recipients=RecipientCache(sessionmaker),
+        recipients=(
+            RecipientCache(sessionmaker, ttl_seconds=API_ROLE_CACHE_TTL.total_seconds())
+            if api_only
+            else RecipientCache(sessionmaker)
+        ),
     )
     return Gateway(
         engine=engine,

@@ -208,12 +208,14 @@ async def submit(
                 await session.commit()
     except IntegrityError:
         # A concurrent request with the same key won the race: answer with its message.
-        if key is None or token_id is None:
-            raise
-        async with sessionmaker() as session:
-            earlier = await message_repo.by_idempotency_key(session, token_id, key)
+        earlier = None
+        if key is not None and token_id is not None:
+            async with sessionmaker() as session:
+                earlier = await message_repo.by_idempotency_key(session, token_id, key)
         if earlier is None:
-            raise
+            # Not the key: the row's token or recipient is gone (revoked with the person's
+            # erasure since the token was verified, e.g. by another process's cache).
+            raise SubmissionError(401, "unauthorized", "unknown or revoked token") from None
         return _submitted(earlier, created=False)
     return _submitted(message, created=True)
 

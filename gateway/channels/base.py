@@ -66,6 +66,10 @@ class ChannelAdapter(Protocol[AddressT_contra]):
         """The parts to send, in order. Raises TypeError/ValueError for unrenderable content."""
         ...
 
+    def forget_rendered(self, payload: OutboxPayload, category: Category) -> None:
+        """The message is settled: whatever `render` kept of it may go."""
+        ...
+
     async def send(
         self, address: AddressT_contra, part: str, payload: OutboxPayload, *, last: bool
     ) -> str:

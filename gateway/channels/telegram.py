@@ -132,6 +132,11 @@ class TelegramChannel:
             lambda: render_message(payload.kind, payload.value, category.value, payload.hashtags),
         )
 
+    def forget_rendered(self, payload: OutboxPayload, category: Category) -> None:
+        self._rendered.forget(
+            render_key(payload.kind, payload.value, category.value, payload.hashtags)
+        )
+
     async def send(
         self, address: TelegramAddress, part: str, payload: OutboxPayload, *, last: bool
     ) -> str:

@@ -204,6 +204,8 @@ class Deliverer:
                         await self._channel.send(route.address, parts[index], payload, last=last)
                     )
                     self._keep_copy(claim, route, sent, payload)
+                # Its text need not stay in memory (other outcomes: until the memo's TTL).
+                self._channel.forget_rendered(payload, claim.message.category)
                 return await self._delivered(claim, route, sent, payload)
             except AddressGone as err:
                 if recreated or route is None:

@@ -79,7 +79,9 @@ async def _create(
     log_view: LogView,
     category: Category,
 ) -> Topic:
-    group = await session.get(LogGroup, log_view.id)
+    # Read afresh (populate_existing): after a first topic was made in this session, its
+    # LogGroup is in the identity map as it was then.
+    group = await session.get(LogGroup, log_view.id, populate_existing=True)
     if group is None or group.unlinked_at is not None:
         raise Rejected("NoPersonalLog", "no personal log linked")  # unlinked meanwhile
     try:

@@ -25,7 +25,8 @@ TTL_SECONDS = 120.0  # a 16-part digest paced to 20 a minute takes about 48 s
 
 def render_key(kind: str, value: object, category: str, hashtags: Sequence[str]) -> bytes:
     """What a rendering depends on, hashed (values are JSON: text or a json_data object)."""
-    source = json.dumps([kind, value, category, list(hashtags)], sort_keys=True, default=str)
+    # Not sort_keys: a json_data object is rendered in its own key order.
+    source = json.dumps([kind, value, category, list(hashtags)], default=str)
     return hashlib.blake2b(source.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
@@ -58,6 +59,10 @@ class PartsMemo:
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)
         return parts
+
+    def forget(self, key: bytes) -> None:
+        """The message went out (or will not): its text need not stay."""
+        self._entries.pop(key, None)
 
     def _forget_expired(self, now: float) -> None:
         # Entries are in order of insertion, and all live as long: the expired come first.

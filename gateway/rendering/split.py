@@ -57,6 +57,8 @@ class _Chars(dict[str, _Atom]):
     the time of splitting it)."""
 
     def __missing__(self, ch: str) -> _Atom:
+        if len(self) >= _CHARS_KEPT:  # bounded, whatever alphabets come through
+            self.clear()
         atom = self[ch] = _char(ch, ch)
         return atom
 
@@ -97,8 +99,6 @@ def _atoms(source: str) -> list[_Atom]:
             atoms.append(_char(token, html.unescape(token)))
         else:
             atoms.extend(map(_CHARS.__getitem__, token))
-            if len(_CHARS) > _CHARS_KEPT:  # bounded, whatever alphabets come through
-                _CHARS.clear()
     return atoms
 
 

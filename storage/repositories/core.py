@@ -5,7 +5,9 @@ compile state of ORM-enabled DML) even when it only inserts rows or updates colu
 statements every delivery and every accepted message runs, that cost more than SQLite took to
 run them. These run on the session's connection instead: same transaction, same commit.
 
-Only for tables whose writes no session event needs to see: `gateway.recipient_cache` watches
+They do not autoflush: ORM changes pending in the session are not written first (the callers
+flush where an order matters, as folding does). Only for tables whose writes no session event
+needs to see: `gateway.recipient_cache` watches
 the session for writes to users, groups, topics, contacts and preferences, and must keep
 seeing those (they go through `session.execute`).
 """

@@ -268,7 +268,8 @@ async def next_wakeup(session: AsyncSession) -> datetime | None:
     )
     leased = await session.scalar(
         select(func.min(Message.claimed_until)).where(
-            # Never true of a sending message; it lets the query use ix_messages_due.
+            # Always true of a sending message (only queued ones are folded); it lets the
+            # query use ix_messages_due.
             Message.status == MessageStatus.SENDING,
             Message.carried_by.is_(None),
         )

@@ -6,13 +6,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.content_cipher import ContentCipher
 from gateway.outbox_payload import OutboxPayload
+from storage.engine import create_engine
 from storage.enums import Category, MessageStatus
-from storage.models import ApiToken, Message
+from storage.models import ApiToken, Message, User
 from tests.api.conftest import Client, Person, RecordingDelivery, make_person
 
 SEND = "/api/v1/communication/send"
@@ -87,6 +88,24 @@ async def test_revoked_token_is_401(
         token.revoked_at = datetime.now(UTC)
     resp = await api.post(SEND, json={"content": {"text": "hi"}}, headers=person.auth)
     assert resp.status == 401
+
+
+@pytest.mark.both_databases
+async def test_a_person_erased_by_another_process_gets_401_not_500(
+    api: Client, person: Person, migrated_url: str
+) -> None:
+    first = await api.post(SEND, json={"content": {"text": "hi"}}, headers=person.auth)
+    assert first.status == 202  # the token and the recipient are now cached in this process
+    # Another process (its own engine: this one's caches hear nothing) erases the person.
+    other = create_engine(migrated_url)
+    try:
+        async with other.begin() as connection:
+            await connection.execute(delete(User).where(User.id == person.user_id))
+    finally:
+        await other.dispose()
+    resp = await api.post(SEND, json={"content": {"text": "again"}}, headers=person.auth)
+    assert resp.status == 401
+    assert (await resp.json())["error"]["code"] == "unauthorized"
 
 
 async def test_malformed_json_is_400(api: Client, person: Person) -> None:

@@ -8,7 +8,8 @@ import dataclasses
 
 import aiohttp
 
-from gateway.runtime import ROLES
+from gateway.api.keys import SUBMITTER, TOKEN_CACHE
+from gateway.runtime import API_ROLE_CACHE_TTL, ROLES, build_gateway
 from tests.e2e.conftest import Running, free_port, gateway_running
 
 SEND = "/api/v1/communication/send"
@@ -63,3 +64,15 @@ def test_the_command_line_offers_the_runtimes_roles() -> None:
     from gateway import cli
 
     assert cli.ROLES == ROLES
+
+
+def test_an_api_process_trusts_its_cached_tokens_and_recipients_for_seconds(
+    running: Running,
+) -> None:
+    # The bot's revocations and changes reach the caches of its own process at once; an api
+    # process hears of none, so what it read expires within API_ROLE_CACHE_TTL.
+    assert running.config is not None
+    for role, expected in (("all", 30.0), ("api", API_ROLE_CACHE_TTL.total_seconds())):
+        gw = build_gateway(dataclasses.replace(running.config, role=role))
+        assert gw.api[TOKEN_CACHE]._ttl.total_seconds() == expected
+        assert gw.api[SUBMITTER].recipients._ttl == (60.0 if role == "all" else expected)

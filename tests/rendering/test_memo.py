@@ -106,3 +106,37 @@ def test_the_telegram_channel_renders_a_long_message_once(
     channel.render(short, Category.SYSTEM)
     channel.render(short, Category.SYSTEM)
     assert calls == ["render"] * 3  # the long one once, the short one each time
+
+
+def test_json_objects_with_their_keys_in_another_order_are_told_apart() -> None:
+    # The renderer keeps an object's key order, so the parts differ and so must the keys.
+    first = render_key("json_data", {"b": "x", "a": 1}, "system", ())
+    assert render_key("json_data", {"a": 1, "b": "x"}, "system", ()) != first
+    assert render_key("json_data", {"b": "x", "a": 1}, "system", ()) == first
+
+
+def test_a_forgotten_message_is_rendered_anew() -> None:
+    memo = PartsMemo(clock=Clock())
+    render = Renderer(["1", "2"])
+    memo.parts(b"k", render)
+    memo.forget(b"k")
+    memo.forget(b"never kept")
+    memo.parts(b"k", render)
+    assert render.calls == 2
+
+
+def test_the_telegram_channel_forgets_a_settled_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real = telegram.render_message
+
+    def counting(*args: object, **kwargs: object) -> list[str]:
+        calls.append("render")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(telegram, "render_message", counting)
+    channel = TelegramChannel(Bot("123456:" + "A" * 35))
+    long = OutboxPayload(kind="text", value="word " * 2000)
+    channel.render(long, Category.SYSTEM)
+    channel.forget_rendered(long, Category.SYSTEM)
+    channel.render(long, Category.SYSTEM)
+    assert calls == ["render", "render"]
