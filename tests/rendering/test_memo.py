@@ -86,10 +86,14 @@ def test_the_key_tells_every_input_apart(other: tuple[str, object, str, tuple[st
     assert render_key(*other) != base
 
 
-def test_the_telegram_channel_renders_a_long_message_once(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    calls: list[str] = []
+@pytest.fixture
+def calls() -> list[str]:
+    """One entry per call of the renderer the Telegram channel uses."""
+    return []
+
+
+@pytest.fixture
+def channel(monkeypatch: pytest.MonkeyPatch, calls: list[str]) -> TelegramChannel:
     real = telegram.render_message
 
     def counting(*args: object, **kwargs: object) -> list[str]:
@@ -97,7 +101,12 @@ def test_the_telegram_channel_renders_a_long_message_once(
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(telegram, "render_message", counting)
-    channel = TelegramChannel(Bot("123456:" + "A" * 35))
+    return TelegramChannel(Bot("123456:" + "A" * 35))
+
+
+def test_the_telegram_channel_renders_a_long_message_once(
+    channel: TelegramChannel, calls: list[str]
+) -> None:
     long = OutboxPayload(kind="text", value="word " * 2000, hashtags=("#a",))
     first = channel.render(long, Category.SYSTEM)
     assert len(first) > 1
@@ -125,16 +134,9 @@ def test_a_forgotten_message_is_rendered_anew() -> None:
     assert render.calls == 2
 
 
-def test_the_telegram_channel_forgets_a_settled_message(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[str] = []
-    real = telegram.render_message
-
-    def counting(*args: object, **kwargs: object) -> list[str]:
-        calls.append("render")
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(telegram, "render_message", counting)
-    channel = TelegramChannel(Bot("123456:" + "A" * 35))
+def test_the_telegram_channel_forgets_a_settled_message(
+    channel: TelegramChannel, calls: list[str]
+) -> None:
     long = OutboxPayload(kind="text", value="word " * 2000)
     channel.render(long, Category.SYSTEM)
     channel.forget_rendered(long, Category.SYSTEM)
