@@ -171,7 +171,7 @@ class Message(Base):
         # and with those in it SQLite chose this index for "carried_by IS NULL" and walked the
         # whole history of delivered messages to find due ones.
         Index(
-            "ix_messages_carried_by",
+            "ix_messages_carried",
             "carried_by",
             sqlite_where=text("carried_by IS NOT NULL"),
             postgresql_where=text("carried_by IS NOT NULL"),
