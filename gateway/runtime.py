@@ -36,6 +36,7 @@ from gateway.response_models import KeepResponseModels
 from gateway.retention import RetentionPurger
 from gateway.submission import Submitter
 from gateway.token_cache import TokenCache
+from storage.commit_watch import sqlite_file, watch_commits
 from storage.engine import create_engine, create_sessionmaker
 from storage.types import utcnow
 
@@ -66,6 +67,9 @@ class GatewayConfig:
     # "all": bot, HTTP API, delivery worker and scheduled work. "api": the HTTP API alone, to
     # run more of beside one "all" process (see README, Running several processes).
     role: Role = "all"
+    # Seconds between the worker's looks at the outbox when nothing wakes it (commits by
+    # processes other than this one, on PostgreSQL; on SQLite they wake it: commit_watch).
+    worker_poll_interval: float = 1.0
     reuse_port: bool = False  # SO_REUSEPORT, so that such processes share http_port
 
     @property
@@ -122,6 +126,7 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
         policies=channels.policies,
         rates=config.telegram_rates,
         request_timeout=config.telegram_request_timeout,
+        poll_interval=config.worker_poll_interval,
     )
     if worker.pacing is not None:
         # The bot's own messages take their slots from the same buckets as deliveries.
@@ -209,6 +214,7 @@ async def run_gateway(
     runner = web.AppRunner(gw.api, access_log=None)
     await runner.setup()
     tasks: list[asyncio.Task[None]] = []
+    watcher: asyncio.Task[None] | None = None
     gw.scheduler.start()
     try:
         site = web.TCPSite(
@@ -228,6 +234,12 @@ async def run_gateway(
             next_run_time=datetime.now(UTC),  # the first check at once
         )
         if everything:
+            database_file = sqlite_file(config.database_url)
+            if database_file is not None:
+                # What `serve --role api` processes commit wakes the worker at once.
+                watcher = asyncio.create_task(
+                    watch_commits(database_file, gw.worker.notify, stop), name="commit-watch"
+                )
             # One process per bot token polls Telegram: a second getUpdates is refused.
             tasks = [
                 asyncio.create_task(gw.worker.run(stop), name="delivery"),
@@ -259,6 +271,9 @@ async def run_gateway(
     finally:
         for task in tasks:
             task.cancel()
+        if watcher is not None:  # not one of `tasks`: its end does not stop the gateway
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
         gw.scheduler.shutdown(wait=False)
         await runner.cleanup()
         await gw.channels.close()

@@ -19,6 +19,10 @@ HEALTH = "/api/v1/communication/health"
 async def test_an_api_process_accepts_what_the_all_process_delivers(running: Running) -> None:
     _user, group, token = await running.person_with_log()
     assert running.config is not None
+    # The worker's poll so long that only the commit watch can wake it in time.
+    await running.stop_gateway()
+    running.config = dataclasses.replace(running.config, worker_poll_interval=60)
+    await running.start_gateway()
     api_port = free_port()
     api_config = dataclasses.replace(running.config, role="api", http_port=api_port)
     async with gateway_running(api_config, running.clock):
@@ -33,7 +37,7 @@ async def test_an_api_process_accepts_what_the_all_process_delivers(running: Run
         headers = {"Authorization": f"Bearer {token}"}
         async with running.http.post(api_url + SEND, json=body, headers=headers) as resp:
             assert resp.status == 202, await resp.text()
-        # No notify crosses processes: the "all" process's worker finds it by its poll.
+        # The "all" process hears of the api process's commit (SQLite's data_version).
         delivered = await running.world.wait_for_bot_message(
             group, lambda m: "accepted by the api process" in (m.text or ""), within=10
         )
