@@ -11,15 +11,13 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from gateway.roles import ROLES, Role
 from gateway.settings import Settings, SettingsError, content_key, load_settings, telegram_rates
 from storage import migrate as migrations
 
 if TYPE_CHECKING:
     from gateway.channel_wiring import ChannelsConfig
-    from gateway.runtime import GatewayConfig, Role
-
-# What `serve --role` takes (gateway.runtime.ROLES; that module is slow to import, see below).
-ROLES = ("all", "api")
+    from gateway.runtime import GatewayConfig
 
 # aiogram takes seconds to import (it builds every Bot API type), so the runtime is imported
 # only by the commands that run it: `migrate` and errors in settings answer at once.
@@ -185,9 +183,7 @@ def _cmd_serve(settings: Settings, role: Role) -> int:
         )
     if role == "all":
         migrations.upgrade(settings.database_url)
-    elif migrations.database_heads(settings.database_url) != tuple(
-        sorted(migrations.current_heads(settings.database_url))
-    ):
+    elif not migrations.is_at_head(settings.database_url):
         # Migrating here could race the "all" process doing the same.
         print(
             "libral-gateway: the database is not at the newest schema; start "

@@ -9,7 +9,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -34,6 +33,7 @@ from gateway.delivery.pacing import TelegramRates
 from gateway.recipient_cache import RecipientCache
 from gateway.response_models import KeepResponseModels
 from gateway.retention import RetentionPurger
+from gateway.roles import Role
 from gateway.submission import Submitter
 from gateway.token_cache import TokenCache
 from storage.commit_watch import sqlite_file, watch_commits
@@ -43,10 +43,8 @@ from storage.types import utcnow
 log = logging.getLogger(__name__)
 
 
-Role = Literal["all", "api"]
 # How long an "api" process trusts a verified token or a recipient's state it read.
 API_ROLE_CACHE_TTL = timedelta(seconds=5)
-ROLES: tuple[Role, ...] = ("all", "api")
 
 
 @dataclass(frozen=True)
@@ -184,8 +182,8 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
             bot,
             cipher,
             # An "api" process runs no worker: it is not its health to report, and what it
-            # accepts is found by the worker's poll in the "all" process.
-            worker if config.role == "all" else None,
+            # accepts the "all" process's worker hears of (storage.commit_watch) or polls for.
+            None if api_only else worker,
             clock=clock,
             deletion_stats=deleter.stats,
             scheduler=scheduler,

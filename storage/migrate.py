@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import Connection, inspect, text
 
 import migrations
-from storage.engine import ensure_sqlite_dir
+from storage.engine import create_engine, ensure_sqlite_dir
 
+T = TypeVar("T")
 _ROOT = Path(migrations.__file__).resolve().parent
 
 
@@ -39,14 +44,24 @@ def current_heads(database_url: str) -> tuple[str, ...]:
     return tuple(ScriptDirectory.from_config(alembic_config(database_url)).get_heads())
 
 
+def on_connection(database_url: str, work: Callable[[Connection], T]) -> T:
+    """`work` on a connection to the database, in a transaction that commits. Blocking, like
+    `upgrade` (it runs its own event loop)."""
+
+    async def run() -> T:
+        engine = create_engine(database_url)
+        try:
+            async with engine.begin() as connection:
+                return await connection.run_sync(work)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
 def database_heads(database_url: str) -> tuple[str, ...]:
-    """The revisions the database is at (none for an empty one). Blocking, like `upgrade`.
-    Read from Alembic's version table directly: its MigrationContext logs at INFO."""
-    import asyncio
-
-    from sqlalchemy import Connection, inspect, text
-
-    from storage.engine import create_engine
+    """The revisions the database is at (none for an empty one), sorted. Read from Alembic's
+    version table directly: its MigrationContext logs at INFO."""
 
     def versions(connection: Connection) -> tuple[str, ...]:
         if not inspect(connection).has_table("alembic_version"):
@@ -54,12 +69,9 @@ def database_heads(database_url: str) -> tuple[str, ...]:
         rows = connection.execute(text("SELECT version_num FROM alembic_version"))
         return tuple(sorted(row[0] for row in rows))
 
-    async def read() -> tuple[str, ...]:
-        engine = create_engine(database_url)
-        try:
-            async with engine.connect() as connection:
-                return await connection.run_sync(versions)
-        finally:
-            await engine.dispose()
+    return on_connection(database_url, versions)
 
-    return asyncio.run(read())
+
+def is_at_head(database_url: str) -> bool:
+    """Whether the database is at the newest schema (what `upgrade` would leave it at)."""
+    return database_heads(database_url) == tuple(sorted(current_heads(database_url)))

@@ -3,11 +3,8 @@ on PostgreSQL."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -15,27 +12,14 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection, MetaData, inspect, text
 
 from storage import migrate
-from storage.engine import create_engine
 from storage.models import Base
 
 pytestmark = pytest.mark.both_databases
 
-T = TypeVar("T")
 TABLES = {"users", "log_groups", "topics", "api_tokens", "messages", "delivery_attempts"}
 
 
-def _on(url: str, work: Callable[[Connection], T]) -> T:
-    """Run `work` on a connection to the database (in a transaction that commits)."""
-
-    async def run() -> T:
-        engine = create_engine(url)
-        try:
-            async with engine.begin() as conn:
-                return await conn.run_sync(work)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
+_on = migrate.on_connection  # `work` on a connection, in a transaction that commits
 
 
 def _diff(url: str, metadata: MetaData) -> list[tuple[object, ...]]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NotRequired, TypedDict, Unpack, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Table, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, CursorResult, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import TelegramCopy
@@ -53,13 +53,12 @@ def add(session: AsyncSession, **fields: Unpack[CopyFields]) -> None:
         session.add(TelegramCopy(**row))
 
 
-_INSERT = insert(cast("Table", TelegramCopy.__table__))
+_INSERT = core.insert_of(TelegramCopy)
 
 
 async def insert_rows(session: AsyncSession, copy_rows: Sequence[dict[str, Any]]) -> None:
     """Insert `rows` in one Core statement (the worker's path: no ORM flush per delivery)."""
-    if copy_rows:
-        await core.execute(session, _INSERT, list(copy_rows))
+    await core.insert_rows(session, _INSERT, copy_rows)
 
 
 def _next_try() -> ColumnElement[datetime]:

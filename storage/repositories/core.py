@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVarTuple, overload
 
-from sqlalchemy import CursorResult, Executable
+from sqlalchemy import CursorResult, Executable, Insert, Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.selectable import TypedReturnsRows
 
@@ -43,3 +43,17 @@ async def execute(
     """`statement` on the session's connection (beginning its transaction if need be)."""
     connection = await session.connection()
     return await connection.execute(statement, params)
+
+
+def insert_of(model: type[Any]) -> Insert:
+    """A Core INSERT into a mapped class's table (built once per table, by the caller)."""
+    table: Table = model.__table__
+    return insert(table)
+
+
+async def insert_rows(
+    session: AsyncSession, statement: Insert, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """`statement` for each of `rows`, in one executemany; nothing if there are none."""
+    if rows:
+        await execute(session, statement, list(rows))

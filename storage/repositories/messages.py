@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, and_, delete, exists, func, insert, not_, select
+from sqlalchemy import CursorResult, and_, delete, exists, func, not_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 
@@ -45,13 +45,12 @@ _NEW_FIELDS = tuple(f.name for f in fields(NewMessage))
 _NEW_COUNTERS = {"attempt_count": 0, "channel_index": 0}
 
 
-_INSERT = insert(cast("Table", Message.__table__))
+_INSERT = core.insert_of(Message)
 
 
 async def insert_new(session: AsyncSession, messages: Sequence[NewMessage]) -> None:
     """Insert accepted messages in one statement (an executemany)."""
-    if messages:
-        await core.execute(session, _INSERT, [message.row() for message in messages])
+    await core.insert_rows(session, _INSERT, [message.row() for message in messages])
 
 
 async def by_idempotency_key(session: AsyncSession, token_id: int, key_hash: str) -> Message | None:

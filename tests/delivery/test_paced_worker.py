@@ -645,18 +645,26 @@ class TestRealTime:
         assert 4.0 < elapsed < 8.0
 
 
-async def _claim_webhook_message(
+@dataclass
+class WebhookClaim:
+    worker: DeliveryWorker
+    claimed: Claimed
+
+
+@pytest.fixture
+async def webhook_claim(
     sessionmaker: async_sessionmaker[AsyncSession],
     cipher: ContentCipher,
     clock: UTCClock,
     personal: Personal,
-    worker: DeliveryWorker,
-) -> Claimed:
-    """A webhook message, claimed as part of its chat's queue is (not tried yet)."""
+    make_worker: WorkerFactory,
+) -> WebhookClaim:
+    """A webhook message, claimed by a worker as part of its chat's queue is (not tried yet)."""
+    worker = make_worker()
     [webhook_id] = await put(
         sessionmaker, cipher, clock, personal.user_id, ["by webhook"], channels=[Channel.WEBHOOK]
     )
-    return (await worker._deliverer.claim([webhook_id]))[webhook_id]
+    return WebhookClaim(worker, (await worker._deliverer.claim([webhook_id]))[webhook_id])
 
 
 def _watch_elsewhere(
@@ -676,14 +684,11 @@ def _watch_elsewhere(
 
 async def test_a_message_claimed_with_its_queue_is_not_tried_once_its_lease_is_lost(
     sessionmaker: async_sessionmaker[AsyncSession],
-    personal: Personal,
-    cipher: ContentCipher,
     clock: UTCClock,
-    make_worker: WorkerFactory,
+    webhook_claim: WebhookClaim,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    worker = make_worker()
-    claimed = await _claim_webhook_message(sessionmaker, cipher, clock, personal, worker)
+    worker, claimed = webhook_claim.worker, webhook_claim.claimed
     message_id = claimed.message.id
     # The messages before it in its chat's queue took longer than the lease, and another
     # worker took it over meanwhile.
@@ -702,14 +707,11 @@ async def test_a_message_claimed_with_its_queue_is_not_tried_once_its_lease_is_l
 
 async def test_a_message_claimed_a_while_ago_gets_a_new_lease_before_it_is_tried(
     sessionmaker: async_sessionmaker[AsyncSession],
-    personal: Personal,
-    cipher: ContentCipher,
     clock: UTCClock,
-    make_worker: WorkerFactory,
+    webhook_claim: WebhookClaim,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    worker = make_worker()
-    claimed = await _claim_webhook_message(sessionmaker, cipher, clock, personal, worker)
+    worker, claimed = webhook_claim.worker, webhook_claim.claimed
     clock.advance(45)  # three quarters of the 60 s lease gone
     leases = _watch_elsewhere(monkeypatch, sessionmaker)
 

@@ -9,7 +9,8 @@ import dataclasses
 import aiohttp
 
 from gateway.api.keys import SUBMITTER, TOKEN_CACHE
-from gateway.runtime import API_ROLE_CACHE_TTL, ROLES, build_gateway
+from gateway.roles import ROLES
+from gateway.runtime import API_ROLE_CACHE_TTL, build_gateway
 from tests.e2e.conftest import Running, free_port, gateway_running
 
 SEND = "/api/v1/communication/send"
