@@ -31,6 +31,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+import _load
 import aiohttp
 from _servers import (  # the sibling module (bench/ is on sys.path when run)
     SEND,
@@ -59,23 +60,35 @@ class Level:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-async def load(url: str, token: str | None, total: int, concurrency: int) -> Level:
-    """Send `total` POSTs keeping `concurrency` in flight."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    latencies: list[float] = []
+def _body(n: int) -> bytes:
+    return (
+        b'{"category": "system", "content": {"text": "ingress benchmark message %d"}, '
+        b'"hashtags": ["bench"]}' % n
+    )
+
+
+async def load(
+    url: str, token: str | None, total: int, concurrency: int, client: str = "lean"
+) -> Level:
+    """Send `total` POSTs keeping `concurrency` in flight, with the lean load generator
+    (bench/_load.py) or aiohttp's client."""
+    if client == "lean":
+        elapsed, latencies = await _load.run(
+            url, SEND, token, map(_body, range(total)), concurrency
+        )
+        return Level(total / elapsed, latencies)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    if not token:
+        del headers["Authorization"]
+    latencies = []
     counter = iter(range(total))
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as http:
 
         async def worker() -> None:
             for n in counter:
-                body = {
-                    "category": "system",
-                    "content": {"text": f"ingress benchmark message {n}"},
-                    "hashtags": ["bench"],
-                }
                 started = time.perf_counter()
-                async with http.post(url + SEND, json=body, headers=headers) as resp:
+                async with http.post(url + SEND, data=_body(n), headers=headers) as resp:
                     await resp.read()
                     if resp.status != 202:
                         raise RuntimeError(f"answer {resp.status}: {await resp.text()}")
@@ -92,7 +105,12 @@ def _cpu(processes: list[Started]) -> float:
 
 
 def measure(
-    kind: str, args: tuple[str, ...], api_processes: int, total: int, levels: list[int]
+    kind: str,
+    args: tuple[str, ...],
+    api_processes: int,
+    total: int,
+    levels: list[int],
+    client: str,
 ) -> dict[int, Level]:
     results = {}
     with contextlib.ExitStack() as stack:
@@ -103,9 +121,9 @@ def measure(
         for level in levels:
             # Warm up at this level first: opening its connections is not what is measured
             # (with short runs it dragged the bare app's figure down to less than half).
-            asyncio.run(load(url, token, min(500, total), level))
+            asyncio.run(load(url, token, min(500, total), level, client))
             before = _cpu(gateway)
-            results[level] = asyncio.run(load(url, token, total, level))
+            results[level] = asyncio.run(load(url, token, total, level, client))
             if kind != "bare":
                 results[level].cpu_per_request = (_cpu(gateway) - before) / total
     return results
@@ -116,15 +134,24 @@ def main() -> None:
     parser.add_argument("requests", type=int, nargs="?", default=5000)
     parser.add_argument("levels", nargs="?", default="1,16,64")
     parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument(
+        "--client",
+        choices=("lean", "aiohttp"),
+        default="lean",
+        help="the load generator: bench/_load.py (default) or aiohttp's client",
+    )
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     names = args.configs.split(",")
     unknown = [n for n in names if n not in CONFIGS]
     if unknown:
         parser.error(f"unknown configuration(s) {', '.join(unknown)}; known: {', '.join(CONFIGS)}")
-    measured = {name: measure(*CONFIGS[name], args.requests, levels) for name in names}
-    bare = measure("bare", (), 0, args.requests, levels)
-    print(f"POST /send, {args.requests} requests per level, {os.cpu_count()} CPUs, SQLite (WAL)")
+    measured = {name: measure(*CONFIGS[name], args.requests, levels, args.client) for name in names}
+    bare = measure("bare", (), 0, args.requests, levels, args.client)
+    print(
+        f"POST /send, {args.requests} requests per level, {os.cpu_count()} CPUs, SQLite (WAL), "
+        f"load generator: {args.client}"
+    )
     print(
         f"{'gateway':>9} {'in flight':>9} | {'req/s':>6} {'p50 ms':>7} {'p99 ms':>7} "
         f"{'CPU ms/req':>10} | {'bare req/s':>10} {'p50 ms':>7} {'p99 ms':>7} | ratio"
