@@ -150,22 +150,47 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+# Rows of the urgent and high priorities, not carried by a digest: ix_messages_due_urgent's
+# predicate, which queries must repeat word for word to use it.
+URGENT_NOT_CARRIED = (
+    f"carried_by IS NULL AND priority IN ('{Priority.URGENT.value}', '{Priority.HIGH.value}')"
+)
+
+
 class Message(Base):
     """One accepted message: routing metadata, plus encrypted content until it is delivered."""
 
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("sender_token_id", "idempotency_key_hash"),
-        # The worker's claim query: due rows of one status, oldest first. Only rows not
+        # The worker's look for due work: rows of one status in the order it takes them
+        # (due time, then age, then id, all three, so that it reads the first hundred and
+        # stops: thousands of a paced group's messages share one due time). Only rows not
         # carried by a digest: the members of a burst stay queued until their digest settles,
         # and with them in the index every look for due work walked past all of them (a pass
         # took 15 ms with 50,000 members waiting, on the event loop).
         Index(
-            "ix_messages_due",
+            "ix_messages_due_in_order",
             "status",
             "next_attempt_at",
+            "created_at",
+            "id",
             sqlite_where=text("carried_by IS NULL"),
             postgresql_where=text("carried_by IS NULL"),
+        ),
+        # The urgent and high ones among them: the worker takes those first, and finding them
+        # (or that there are none) without an index of their own meant sorting every due row,
+        # 5.6 ms a pass with 16,000 due. Normal and low messages, nearly all of them, are not
+        # in it, so it costs their inserts nothing. outbox.due repeats the predicate word for
+        # word, which is how SQLite and PostgreSQL see that the index applies.
+        Index(
+            "ix_messages_due_urgent",
+            "status",
+            "next_attempt_at",
+            "created_at",
+            "id",
+            sqlite_where=text(URGENT_NOT_CARRIED),
+            postgresql_where=text(URGENT_NOT_CARRIED),
         ),
         # A digest's members, by digest. Only carried rows: nearly every row is not carried,
         # and with those in it SQLite chose this index for "carried_by IS NULL" and walked the

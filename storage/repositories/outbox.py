@@ -19,7 +19,11 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
+    Integer,
+    Select,
+    TextClause,
     Update,
     and_,
     bindparam,
@@ -27,13 +31,15 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
+    union,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from storage.enums import AttemptOutcome, Channel, MessageStatus, Priority
-from storage.models import DeliveryAttempt, Message
+from storage.models import URGENT_NOT_CARRIED, DeliveryAttempt, Message
 from storage.repositories import core
 
 
@@ -58,7 +64,7 @@ def _due(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
     A message carried by a digest is never sent itself: it settles with its carrier.
     """
     # The carried test is in each branch: that is how SQLite sees that each can use the
-    # partial index ix_messages_due (both are searched in it, one after the other).
+    # partial index ix_messages_due_in_order (both are searched in it, one after the other).
     not_carried = Message.carried_by.is_(None)
     return or_(
         and_(not_carried, Message.status == MessageStatus.QUEUED, Message.next_attempt_at <= now),
@@ -78,18 +84,52 @@ PRIORITY_CLASS = case(
     (Message.priority.in_([Priority.URGENT, Priority.HIGH]), 0),
     else_=1,
 )
+_IN_ORDER = (Message.next_attempt_at, Message.created_at, Message.id)
+_NOW = bindparam("now", type_=Message.next_attempt_at.type)
+_LIMIT: BindParameter[int] = bindparam("limit", type_=Integer)
+
+
+def _first_of(*where: ColumnElement[bool] | TextClause) -> Select[Any]:
+    """The first `limit` rows of one branch of due work, by time: each branch is a range of
+    one index read in its order, so SQLite stops after `limit` rows however many are due."""
+    found = (
+        select(Message.id, PRIORITY_CLASS.label("rank"), *_IN_ORDER[:2])
+        .where(*where)
+        .order_by(*_IN_ORDER)
+        .limit(_LIMIT)
+        .subquery()
+    )
+    return select(found)  # a compound's members may not have ORDER BY/LIMIT of their own
+
+
+_QUEUED_DUE = (Message.status == MessageStatus.QUEUED, Message.next_attempt_at <= _NOW)
+# The top `limit` rows by (class, time) are among the first `limit` urgent-or-high due rows
+# and the first `limit` due rows of any class: a row of class 1 missing from the second set
+# has `limit` rows before it there, and those outrank it. Sorting every due row to find them
+# took 5.6 ms a pass with 16,000 due (the messages of a burst faster than the worker folds).
+_FOUND = union(
+    _first_of(text(URGENT_NOT_CARRIED), *_QUEUED_DUE),  # ix_messages_due_urgent
+    _first_of(Message.carried_by.is_(None), *_QUEUED_DUE),  # ix_messages_due_in_order
+    # Being sent by a worker whose lease ran out (it crashed or hung): few rows.
+    _first_of(
+        Message.carried_by.is_(None),
+        Message.status == MessageStatus.SENDING,
+        Message.claimed_until < _NOW,
+    ),
+).subquery("found")
+_DUE = (
+    select(Message.id, Message.recipient_id, Message.channels, Message.channel_index)
+    .join(_FOUND, _FOUND.c.id == Message.id)
+    .order_by(_FOUND.c.rank, _FOUND.c.next_attempt_at, _FOUND.c.created_at, _FOUND.c.id)
+    .limit(_LIMIT)
+)
 
 
 async def due(session: AsyncSession, now: datetime, limit: int) -> list[Candidate]:
-    """Messages to try now: the urgent and high ones first, then normal and low; within a
-    class oldest due first, so a person's messages of one class keep their order."""
-    rows = await core.execute(
-        session,
-        select(Message.id, Message.recipient_id, Message.channels, Message.channel_index)
-        .where(_due(now))
-        .order_by(PRIORITY_CLASS, Message.next_attempt_at, Message.created_at, Message.id)
-        .limit(limit),
-    )
+    """Messages to try now (as `_due` tells): the urgent and high ones first, then normal and
+    low; within a class oldest due first, so a person's messages of one class keep their
+    order."""
+    rows = await core.execute(session, _DUE, {"now": now, "limit": limit})
     return [
         Candidate(message_id, recipient_id, _channel_now(channels, index))
         for message_id, recipient_id, channels, index in rows
@@ -266,7 +306,7 @@ async def next_wakeup(session: AsyncSession) -> datetime | None:
     leased = await session.scalar(
         select(func.min(Message.claimed_until)).where(
             # Always true of a sending message (only queued ones are folded); it lets the
-            # query use ix_messages_due.
+            # query use ix_messages_due_in_order.
             Message.status == MessageStatus.SENDING,
             Message.carried_by.is_(None),
         )

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.cli import _gateway_config
@@ -561,6 +561,71 @@ async def test_the_due_query_orders_by_priority_class_then_time(
         clock.advance(1)
     async with sessionmaker() as session:
         due = await outbox.due(session, clock(), 100)
+    assert [labels[c.message_id] for c in due] == expected
+
+
+@pytest.mark.parametrize(
+    ("limit", "expected"),
+    [
+        (1, ["u1"]),
+        (2, ["u1", "lease"]),
+        (3, ["u1", "lease", "h1"]),
+        (4, ["u1", "lease", "h1", "n1"]),
+        (6, ["u1", "lease", "h1", "n1", "n2", "n3"]),
+        (50, ["u1", "lease", "h1", "n1", "n2", "n3", "l1"]),
+    ],
+)
+async def test_a_limited_due_query_takes_the_first_by_class_then_time(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    personal: Personal,
+    cipher: ContentCipher,
+    clock: UTCClock,
+    limit: int,
+    expected: list[str],
+) -> None:
+    """The first `limit` of everything due, however the branches of the query found them:
+    normal ones queued before the urgent, a run-out lease (a high message a worker crashed on)
+    among them, and rows not yet due or carried left out."""
+    labels: dict[str, str] = {}
+    for priority, label in [
+        ("normal", "n1"),
+        ("high", "lease"),
+        ("normal", "n2"),
+        ("urgent", "u1"),
+        ("normal", "n3"),
+        ("high", "h1"),
+        ("low", "l1"),
+        ("urgent", "later"),
+        ("normal", "carried"),
+    ]:
+        [message_id] = await put(
+            sessionmaker, cipher, clock, personal.user_id, [label], priority=Priority(priority)
+        )
+        labels[message_id] = label
+        clock.advance(1)
+    ids = {label: message_id for message_id, label in labels.items()}
+    async with sessionmaker() as session, session.begin():
+        # The urgent "u1" was due before "h1"; "lease" was claimed and its worker vanished.
+        await session.execute(
+            update(Message)
+            .where(Message.id == ids["u1"])
+            .values(next_attempt_at=clock() - timedelta(seconds=30))
+        )
+        await session.execute(
+            update(Message)
+            .where(Message.id == ids["lease"])
+            .values(status=MessageStatus.SENDING, claimed_until=clock() - timedelta(seconds=1))
+        )
+        await session.execute(
+            update(Message)
+            .where(Message.id == ids["later"])
+            .values(next_attempt_at=clock() + timedelta(hours=1))
+        )
+        await session.execute(
+            update(Message).where(Message.id == ids["carried"]).values(carried_by=ids["n1"])
+        )
+    async with sessionmaker() as session:
+        due = await outbox.due(session, clock(), limit)
     assert [labels[c.message_id] for c in due] == expected
 
 
