@@ -155,6 +155,8 @@ class ApiToken(Base):
 URGENT_NOT_CARRIED = (
     f"carried_by IS NULL AND priority IN ('{Priority.URGENT.value}', '{Priority.HIGH.value}')"
 )
+# Queued rows not carried by a digest, a person's queue: ix_messages_waiting's predicate.
+QUEUED_NOT_CARRIED = f"carried_by IS NULL AND status = '{MessageStatus.QUEUED.value}'"
 
 
 class Message(Base):
@@ -191,6 +193,17 @@ class Message(Base):
             "id",
             sqlite_where=text(URGENT_NOT_CARRIED),
             postgresql_where=text(URGENT_NOT_CARRIED),
+        ),
+        # A person's queue, oldest first: what a burst digest folds. Without it the fold read
+        # every due row of every person and sorted them (24 ms a pass with 25,000 queued, on
+        # the event loop). Rows leave it when they are claimed or folded, so it stays small.
+        Index(
+            "ix_messages_waiting",
+            "recipient_id",
+            "created_at",
+            "id",
+            sqlite_where=text(QUEUED_NOT_CARRIED),
+            postgresql_where=text(QUEUED_NOT_CARRIED),
         ),
         # A digest's members, by digest. Only carried rows: nearly every row is not carried,
         # and with those in it SQLite chose this index for "carried_by IS NULL" and walked the

@@ -1,5 +1,5 @@
-"""due indexes in the worker's order, and one of the urgent and high: a look for due work reads
-the first rows and stops
+"""the worker's looks read the first rows in index order and stop: due indexes in its order,
+one of the urgent and high, and one of each person's queue
 
 The worker takes urgent and high messages before normal and low ones, each class by due time,
 then age, then id. ix_messages_due held (status, next_attempt_at) only, so its look for due
@@ -7,6 +7,10 @@ work sorted every due row to find the first hundred: 5.6 ms a pass with 16,000 d
 messages of a paced group all share one due time. ix_messages_due_in_order holds the whole
 order, and the partial ix_messages_due_urgent only urgent and high rows, so the look reads the
 first rows of each in index order and stops.
+
+Folding a burst read a person's queue oldest first: every due row of every person, sorted (24
+ms a pass with 25,000 queued). ix_messages_waiting holds each person's queued rows that are
+not carried, in that order.
 
 Revision ID: 0009
 Revises: 0008
@@ -27,8 +31,9 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 NOT_CARRIED = sa.text("carried_by IS NULL")
-# As storage.models.URGENT_NOT_CARRIED when this revision was written.
+# As storage.models.URGENT_NOT_CARRIED and QUEUED_NOT_CARRIED when this revision was written.
 URGENT_NOT_CARRIED = sa.text("carried_by IS NULL AND priority IN ('urgent', 'high')")
+QUEUED_NOT_CARRIED = sa.text("carried_by IS NULL AND status = 'queued'")
 IN_ORDER = ["status", "next_attempt_at", "created_at", "id"]
 
 
@@ -58,6 +63,7 @@ def upgrade() -> None:
         [
             ("ix_messages_due_in_order", IN_ORDER, NOT_CARRIED),
             ("ix_messages_due_urgent", IN_ORDER, URGENT_NOT_CARRIED),
+            ("ix_messages_waiting", ["recipient_id", "created_at", "id"], QUEUED_NOT_CARRIED),
         ],
         ["ix_messages_due"],
     )
@@ -66,5 +72,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     _swap(
         [("ix_messages_due", ["status", "next_attempt_at"], NOT_CARRIED)],
-        ["ix_messages_due_in_order", "ix_messages_due_urgent"],
+        ["ix_messages_due_in_order", "ix_messages_due_urgent", "ix_messages_waiting"],
     )

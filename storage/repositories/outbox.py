@@ -39,8 +39,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from storage.enums import AttemptOutcome, Channel, MessageStatus, Priority
-from storage.models import URGENT_NOT_CARRIED, DeliveryAttempt, Message
+from storage.models import QUEUED_NOT_CARRIED, URGENT_NOT_CARRIED, DeliveryAttempt, Message
 from storage.repositories import core
+from storage.repositories.planner import likely
 
 
 @dataclass(frozen=True)
@@ -361,7 +362,9 @@ def _waiting(now: datetime) -> tuple[ColumnElement[bool], ...]:
         ~select(member.id).where(member.carried_by == Message.id).exists(),
         Message.status == MessageStatus.QUEUED,
         Message.carried_by.is_(None),
-        Message.next_attempt_at <= now,
+        # Most of a queue is due: no reason for SQLite to search the due index for this range
+        # (and sort every due row of every person) instead of reading a person's queue.
+        likely(Message.next_attempt_at <= now),
     )
 
 
@@ -392,7 +395,10 @@ async def waiting_of(
     `may_fold`), and those it must not overtake."""
     rows = await session.scalars(
         select(Message)
-        .where(Message.recipient_id == recipient_id, *_waiting(now))
+        # The index's predicate, word for word, so that SQLite and PostgreSQL see that
+        # ix_messages_waiting applies: the person's queue in order, read until `limit` (it
+        # sorted every due row of every person: 24 ms a pass with 25,000 queued).
+        .where(text(QUEUED_NOT_CARRIED), Message.recipient_id == recipient_id, *_waiting(now))
         .order_by(Message.created_at, Message.id)
         .limit(limit)
     )
