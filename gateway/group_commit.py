@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from storage import commit_watch
 from storage.repositories.messages import NewMessage, insert_new
 
 log = logging.getLogger(__name__)
@@ -26,10 +27,18 @@ MAX_BATCH = 500
 
 class GroupCommitter:
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], *, max_batch: int = MAX_BATCH
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        max_batch: int = MAX_BATCH,
+        announce: bool = False,
     ) -> None:
+        """`announce`: each commit tells a listening process that new messages are in
+        (PostgreSQL's NOTIFY, see storage.commit_watch), for a process whose worker is
+        elsewhere."""
         self._sessionmaker = sessionmaker
         self._max_batch = max_batch
+        self._announce = announce
         self._pending: list[tuple[NewMessage, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self.commits = 0  # transactions so far (for benchmarks)
@@ -63,6 +72,8 @@ class GroupCommitter:
     async def _commit(self, messages: Sequence[NewMessage]) -> None:
         async with self._sessionmaker() as session:
             await insert_new(session, messages)
+            if self._announce:
+                await commit_watch.announce(session)
             await session.commit()
         self.commits += 1
         self.rows += len(messages)

@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -36,7 +37,12 @@ from gateway.retention import RetentionPurger
 from gateway.roles import Role
 from gateway.submission import Submitter
 from gateway.token_cache import TokenCache
-from storage.commit_watch import sqlite_file, watch_commits
+from storage.commit_watch import (
+    is_postgresql,
+    listen_for_commits,
+    sqlite_file,
+    watch_commits,
+)
 from storage.engine import create_engine, create_sessionmaker
 from storage.types import utcnow
 
@@ -158,6 +164,9 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
             if api_only
             else RecipientCache(sessionmaker)
         ),
+        # The worker is in the "all" process, which on PostgreSQL listens for these (on SQLite
+        # it sees every commit: storage.commit_watch).
+        announce_commits=api_only and is_postgresql(config.database_url),
     )
     return Gateway(
         engine=engine,
@@ -193,6 +202,18 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
             token_cache=token_cache,
         ),
     )
+
+
+def commit_watch_for(
+    url: str, engine: AsyncEngine, on_commit: Callable[[], None], stop: asyncio.Event
+) -> Coroutine[Any, Any, None] | None:
+    """How this database tells of other processes' commits, if it can."""
+    if is_postgresql(url):
+        return listen_for_commits(engine, on_commit, stop)
+    database_file = sqlite_file(url)
+    if database_file is not None:
+        return watch_commits(database_file, on_commit, stop)
+    return None  # in memory: no other process shares it
 
 
 async def run_gateway(
@@ -232,12 +253,10 @@ async def run_gateway(
             next_run_time=datetime.now(UTC),  # the first check at once
         )
         if everything:
-            database_file = sqlite_file(config.database_url)
-            if database_file is not None:
-                # What `serve --role api` processes commit wakes the worker at once.
-                watcher = asyncio.create_task(
-                    watch_commits(database_file, gw.worker.notify, stop), name="commit-watch"
-                )
+            # What `serve --role api` processes commit wakes the worker at once.
+            watch = commit_watch_for(config.database_url, gw.engine, gw.worker.notify, stop)
+            if watch is not None:
+                watcher = asyncio.create_task(watch, name="commit-watch")
             # One process per bot token polls Telegram: a second getUpdates is refused.
             tasks = [
                 asyncio.create_task(gw.worker.run(stop), name="delivery"),

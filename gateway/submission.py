@@ -233,18 +233,20 @@ class Submitter:
         on_deferred: Callable[[datetime], None] | None = None,
         on_retention: Callable[[datetime], None] | None = None,
         recipients: RecipientCache | None = None,
+        announce_commits: bool = False,
     ) -> None:
         """After a commit: `on_queued()` for a message due now, `on_deferred(when)` for one held
         for quiet hours, `on_retention(deadline)` for every new record.
 
         `recipients`: the composition root's cache of recipient state, bound to `sessionmaker`
-        (by default one of this submitter's own)."""
+        (by default one of this submitter's own). `announce_commits`: tell another process's
+        worker of each commit (see gateway.group_commit)."""
         if recipients is not None and recipients.sessionmaker is not sessionmaker:
             raise ValueError("the recipient cache must be bound to the submitter's sessionmaker")
         self._on_retention = on_retention
         self._sessionmaker = sessionmaker
         self.recipients = RecipientCache(sessionmaker) if recipients is None else recipients
-        self._committer = GroupCommitter(sessionmaker)
+        self._committer = GroupCommitter(sessionmaker, announce=announce_commits)
         self._cipher = cipher
         self._clock = clock
         self._on_queued = on_queued

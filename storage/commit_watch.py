@@ -1,15 +1,19 @@
-"""Hearing of commits made by other processes to a SQLite database.
+"""Hearing of commits made by other processes to the database.
 
 The delivery worker is woken at once by messages its own process accepts; those accepted by a
-`serve --role api` process beside it (same database file) it would only find at its next poll,
-up to a second later. SQLite counts the commits of other connections in `PRAGMA data_version`,
-read from shared memory (the WAL index) without touching the database file's pages, so a
-dedicated connection can look every few milliseconds for next to nothing.
+`serve --role api` process beside it (same database) it would only find at its next poll, up
+to a second later.
 
-Commits of this process's other connections count too, so the worker is also woken after its
-own writes: a run more, which finds nothing and costs a millisecond or two (and runs that find
-nothing are spaced by the worker anyway). PostgreSQL has no such counter; there the worker's
-poll remains (LISTEN/NOTIFY would be the way).
+- SQLite counts the commits of other connections in `PRAGMA data_version`, read from shared
+  memory (the WAL index) without touching the database file's pages, so a dedicated connection
+  can look every few milliseconds for next to nothing. Commits of this process's other
+  connections count too, so the worker is also woken after its own writes: a run more, which
+  finds nothing and costs a millisecond or two (and runs that find nothing are spaced by the
+  worker anyway).
+- PostgreSQL has no such counter but has LISTEN/NOTIFY: an api process announces each group
+  commit of new messages (`announce`, a NOTIFY inside the transaction, so it is heard only once
+  the rows are committed) and the all process listens on a connection of its own. When that
+  connection is lost, it connects again; meanwhile the worker's poll remains.
 """
 
 from __future__ import annotations
@@ -20,12 +24,22 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.pool import PoolProxiedConnection
 
 log = logging.getLogger(__name__)
 
-INTERVAL = 0.025  # seconds between looks
+INTERVAL = 0.025  # seconds between looks (SQLite)
+CHANNEL = "libral_outbox"  # PostgreSQL's NOTIFY channel for new messages
+RECONNECT_AFTER = 1.0  # seconds before listening again on a lost connection (PostgreSQL)
+
+
+def is_postgresql(url: str) -> bool:
+    return make_url(url).get_backend_name() == "postgresql"
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -62,3 +76,73 @@ async def watch_commits(
 def _version(connection: sqlite3.Connection) -> int:
     row = connection.execute("PRAGMA data_version").fetchone()
     return int(row[0])
+
+
+async def announce(session: AsyncSession) -> None:
+    """Tell the listening process, once this session's transaction commits, that new messages
+    are in (PostgreSQL only; NOTIFYs of one transaction on one channel arrive as one)."""
+    await session.execute(select(func.pg_notify(CHANNEL, "")))
+
+
+async def listen_for_commits(
+    engine: AsyncEngine,
+    on_commit: Callable[[], None],
+    stop: asyncio.Event,
+    *,
+    reconnect_after: float = RECONNECT_AFTER,
+) -> None:
+    """Call `on_commit()` when a process announces new messages on `engine`'s PostgreSQL
+    database, until `stop`. The connection is one of the engine's pool, held for good (so the
+    engine's connect arguments apply); a lost one is dropped from the pool and replaced."""
+    while not stop.is_set():
+        try:
+            pooled = await engine.raw_connection()
+        except Exception as exc:  # the database is down, say: the poll covers meanwhile
+            log.warning("listening for new messages failed: %s", type(exc).__name__)
+            await _pause(stop, reconnect_after)
+            continue
+        if not await _listen_on(pooled, on_commit, stop):
+            await _pause(stop, reconnect_after)
+
+
+async def _listen_on(
+    pooled: PoolProxiedConnection, on_commit: Callable[[], None], stop: asyncio.Event
+) -> bool:
+    """Listen on this connection until `stop` (True: it goes back to the pool) or until it is
+    lost (False: it is dropped from the pool)."""
+    connection: Any = pooled.driver_connection  # asyncpg's Connection
+    lost = asyncio.Event()
+
+    def heard(*_: object) -> None:
+        on_commit()
+
+    try:
+        connection.add_termination_listener(lambda _connection: lost.set())
+        await connection.add_listener(CHANNEL, heard)
+        on_commit()  # what was committed while nobody listened
+        await _first(stop, lost)
+    except Exception as exc:
+        log.warning("listening for new messages failed: %s", type(exc).__name__)
+        lost.set()
+    if lost.is_set():
+        pooled.invalidate()
+        return False
+    with contextlib.suppress(Exception):  # it goes back clean, or not at all
+        await connection.remove_listener(CHANNEL, heard)
+    pooled.close()
+    return True
+
+
+async def _first(*events: asyncio.Event) -> None:
+    waits = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

@@ -1,4 +1,5 @@
-"""Commits of other connections to a SQLite file wake the worker (storage.commit_watch)."""
+"""Commits of other processes wake the worker (storage.commit_watch): on SQLite seen in the
+file's data_version, on PostgreSQL announced with NOTIFY and heard by a listener."""
 
 from __future__ import annotations
 
@@ -7,8 +8,17 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
-from storage.commit_watch import sqlite_file, watch_commits
+from gateway.group_commit import GroupCommitter
+from storage.commit_watch import announce, listen_for_commits, sqlite_file, watch_commits
+from tests.test_group_commit import _message, _owner
 
 INTERVAL = 0.005
 
@@ -63,3 +73,118 @@ async def test_a_missing_file_is_not_created(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.OperationalError):
         await watch_commits(tmp_path / "absent.sqlite3", lambda: None, asyncio.Event())
     assert not (tmp_path / "absent.sqlite3").exists()
+
+
+# --- PostgreSQL: an api process announces its commits, the all process listens ---------------
+
+on_postgresql = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+
+class Heard:
+    """Counts `on_commit()` calls; waits for the count to reach a number."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._changed = asyncio.Condition()
+
+    def __call__(self) -> None:
+        self.count += 1
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def reach(self, count: int, within: float = 10) -> None:
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: self.count >= count), within)
+
+
+async def _listening(engine: AsyncEngine, heard: Heard, stop: asyncio.Event) -> asyncio.Task[None]:
+    task = asyncio.create_task(listen_for_commits(engine, heard, stop, reconnect_after=0.05))
+    await heard.reach(1)  # on listening it reports once: what came while nobody listened
+    return task
+
+
+@on_postgresql
+async def test_an_announced_group_commit_is_heard_and_a_silent_one_is_not(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    user_id, token_id = await _owner(sessionmaker)
+    heard, stop = Heard(), asyncio.Event()
+    task = await _listening(engine, heard, stop)
+    try:
+        await GroupCommitter(sessionmaker).commit(_message(user_id, token_id))
+        await GroupCommitter(sessionmaker, announce=True).commit(_message(user_id, token_id))
+        # Notifications arrive in commit order: had the first one been heard, it would be too.
+        await heard.reach(2)
+        assert heard.count == 2
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+@on_postgresql
+async def test_an_announcement_is_heard_only_once_its_rows_are_committed(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    heard, stop = Heard(), asyncio.Event()
+    task = await _listening(engine, heard, stop)
+    try:
+        async with sessionmaker() as session:
+            await announce(session)
+            await session.rollback()
+        async with sessionmaker() as session:
+            await announce(session)
+            await session.commit()
+        await heard.reach(2)
+        assert heard.count == 2  # the rolled-back one never came
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+@on_postgresql
+async def test_a_lost_listening_connection_is_replaced(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    heard, stop = Heard(), asyncio.Event()
+    task = await _listening(engine, heard, stop)
+    try:
+        async with sessionmaker() as session:
+            # The database drops the listener's connection (a restart, an administrator).
+            ended = await session.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE query LIKE 'LISTEN %' AND pid <> pg_backend_pid()"
+                )
+            )
+        assert ended == 1
+        await heard.reach(2)  # listening again: it reports what it may have missed
+        async with sessionmaker() as session:
+            await announce(session)
+            await session.commit()
+        await heard.reach(3)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+@pytest.mark.parametrize(
+    ("url", "watch"),
+    [
+        ("postgresql+asyncpg://u:p@h/db", "listen_for_commits"),
+        ("sqlite+aiosqlite:///var/x.sqlite3", "watch_commits"),
+        ("sqlite+aiosqlite://", None),
+    ],
+)
+def test_the_all_process_watches_as_its_database_allows(url: str, watch: str | None) -> None:
+    from gateway.runtime import commit_watch_for
+
+    engine = create_async_engine(url)  # never connects here
+    coroutine = commit_watch_for(url, engine, lambda: None, asyncio.Event())
+    try:
+        assert (coroutine.__name__ if coroutine is not None else None) == watch
+    finally:
+        if coroutine is not None:
+            coroutine.close()

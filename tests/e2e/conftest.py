@@ -8,7 +8,6 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -131,13 +130,12 @@ class Running:
 
 
 @pytest.fixture
-async def running(aiohttp_server: ServerFactory, tmp_path: Path) -> AsyncIterator[Running]:
+async def running(aiohttp_server: ServerFactory, migrated_url: str) -> AsyncIterator[Running]:
+    """The gateway in this process against a sandbox, on SQLite, or on PostgreSQL for a test
+    parametrized `database_url="postgresql"` (indirect; see tests/conftest.py)."""
     sandbox = await aiohttp_server(create_sandbox_app())
     port = free_port()
-    database_url = f"sqlite+aiosqlite:///{tmp_path / 'gw.sqlite3'}"
-    from storage import migrate
-
-    await asyncio.to_thread(migrate.upgrade, database_url)
+    database_url = migrated_url
     config = GatewayConfig(
         bot_token=DEFAULT_BOT_TOKEN,
         telegram_api_url=str(sandbox.make_url("")).rstrip("/"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import aiohttp
+import pytest
 
 from gateway.api.keys import SUBMITTER, TOKEN_CACHE
 from gateway.roles import ROLES
@@ -17,6 +18,9 @@ SEND = "/api/v1/communication/send"
 HEALTH = "/api/v1/communication/health"
 
 
+# On SQLite the all process sees the api process's commit in the file; on PostgreSQL it hears
+# the api process announce it (storage.commit_watch).
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 async def test_an_api_process_accepts_what_the_all_process_delivers(running: Running) -> None:
     _user, group, token = await running.person_with_log()
     assert running.config is not None
@@ -38,7 +42,7 @@ async def test_an_api_process_accepts_what_the_all_process_delivers(running: Run
         headers = {"Authorization": f"Bearer {token}"}
         async with running.http.post(api_url + SEND, json=body, headers=headers) as resp:
             assert resp.status == 202, await resp.text()
-        # The "all" process hears of the api process's commit (SQLite's data_version).
+        # The "all" process hears of the api process's commit.
         delivered = await running.world.wait_for_bot_message(
             group, lambda m: "accepted by the api process" in (m.text or ""), within=10
         )
@@ -81,3 +85,18 @@ def test_an_api_process_trusts_its_cached_tokens_and_recipients_for_seconds(
         gw = build_gateway(dataclasses.replace(running.config, role=role))
         assert gw.api[TOKEN_CACHE]._ttl.total_seconds() == expected
         assert gw.api[SUBMITTER].recipients._ttl == (60.0 if role == "all" else expected)
+
+
+def test_only_an_api_process_on_postgresql_announces_its_commits(running: Running) -> None:
+    # On SQLite the all process sees every commit in the file; on PostgreSQL it hears only
+    # what is announced (storage.commit_watch), and its own worker is woken directly.
+    assert running.config is not None
+    postgresql = "postgresql+asyncpg://u:p@127.0.0.1:1/never_connected"
+    for role, url, expected in (
+        ("api", postgresql, True),
+        ("all", postgresql, False),
+        ("api", running.config.database_url, False),
+        ("all", running.config.database_url, False),
+    ):
+        gw = build_gateway(dataclasses.replace(running.config, role=role, database_url=url))
+        assert gw.api[SUBMITTER]._committer._announce is expected, (role, url)
