@@ -24,6 +24,7 @@ may send again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -173,7 +174,11 @@ class BurstCoalescer:
             now = self._clock()
             rows = await outbox.waiting_of(session, recipient_id, now, MAX_FOLD)
             threads = {topic.category: topic.message_thread_id for topic in group.topics}
-            plans = plan_folds([_open(self._cipher, row, now) for row in rows], threads)
+            # Opening and grouping a thousand messages, and composing and sealing their digests
+            # below, is tens of milliseconds of CPU each: done on a thread, the event loop goes
+            # on answering requests meanwhile (it takes the GIL back every few milliseconds).
+            # Only loaded rows and new objects are used there, never the session.
+            plans = await asyncio.to_thread(self._plan, rows, threads, now)
             if not plans:
                 return []
             zone = zone_or_utc(await self._timezone(session, recipient_id))
@@ -201,6 +206,24 @@ class BurstCoalescer:
         zone: ZoneInfo,
         now: datetime,
     ) -> Folded | None:
+        rows = [row for row, _ in members]
+        carrier = await asyncio.to_thread(self._carrier, members, zone, now)
+        session.add(carrier)
+        await session.flush()  # the members' foreign key points at it
+        ids = tuple(row.id for row in rows)
+        if not await outbox.fold(session, ids, carrier.id, now):
+            return None
+        return Folded(carrier.id, ids)
+
+    def _plan(
+        self, rows: Sequence[Message], threads: Mapping[Category, int | None], now: datetime
+    ) -> list[list[tuple[Message, OutboxPayload]]]:
+        return plan_folds([_open(self._cipher, row, now) for row in rows], threads)
+
+    def _carrier(
+        self, members: Sequence[tuple[Message, OutboxPayload]], zone: ZoneInfo, now: datetime
+    ) -> Message:
+        """The digest of `members`, sealed in a new row that takes the oldest one's place."""
         payload = compose_digest(
             [DigestItem(row.created_at, row.category, p) for row, p in members],
             zone,
@@ -209,13 +232,7 @@ class BurstCoalescer:
             silent=all(p.silent for _, p in members),
         )
         rows = [row for row, _ in members]
-        carrier = carrier_row(self._cipher, rows, payload, now, in_their_place=True)
-        session.add(carrier)
-        await session.flush()  # the members' foreign key points at it
-        ids = tuple(row.id for row in rows)
-        if not await outbox.fold(session, ids, carrier.id, now):
-            return None
-        return Folded(carrier.id, ids)
+        return carrier_row(self._cipher, rows, payload, now, in_their_place=True)
 
     async def _timezone(self, session: AsyncSession, user_id: int) -> str | None:
         row = await session.get(UserPreferences, user_id)
