@@ -33,6 +33,11 @@ class OutboxPayload:
         """Whether it may go out inside a digest: not if its copy must be deleted on its own."""
         return self.self_destruct_seconds is None and not self.ephemeral
 
+    def size(self) -> int:
+        """About how many characters the content holds (a json_data object as Python prints
+        it): enough to tell a short message from a digest."""
+        return len(str(self.value))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,

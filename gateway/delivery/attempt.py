@@ -6,6 +6,7 @@ if the lease ran out and another worker took the message over, our late outcome 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -34,7 +35,7 @@ from gateway.delivery.routes import CreateTopic, Route, recreate, resolve
 from gateway.ephemeral import deletion_due
 from gateway.outbox_payload import OutboxPayload
 from storage.enums import AttemptOutcome, Channel, MessageStatus
-from storage.models import LogGroup
+from storage.models import LogGroup, Message
 from storage.repositories import copies, groups, outbox
 from storage.repositories.groups import LogView
 
@@ -47,6 +48,9 @@ REASON_REMOVED = "bot was removed from the personal log group"
 REASON_CHAT_GONE = "the personal log group no longer exists"
 REASON_UNREADABLE = "stored content does not decrypt with the configured key"
 REASON_UNRENDERABLE = "content could not be rendered for Telegram"
+# Content up to this many characters is rendered on the event loop (one Telegram message's
+# worth: quicker than a hand-over to a thread); longer content on a thread.
+RENDER_HERE_UP_TO = 4096
 
 
 class SendPacing(Protocol):
@@ -163,12 +167,21 @@ class Deliverer:
         if group is None:
             return await self.give_up(claim, "NoPersonalLog", REASON_NO_LOG)
         try:
-            parts = self._channel.render(payload, message.category)
+            parts = await self._render(payload, message)
         except (TypeError, ValueError) as exc:
             return await self._fail(claim, type(exc).__name__, REASON_UNRENDERABLE)
         if not await self._cover(claim, len(parts)):
             return None
         return await self._send(claim, group, sealed, payload, parts)
+
+    async def _render(self, payload: OutboxPayload, message: Message) -> list[str]:
+        """The parts to send. A long text (a digest: up to 64 KiB) takes tens of milliseconds
+        to render and split: that is done on a thread, so that the event loop goes on
+        answering meanwhile (it takes the GIL back every few milliseconds). A short one is
+        rendered sooner here than handed over."""
+        if payload.size() <= RENDER_HERE_UP_TO:
+            return self._channel.render(payload, message.category)
+        return await asyncio.to_thread(self._channel.render, payload, message.category)
 
     async def _send(
         self,

@@ -117,10 +117,6 @@ def _open(cipher: ContentCipher, row: Message, now: datetime) -> Queued:
     return Queued(row, payload, foldable)
 
 
-def _size(payload: OutboxPayload) -> int:
-    return len(str(payload.value))
-
-
 def plan_folds(
     queued: Sequence[Queued],
     threads: Mapping[Category, int | None] | None,
@@ -144,11 +140,11 @@ def plan_folds(
             closed.add(key)
             continue
         chunks = runs.setdefault(key, [[]])
-        if chunks[-1] and sizes[key] + _size(payload) > max_chars:
+        if chunks[-1] and sizes[key] + payload.size() > max_chars:
             chunks.append([])
             sizes[key] = 0
         chunks[-1].append((row, payload))
-        sizes[key] = sizes.get(key, 0) + _size(payload)
+        sizes[key] = sizes.get(key, 0) + payload.size()
     groups = [chunk for chunks in runs.values() for chunk in chunks if len(chunk) >= 2]
     return sorted(groups, key=lambda chunk: (chunk[0][0].created_at, chunk[0][0].id))
 

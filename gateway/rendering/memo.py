@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -31,6 +32,9 @@ def render_key(kind: str, value: object, category: str, hashtags: Sequence[str])
 
 
 class PartsMemo:
+    """Thread-safe: a long message is rendered on a thread (gateway.delivery.attempt) while
+    the event loop renders short ones; the lock guards the entries, never a rendering."""
+
     def __init__(
         self,
         *,
@@ -42,27 +46,30 @@ class PartsMemo:
         self._ttl = ttl_seconds
         self._clock = clock
         self._entries: OrderedDict[bytes, tuple[tuple[str, ...], float]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def parts(self, key: bytes, render: Callable[[], list[str]]) -> list[str]:
         """The parts for `key`: remembered ones, or `render()`'s (kept if more than one)."""
-        now = self._clock()
-        self._forget_expired(now)
-        entry = self._entries.get(key)
+        with self._lock:
+            self._forget_expired(self._clock())
+            entry = self._entries.get(key)
         if entry is not None:
             return list(entry[0])
         parts = render()
         if len(parts) > 1:
-            self._entries[key] = (tuple(parts), now + self._ttl)
-            while len(self._entries) > self._max:
-                self._entries.popitem(last=False)
+            with self._lock:
+                self._entries[key] = (tuple(parts), self._clock() + self._ttl)
+                while len(self._entries) > self._max:
+                    self._entries.popitem(last=False)
         return parts
 
     def forget(self, key: bytes) -> None:
         """The message went out (or will not): its text need not stay."""
-        self._entries.pop(key, None)
+        with self._lock:
+            self._entries.pop(key, None)
 
     def _forget_expired(self, now: float) -> None:
         # Entries are in order of insertion, and all live as long: the expired come first.

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.channels.telegram import TelegramChannel
 from gateway.delivery.attempt import Deliverer
 from gateway.delivery.claim import Claimed
+from gateway.outbox_payload import OutboxPayload
 from sandbox.client import SandboxClient
 from storage.enums import AttemptOutcome, Category, Channel, MessageStatus
 from storage.models import Message
@@ -132,6 +135,36 @@ async def test_a_long_text_goes_out_as_numbered_parts_in_order(
     assert received == lines
     [attempt] = (await load(sessionmaker, message_id)).attempts
     assert attempt.external_id == ",".join(str(p.message_id) for p in parts)
+
+
+async def test_a_long_text_is_rendered_off_the_event_loop_and_a_short_one_on_it(
+    control: SandboxClient,
+    personal: Personal,
+    enqueue: Enqueue,
+    make_worker: WorkerFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rendering and splitting a digest takes tens of milliseconds, which every request would
+    wait out on the event loop; a short text is not worth a thread."""
+    rendered_on: dict[int, int] = {}
+    render = TelegramChannel.render
+
+    def recording(self: TelegramChannel, payload: OutboxPayload, category: Category) -> list[str]:
+        rendered_on[payload.size()] = threading.get_ident()
+        return render(self, payload, category)
+
+    monkeypatch.setattr(TelegramChannel, "render", recording)
+    long_text = "\n".join(f"line {i:05d} of the build log" for i in range(400))
+    await enqueue(long_text, category=Category.SYSTEM)
+    await enqueue("short", category=Category.SYSTEM)
+
+    await make_worker().run_once()
+
+    loop_thread = threading.get_ident()
+    assert rendered_on[len("short")] == loop_thread
+    assert rendered_on[len(long_text)] != loop_thread
+    texts = [m.text or "" for m in (await control.get_chat(personal.chat_id)).bot_messages()]
+    assert sum(t.startswith(("(1/3) ", "(2/3) ", "(3/3) ")) for t in texts) == 3
 
 
 async def test_json_data_is_shown_as_a_code_block(
