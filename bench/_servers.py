@@ -24,6 +24,11 @@ Kinds of server:
 Usage (by the bench scripts):
     python bench/_servers.py gateway [PEOPLE [URL]] | sandbox | paced PEOPLE [URL] | bare
                              | api DATABASE_URL API_URL SANDBOX_URL
+
+With BENCH_LOOP_LAG=1 in the environment, a server measures how late its event loop wakes a
+task that sleeps 1 ms, over and over, and prints the percentiles of that lateness to stderr
+when it stops: how long the loop was held by one piece of work, which every request in
+flight waits out. BENCH_PROFILE=PATH writes a cProfile of the server to PATH.
 """
 
 from __future__ import annotations
@@ -69,6 +74,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+_READY = asyncio.Event()  # set when the server announced READY (BENCH_LOOP_LAG)
+
+
+def _ready(url: str) -> None:
+    print(f"READY {url}", flush=True)
+    _READY.set()
+
+
 async def _until_signal() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -90,7 +103,7 @@ async def bare() -> None:
     await runner.setup()
     port = _free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    print(f"READY http://127.0.0.1:{port}", flush=True)
+    _ready(f"http://127.0.0.1:{port}")
     await _until_signal()
     await runner.cleanup()
 
@@ -107,7 +120,7 @@ async def _serve_sandbox() -> tuple[web.AppRunner, str]:
 
 async def sandbox() -> None:
     runner, url = await _serve_sandbox()
-    print(f"READY {url}", flush=True)
+    _ready(url)
     await _until_signal()
     await runner.cleanup()
 
@@ -219,7 +232,7 @@ async def gateway(people: int = 1, sandbox_url: str | None = None) -> None:
             for token, group in await _link_people(world, people):
                 print(f"PERSON {token} {group}", flush=True)
             print(f"SANDBOX {sandbox_url}", flush=True)
-        print(f"READY {api_url}", flush=True)
+        _ready(api_url)
         await _until_signal()
 
 
@@ -261,7 +274,7 @@ async def paced(people: int, sandbox_url: str | None = None) -> None:
             print(f"PERSON {token} {group}", flush=True)
         print(f"SANDBOX {url}", flush=True)
         print(f"FLOOD {json.dumps(flood.__dict__)}", flush=True)
-        print(f"READY {api_url}", flush=True)
+        _ready(api_url)
         await _until_signal()
 
 
@@ -284,7 +297,7 @@ async def api(database_url: str, api_url: str, sandbox_url: str) -> None:
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(run_gateway(config, stop, on_ready=ready.set))
     await ready.wait()
-    print(f"READY {api_url}", flush=True)
+    _ready(api_url)
     await _until_signal()
     stop.set()
     await task
@@ -423,6 +436,37 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+async def _with_loop_lag(server: Coroutine[Any, Any, None]) -> None:
+    """`server`, with its event loop's lateness measured meanwhile (BENCH_LOOP_LAG)."""
+    loop = asyncio.get_running_loop()
+    lateness: list[float] = []
+
+    async def probe() -> None:
+        while True:
+            asked = loop.time()
+            await asyncio.sleep(0.001)
+            lateness.append(loop.time() - asked - 0.001)
+
+    async def after_ready() -> None:  # the server's start is not what is measured
+        await _READY.wait()
+        await probe()
+
+    task = asyncio.create_task(after_ready())
+    try:
+        await server
+    finally:
+        task.cancel()
+        ms = [x * 1000 for x in lateness]
+        if ms:
+            print(
+                f"LOOP LAG {sys.argv[1]}: {len(ms)} wake-ups, p50 {percentile(ms, 0.5):.1f} ms, "
+                f"p99 {percentile(ms, 0.99):.1f}, p99.9 {percentile(ms, 0.999):.1f}, "
+                f"max {max(ms):.1f}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
 def _main() -> None:
     kind = sys.argv[1]
     servers: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
@@ -434,7 +478,8 @@ def _main() -> None:
         "api": lambda: api(sys.argv[2], sys.argv[3], sys.argv[4]),
         "paced": lambda: paced(int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None),
     }
-    asyncio.run(servers[kind]())
+    server = servers[kind]()
+    asyncio.run(_with_loop_lag(server) if os.environ.get("BENCH_LOOP_LAG") else server)
 
 
 if __name__ == "__main__":
