@@ -4,7 +4,9 @@ file's data_version, on PostgreSQL announced with NOTIFY and heard by a listener
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -100,10 +102,17 @@ class Heard:
             await asyncio.wait_for(self._changed.wait_for(lambda: self.count >= count), within)
 
 
-async def _listening(engine: AsyncEngine, heard: Heard, stop: asyncio.Event) -> asyncio.Task[None]:
+@contextlib.asynccontextmanager
+async def listening(engine: AsyncEngine) -> AsyncIterator[Heard]:
+    """A listener on `engine`'s database for the block, counting what it hears."""
+    heard, stop = Heard(), asyncio.Event()
     task = asyncio.create_task(listen_for_commits(engine, heard, stop, reconnect_after=0.05))
-    await heard.reach(1)  # on listening it reports once: what came while nobody listened
-    return task
+    try:
+        await heard.reach(1)  # on listening it reports once: what came while nobody listened
+        yield heard
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
 
 
 @on_postgresql
@@ -111,26 +120,19 @@ async def test_an_announced_group_commit_is_heard_and_a_silent_one_is_not(
     engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     user_id, token_id = await _owner(sessionmaker)
-    heard, stop = Heard(), asyncio.Event()
-    task = await _listening(engine, heard, stop)
-    try:
+    async with listening(engine) as heard:
         await GroupCommitter(sessionmaker).commit(_message(user_id, token_id))
         await GroupCommitter(sessionmaker, announce=True).commit(_message(user_id, token_id))
         # Notifications arrive in commit order: had the first one been heard, it would be too.
         await heard.reach(2)
         assert heard.count == 2
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
 
 
 @on_postgresql
 async def test_an_announcement_is_heard_only_once_its_rows_are_committed(
     engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    heard, stop = Heard(), asyncio.Event()
-    task = await _listening(engine, heard, stop)
-    try:
+    async with listening(engine) as heard:
         async with sessionmaker() as session:
             await announce(session)
             await session.rollback()
@@ -139,18 +141,13 @@ async def test_an_announcement_is_heard_only_once_its_rows_are_committed(
             await session.commit()
         await heard.reach(2)
         assert heard.count == 2  # the rolled-back one never came
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
 
 
 @on_postgresql
 async def test_a_lost_listening_connection_is_replaced(
     engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    heard, stop = Heard(), asyncio.Event()
-    task = await _listening(engine, heard, stop)
-    try:
+    async with listening(engine) as heard:
         async with sessionmaker() as session:
             # The database drops the listener's connection (a restart, an administrator).
             ended = await session.scalar(
@@ -165,9 +162,6 @@ async def test_a_lost_listening_connection_is_replaced(
             await announce(session)
             await session.commit()
         await heard.reach(3)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
 
 
 @pytest.mark.parametrize(
