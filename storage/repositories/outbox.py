@@ -90,13 +90,15 @@ _NOW = bindparam("now", type_=Message.next_attempt_at.type)
 _LIMIT: BindParameter[int] = bindparam("limit", type_=Integer)
 
 
-def _first_of(*where: ColumnElement[bool] | TextClause) -> Select[Any]:
-    """The first `limit` rows of one branch of due work, by time: each branch is a range of
-    one index read in its order, so SQLite stops after `limit` rows however many are due."""
+def _first_of(*where: ColumnElement[bool] | TextClause, by_class: bool = False) -> Select[Any]:
+    """The first `limit` rows of one branch of due work, by time (or by class, then time): a
+    queued branch is a range of one index read in its order, so SQLite stops after `limit`
+    rows however many are due."""
+    order = (PRIORITY_CLASS, *_IN_ORDER) if by_class else _IN_ORDER
     found = (
         select(Message.id, PRIORITY_CLASS.label("rank"), *_IN_ORDER[:2])
         .where(*where)
-        .order_by(*_IN_ORDER)
+        .order_by(*order)
         .limit(_LIMIT)
         .subquery()
     )
@@ -111,11 +113,13 @@ _QUEUED_DUE = (Message.status == MessageStatus.QUEUED, Message.next_attempt_at <
 _FOUND = union(
     _first_of(text(URGENT_NOT_CARRIED), *_QUEUED_DUE),  # ix_messages_due_urgent
     _first_of(Message.carried_by.is_(None), *_QUEUED_DUE),  # ix_messages_due_in_order
-    # Being sent by a worker whose lease ran out (it crashed or hung): few rows.
+    # Being sent by a worker whose lease ran out (it crashed or hung): few rows, all of them
+    # sorted, by class too (more than `limit` of them, urgent ones must not wait behind).
     _first_of(
         Message.carried_by.is_(None),
         Message.status == MessageStatus.SENDING,
         Message.claimed_until < _NOW,
+        by_class=True,
     ),
 ).subquery("found")
 _DUE = (

@@ -629,6 +629,37 @@ async def test_a_limited_due_query_takes_the_first_by_class_then_time(
     assert [labels[c.message_id] for c in due] == expected
 
 
+@pytest.mark.parametrize(
+    ("limit", "expected"), [(1, ["u"]), (2, ["u", "n1"]), (3, ["u", "n1", "n2"])]
+)
+async def test_run_out_leases_beyond_the_limit_are_taken_urgent_first(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    personal: Personal,
+    cipher: ContentCipher,
+    clock: UTCClock,
+    limit: int,
+    expected: list[str],
+) -> None:
+    """More messages whose worker vanished than one pass takes (workers crashed in a burst):
+    the urgent one among them still goes first."""
+    labels: dict[str, str] = {}
+    for priority, label in [("normal", "n1"), ("normal", "n2"), ("urgent", "u")]:
+        [message_id] = await put(
+            sessionmaker, cipher, clock, personal.user_id, [label], priority=Priority(priority)
+        )
+        labels[message_id] = label
+        clock.advance(1)
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Message)
+            .where(Message.id.in_(labels))
+            .values(status=MessageStatus.SENDING, claimed_until=clock() - timedelta(seconds=1))
+        )
+    async with sessionmaker() as session:
+        due = await outbox.due(session, clock(), limit)
+    assert [labels[c.message_id] for c in due] == expected
+
+
 # --- as deployed: parallel chats, real time ---------------------------------------------------
 
 
