@@ -47,6 +47,8 @@ from storage.engine import create_engine, create_sessionmaker
 from storage.types import utcnow
 
 log = logging.getLogger(__name__)
+# How long the commit watch may take to end by itself at shutdown.
+WATCH_STOP_SECONDS = 2.0
 
 
 # How long an "api" process trusts a verified token or a recipient's state it read.
@@ -289,6 +291,11 @@ async def run_gateway(
         for task in tasks:
             task.cancel()
         if watcher is not None:  # not one of `tasks`: its end does not stop the gateway
+            # Told by `stop`, it ends by itself (a PostgreSQL listener hands its connection
+            # back clean); cancelled only if it does not within a moment.
+            stop.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(watcher), WATCH_STOP_SECONDS)
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
         gw.scheduler.shutdown(wait=False)

@@ -12,8 +12,9 @@ to a second later.
   worker anyway).
 - PostgreSQL has no such counter but has LISTEN/NOTIFY: an api process announces each group
   commit of new messages (`announce`, a NOTIFY inside the transaction, so it is heard only once
-  the rows are committed) and the all process listens on a connection of its own. When that
-  connection is lost, it connects again; meanwhile the worker's poll remains.
+  the rows are committed) and the all process listens on a connection of its own, checked
+  every half minute. When that connection is lost, it connects again a second later;
+  meanwhile the worker's poll remains.
 """
 
 from __future__ import annotations
@@ -28,14 +29,14 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 log = logging.getLogger(__name__)
 
 INTERVAL = 0.025  # seconds between looks (SQLite)
 CHANNEL = "libral_outbox"  # PostgreSQL's NOTIFY channel for new messages
 RECONNECT_AFTER = 1.0  # seconds before listening again on a lost connection (PostgreSQL)
+CHECK_EVERY = 30.0  # seconds between checks that the listening connection still answers
 
 
 def is_postgresql(url: str) -> bool:
@@ -90,53 +91,62 @@ async def listen_for_commits(
     stop: asyncio.Event,
     *,
     reconnect_after: float = RECONNECT_AFTER,
+    check_every: float = CHECK_EVERY,
 ) -> None:
     """Call `on_commit()` when a process announces new messages on `engine`'s PostgreSQL
-    database, until `stop`. The connection is one of the engine's pool, held for good (so the
-    engine's connect arguments apply); a lost one is dropped from the pool and replaced."""
+    database, until `stop`. The connection is one of the engine's pool (so its connect
+    arguments apply), held for as long as it serves; a lost one is dropped and replaced."""
     while not stop.is_set():
         try:
-            pooled = await engine.raw_connection()
-        except Exception as exc:  # the database is down, say: the poll covers meanwhile
+            async with engine.connect() as connection:
+                await _listen_on(connection, on_commit, stop, check_every)
+        except Exception as exc:  # the database is down or the link broke: the poll covers
             log.warning("listening for new messages failed: %s", type(exc).__name__)
-            await _pause(stop, reconnect_after)
-            continue
-        if not await _listen_on(pooled, on_commit, stop):
             await _pause(stop, reconnect_after)
 
 
 async def _listen_on(
-    pooled: PoolProxiedConnection, on_commit: Callable[[], None], stop: asyncio.Event
-) -> bool:
-    """Listen on this connection until `stop` (True: it goes back to the pool) or until it is
-    lost (False: it is dropped from the pool)."""
-    connection: Any = pooled.driver_connection  # asyncpg's Connection
+    connection: AsyncConnection,
+    on_commit: Callable[[], None],
+    stop: asyncio.Event,
+    check_every: float,
+) -> None:
+    """Listen until `stop`; raises when the connection is lost, after dropping it from the
+    pool (also when cancelled: it is never handed back with a listener on it)."""
+    raw: Any = (await connection.get_raw_connection()).driver_connection  # asyncpg's
     lost = asyncio.Event()
 
     def heard(*_: object) -> None:
         on_commit()
 
-    try:
-        connection.add_termination_listener(lambda _connection: lost.set())
-        await connection.add_listener(CHANNEL, heard)
-        on_commit()  # what was committed while nobody listened
-        await _first(stop, lost)
-    except Exception as exc:
-        log.warning("listening for new messages failed: %s", type(exc).__name__)
+    def gone(_connection: object) -> None:
         lost.set()
-    if lost.is_set():
-        pooled.invalidate()
-        return False
-    with contextlib.suppress(Exception):  # it goes back clean, or not at all
-        await connection.remove_listener(CHANNEL, heard)
-    pooled.close()
-    return True
+
+    clean = False
+    try:
+        raw.add_termination_listener(gone)
+        await raw.add_listener(CHANNEL, heard)
+        on_commit()  # what was committed while nobody listened
+        while not stop.is_set():
+            await _first(stop, lost, within=check_every)
+            if lost.is_set():
+                raise ConnectionError("the listening connection was closed")
+            if not stop.is_set():
+                # A link that died without closing (a partition) would never tell.
+                await asyncio.wait_for(raw.execute("SELECT 1"), check_every)
+        await raw.remove_listener(CHANNEL, heard)
+        raw.remove_termination_listener(gone)
+        clean = True
+    finally:
+        if not clean:
+            await connection.invalidate()
 
 
-async def _first(*events: asyncio.Event) -> None:
+async def _first(*events: asyncio.Event, within: float) -> None:
+    """Until one of `events` is set, or `within` seconds."""
     waits = [asyncio.create_task(event.wait()) for event in events]
     try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waits, timeout=within, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for wait in waits:
             wait.cancel()

@@ -8,9 +8,10 @@ import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -116,31 +117,32 @@ async def listening(engine: AsyncEngine) -> AsyncIterator[Heard]:
 
 
 @on_postgresql
-async def test_an_announced_group_commit_is_heard_and_a_silent_one_is_not(
+async def test_an_announced_group_commit_is_heard(
     engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     user_id, token_id = await _owner(sessionmaker)
     async with listening(engine) as heard:
-        await GroupCommitter(sessionmaker).commit(_message(user_id, token_id))
         await GroupCommitter(sessionmaker, announce=True).commit(_message(user_id, token_id))
-        # Notifications arrive in commit order: had the first one been heard, it would be too.
         await heard.reach(2)
-        assert heard.count == 2
 
 
 @on_postgresql
-async def test_an_announcement_is_heard_only_once_its_rows_are_committed(
-    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+@pytest.mark.parametrize("announce", [False, True])
+async def test_a_group_commit_announces_once_per_transaction_when_asked(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], announce: bool
 ) -> None:
-    async with listening(engine) as heard:
-        async with sessionmaker() as session:
-            await announce(session)
-            await session.rollback()
-        async with sessionmaker() as session:
-            await announce(session)
-            await session.commit()
-        await heard.reach(2)
-        assert heard.count == 2  # the rolled-back one never came
+    user_id, token_id = await _owner(sessionmaker)
+    statements: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", note)
+    committer = GroupCommitter(sessionmaker, announce=announce)
+    await asyncio.gather(*(committer.commit(_message(user_id, token_id)) for _ in range(50)))
+    notifies = [s for s in statements if "pg_notify" in s]
+    assert len(notifies) == (committer.commits if announce else 0)
+    assert committer.commits < 50  # several rows a transaction, one announcement each
 
 
 @on_postgresql
@@ -153,7 +155,8 @@ async def test_a_lost_listening_connection_is_replaced(
             ended = await session.scalar(
                 text(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE query LIKE 'LISTEN %' AND pid <> pg_backend_pid()"
+                    "WHERE query LIKE 'LISTEN %' AND datname = current_database() "
+                    "AND pid <> pg_backend_pid()"
                 )
             )
         assert ended == 1
@@ -162,6 +165,41 @@ async def test_a_lost_listening_connection_is_replaced(
             await announce(session)
             await session.commit()
         await heard.reach(3)
+
+
+async def _channels_listened_to_in_pool(engine: AsyncEngine) -> list[int]:
+    """For each connection waiting in the pool, how many channels it still listens to."""
+    counts = []
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(engine.pool.checkedin()):  # type: ignore[attr-defined]
+            connection = await stack.enter_async_context(engine.connect())
+            raw = (await connection.get_raw_connection()).driver_connection
+            assert raw is not None
+            counts.append(await raw.fetchval("SELECT count(*) FROM pg_listening_channels()"))
+    return counts
+
+
+@on_postgresql
+async def test_a_stopped_listener_hands_its_connection_back_clean(engine: AsyncEngine) -> None:
+    async with listening(engine):
+        assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert await _channels_listened_to_in_pool(engine) == [0]
+
+
+@on_postgresql
+async def test_a_cancelled_listener_never_hands_back_a_listening_connection(
+    engine: AsyncEngine,
+) -> None:
+    heard, stop = Heard(), asyncio.Event()
+    task = asyncio.create_task(listen_for_commits(engine, heard, stop))
+    await heard.reach(1)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled()
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    # Dropped, not pooled: whatever the pool holds now is a fresh connection.
+    assert not any(await _channels_listened_to_in_pool(engine))
 
 
 @pytest.mark.parametrize(
