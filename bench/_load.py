@@ -57,10 +57,14 @@ class _Connection(asyncio.Protocol):
             head_end = self._buffer.find(_HEADER_END)
             if head_end < 0:
                 return
-            self._body_end = head_end + 4 + _content_length(bytes(self._buffer[:head_end]))
             status = bytes(self._buffer[9:12])
             if status != b"202":
                 self._fail(f"answer {status.decode()}: {bytes(self._buffer[head_end + 4 :])!r}")
+                return
+            try:
+                self._body_end = head_end + 4 + _content_length(bytes(self._buffer[:head_end]))
+            except LoadError as exc:
+                self._fail(str(exc))
                 return
         if len(self._buffer) < self._body_end:
             return
@@ -72,8 +76,11 @@ class _Connection(asyncio.Protocol):
     def _fail(self, why: str) -> None:
         if not self.done.done():
             self.done.set_exception(LoadError(why))
-        assert self._transport is not None
-        self._transport.close()
+        self.close()
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done.done():
@@ -120,9 +127,15 @@ async def run(
     latencies: list[float] = []
     next_request = send_requests(url, path, token, bodies)
     started = time.perf_counter()
-    connections = [
-        (await loop.create_connection(lambda: _Connection(next_request, latencies), host, port))[1]
-        for _ in range(concurrency)
-    ]
-    await asyncio.gather(*(c.done for c in connections))
+    connections: list[_Connection] = []
+    try:
+        for _ in range(concurrency):
+            _, connection = await loop.create_connection(
+                lambda: _Connection(next_request, latencies), host, port
+            )
+            connections.append(connection)
+        await asyncio.gather(*(c.done for c in connections))
+    finally:  # one failed: the others stop too
+        for connection in connections:
+            connection.close()
     return time.perf_counter() - started, latencies

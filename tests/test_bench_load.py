@@ -101,3 +101,20 @@ def test_answers_split_anywhere_are_read_whole() -> None:
     asyncio.run(feed())
     assert sent == [b"a", b"b", b"c", b"closed"]
     assert len(latencies) == 3
+
+
+async def test_an_answer_without_content_length_stops_the_run_saying_so() -> None:
+    async def send(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(status=202)  # chunked: no Content-Length
+        await response.prepare(request)
+        await response.write(b"{}")
+        await response.write_eof()
+        return response
+
+    server = await _server(send)
+    try:
+        with pytest.raises(_load.LoadError, match="without Content-Length"):
+            await _load.run(str(server.make_url("/")), "/send", None, iter([b"{}"] * 5), 2)
+    finally:
+        await server.close()

@@ -367,7 +367,8 @@ def _waiting(now: datetime) -> tuple[ColumnElement[bool], ...]:
         Message.status == MessageStatus.QUEUED,
         Message.carried_by.is_(None),
         # Most of a queue is due: no reason for SQLite to search the due index for this range
-        # (and sort every due row of every person) instead of reading a person's queue.
+        # (and sort every due row of every person) instead of reading a person's queue
+        # (storage.repositories.planner).
         likely(Message.next_attempt_at <= now),
     )
 

@@ -2,8 +2,10 @@
 
 Without statistics (no ANALYZE is run) SQLite takes any range on an indexed column for a
 selective one, and may pick that index over one that serves the ORDER BY and LIMIT. `likely`
-tells it a condition holds for most rows, so it is no reason to pick an index; PostgreSQL
-plans from its own statistics and gets the condition as it is.
+wraps a condition in SQLite's likely() function: SQLAlchemy writes a boolean function as
+`likely(condition) = 1` on SQLite, a term SQLite can no longer search an index for, so that
+it picks its index by the other terms (tests/test_query_plans.py checks the plans).
+PostgreSQL plans from its own statistics and gets the condition as it is.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 
 class likely(FunctionElement[bool]):  # named as the SQL function it renders
-    """`condition`, marked for SQLite as true of most rows (its likely() function)."""
+    """`condition`, kept out of SQLite's choice of index (see the module's docstring)."""
 
     type = Boolean()
     inherit_cache = True
