@@ -129,7 +129,8 @@ async def sandbox() -> None:
 async def sandbox_and_gateway(
     rates: TelegramRates, sandbox_url: str | None = None
 ) -> AsyncIterator[tuple[str, str]]:
-    """The whole gateway (SQLite in a temporary directory) pacing to `rates`, against the
+    """The whole gateway (SQLite in a temporary directory, or the database at
+    BENCH_DATABASE_URL) pacing to `rates`, against the
     sandbox at `sandbox_url` or, without one, a sandbox in this process (sharing its event
     loop): (sandbox url, gateway API url)."""
     from gateway.runtime import GatewayConfig, run_gateway
@@ -141,7 +142,10 @@ async def sandbox_and_gateway(
         runner, sandbox_url = await _serve_sandbox()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            db = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.sqlite3'}"
+            # BENCH_DATABASE_URL: an empty database of the bench script's (PostgreSQL, say).
+            db = os.environ.get("BENCH_DATABASE_URL") or (
+                f"sqlite+aiosqlite:///{Path(tmp) / 'bench.sqlite3'}"
+            )
             await asyncio.to_thread(migrate.upgrade, db)
             port = _free_port()
             config = GatewayConfig(

@@ -18,7 +18,8 @@ Besides the rates: the CPU time the gateway's processes used per request (user a
 the worker's included), steadier than the rates on a shared machine.
 
 Usage: .venv/bin/python bench/ingress.py [requests per level, default 5000]
-       [levels, default 1,16,64] [--configs paced,paced+api,unpaced]
+       [levels, default 1,16,64] [--configs paced,paced+api,unpaced] [--client lean|aiohttp]
+       [--database sqlite|postgresql]
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import _load
 import aiohttp
@@ -111,9 +115,14 @@ def measure(
     total: int,
     levels: list[int],
     client: str,
+    database: Callable[[], str | None] = lambda: None,
 ) -> dict[int, Level]:
+    """`database()`: a new empty database's URL for the gateway, or None for SQLite."""
     results = {}
     with contextlib.ExitStack() as stack:
+        url = database() if kind != "bare" else None
+        if url is not None:
+            stack.enter_context(_environment("BENCH_DATABASE_URL", url))
         started = stack.enter_context(launch(kind, *args))
         extra = stack.enter_context(with_api_processes(started, api_processes))
         gateway = [started, *extra]
@@ -129,11 +138,49 @@ def measure(
     return results
 
 
+@contextlib.contextmanager
+def _environment(name: str, value: str) -> Iterator[None]:
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = before
+
+
+def _databases(stack: contextlib.ExitStack) -> Callable[[], str]:
+    """A PostgreSQL server for the run (durable, as in production); each call gives a new
+    empty database on it."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository
+    from tests.postgres import start_server
+
+    server = start_server(durable=True)
+    stack.callback(server.stop)
+    names = itertools.count()
+
+    def new() -> str:
+        name = f"bench_{next(names)}"
+        server.create_database(name)
+        return server.url(name)
+
+    return new
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("requests", type=int, nargs="?", default=5000)
     parser.add_argument("levels", nargs="?", default="1,16,64")
     parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="the gateway's database: SQLite in WAL mode (default), or a PostgreSQL server the "
+        "bench starts as the tests do (tests/postgres.py), with durable commits",
+    )
     parser.add_argument(
         "--client",
         choices=("lean", "aiohttp"),
@@ -146,10 +193,16 @@ def main() -> None:
     unknown = [n for n in names if n not in CONFIGS]
     if unknown:
         parser.error(f"unknown configuration(s) {', '.join(unknown)}; known: {', '.join(CONFIGS)}")
-    measured = {name: measure(*CONFIGS[name], args.requests, levels, args.client) for name in names}
+    with contextlib.ExitStack() as stack:
+        database = _databases(stack) if args.database == "postgresql" else (lambda: None)
+        measured = {
+            name: measure(*CONFIGS[name], args.requests, levels, args.client, database)
+            for name in names
+        }
     bare = measure("bare", (), 0, args.requests, levels, args.client)
     print(
-        f"POST /send, {args.requests} requests per level, {os.cpu_count()} CPUs, SQLite (WAL), "
+        f"POST /send, {args.requests} requests per level, {os.cpu_count()} CPUs, "
+        f"{'PostgreSQL (durable)' if args.database == 'postgresql' else 'SQLite (WAL)'}, "
         f"load generator: {args.client}"
     )
     print(

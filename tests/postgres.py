@@ -127,8 +127,11 @@ class PostgresServer:
     """One cluster in a temporary directory; `start()`, then `url(...)`, `create_database(...)`,
     and `stop()` (which removes everything)."""
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, *, durable: bool = False) -> None:
+        """`durable`: commits are flushed to disk as in production (for benchmarks); by
+        default they are not (test data only: speed is wanted, not durability)."""
         self.bindir = bindir
+        self.durable = durable
         self.port = 0
         self._root = Path(tempfile.mkdtemp(prefix="libral-pg-"))
         self._data = self._root / "data"
@@ -193,10 +196,11 @@ class PostgresServer:
             "listen_addresses": "127.0.0.1",
             "port": str(self.port),
             "unix_socket_directories": str(self._root),
-            # Test data only: durability is not wanted, speed is.
-            "fsync": "off",
-            "synchronous_commit": "off",
-            "full_page_writes": "off",
+            **(
+                {}
+                if self.durable
+                else {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+            ),
             "max_connections": "200",
             "log_min_messages": "warning",
         }
@@ -315,9 +319,9 @@ def _unprivileged_user() -> pwd.struct_passwd:
     raise PostgresUnavailable("running as root, and no `postgres` or `nobody` user to run as")
 
 
-def start_server() -> PostgresServer:
+def start_server(*, durable: bool = False) -> PostgresServer:
     """Obtain (install if needed) and start a server; raise PostgresUnavailable if impossible."""
-    server = PostgresServer(ensure_bindir())
+    server = PostgresServer(ensure_bindir(), durable=durable)
     try:
         server.start()
     except BaseException:
