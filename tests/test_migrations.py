@@ -104,3 +104,17 @@ def test_stored_idempotency_keys_become_hashes(database_url: str) -> None:
     )
     assert "idempotency_key" not in {column["name"] for column in columns}
     assert stored == idempotency_digest("order:ada@example.org")
+
+
+def test_0009_starts_afresh_over_an_index_an_interrupted_run_left(database_url: str) -> None:
+    # On PostgreSQL an interrupted CREATE INDEX CONCURRENTLY leaves its index behind (invalid):
+    # the leftover here stands for it.
+    migrate.upgrade(database_url, "0008")
+    _on(
+        database_url,
+        lambda conn: conn.execute(text("CREATE INDEX ix_messages_waiting ON messages (category)")),
+    )
+    migrate.upgrade(database_url, "0009")
+    indexes = _on(database_url, lambda conn: inspect(conn).get_indexes("messages"))
+    [waiting] = [index for index in indexes if index["name"] == "ix_messages_waiting"]
+    assert waiting["column_names"] == ["recipient_id", "created_at", "id"]

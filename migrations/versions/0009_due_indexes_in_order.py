@@ -45,6 +45,11 @@ def _swap(create: Sequence[tuple[str, list[str], sa.TextClause]], drop: Sequence
     block = op.get_context().autocommit_block() if concurrently else contextlib.nullcontext()
     with block:
         for name, columns, where in create:
+            # A CREATE INDEX CONCURRENTLY that was interrupted leaves an invalid index of that
+            # name behind (nothing rolls it back): a second run starts afresh.
+            op.drop_index(
+                name, table_name="messages", if_exists=True, postgresql_concurrently=concurrently
+            )
             op.create_index(
                 name,
                 "messages",
