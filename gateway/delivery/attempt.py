@@ -172,7 +172,12 @@ class Deliverer:
             return await self._fail(claim, type(exc).__name__, REASON_UNRENDERABLE)
         if not await self._cover(claim, len(parts)):
             return None
-        return await self._send(claim, group, sealed, payload, parts)
+        handled = await self._send(claim, group, sealed, payload, parts)
+        if handled is not None and handled.retry_at is None and not handled.paced:
+            # Sent, failed for good or moved on to another channel: its rendered text need not
+            # stay in memory (a retry here, or a hold, renders it again from the memo).
+            self._channel.forget_rendered(payload, message.category)
+        return handled
 
     async def _render(self, payload: OutboxPayload, message: Message) -> list[str]:
         """The parts to send. A long text (a digest: up to 64 KiB) takes tens of milliseconds
@@ -217,8 +222,6 @@ class Deliverer:
                         await self._channel.send(route.address, parts[index], payload, last=last)
                     )
                     self._keep_copy(claim, route, sent, payload)
-                # Its text need not stay in memory (other outcomes: until the memo's TTL).
-                self._channel.forget_rendered(payload, claim.message.category)
                 return await self._delivered(claim, route, sent, payload)
             except AddressGone as err:
                 if recreated or route is None:

@@ -167,6 +167,39 @@ async def test_a_long_text_is_rendered_off_the_event_loop_and_a_short_one_on_it(
     assert sum(t.startswith(("(1/3) ", "(2/3) ", "(3/3) ")) for t in texts) == 3
 
 
+@pytest.mark.parametrize(
+    ("error_code", "description", "forgotten"),
+    [
+        (400, "Bad Request: message is too long", True),  # failed for good
+        (500, "Internal Server Error", False),  # tried again later, from the memo
+    ],
+)
+async def test_a_long_text_is_forgotten_once_it_is_settled_and_kept_for_a_retry(
+    control: SandboxClient,
+    enqueue: Enqueue,
+    make_worker: WorkerFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    error_code: int,
+    description: str,
+    forgotten: bool,
+) -> None:
+    forgets: list[int] = []
+    forget = TelegramChannel.forget_rendered
+
+    def recording(self: TelegramChannel, payload: OutboxPayload, category: Category) -> None:
+        forgets.append(payload.size())
+        forget(self, payload, category)
+
+    monkeypatch.setattr(TelegramChannel, "forget_rendered", recording)
+    long_text = "\n".join(f"line {i:05d} of the build log" for i in range(400))
+    await enqueue(long_text, category=Category.SYSTEM)
+    await control.add_fault("sendMessage", error_code=error_code, description=description, times=1)
+
+    await make_worker().run_once()
+
+    assert forgets == ([len(long_text)] if forgotten else [])
+
+
 async def test_json_data_is_shown_as_a_code_block(
     control: SandboxClient, personal: Personal, enqueue: Enqueue, make_worker: WorkerFactory
 ) -> None:
