@@ -105,6 +105,24 @@ async def put(
     return ids
 
 
+async def put_labelled(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    cipher: ContentCipher,
+    clock: UTCClock,
+    user_id: int,
+    queued: Sequence[tuple[str, str]],
+) -> dict[str, str]:
+    """Queue a message per (priority, label), a second apart in that order; id -> label."""
+    labels: dict[str, str] = {}
+    for priority, label in queued:
+        [message_id] = await put(
+            sessionmaker, cipher, clock, user_id, [label], priority=Priority(priority)
+        )
+        labels[message_id] = label
+        clock.advance(1)
+    return labels
+
+
 def fake_sleep(clock: UTCClock, fake_clock: FakeClock) -> Callable[[float], Awaitable[None]]:
     """The worker's in-place pacing waits: both fake clocks move instead."""
 
@@ -552,13 +570,7 @@ async def test_the_due_query_orders_by_priority_class_then_time(
     queued_in_order: list[tuple[str, str]],
     expected: list[str],
 ) -> None:
-    labels: dict[str, str] = {}
-    for priority, label in queued_in_order:
-        [message_id] = await put(
-            sessionmaker, cipher, clock, personal.user_id, [label], priority=Priority(priority)
-        )
-        labels[message_id] = label
-        clock.advance(1)
+    labels = await put_labelled(sessionmaker, cipher, clock, personal.user_id, queued_in_order)
     async with sessionmaker() as session:
         due = await outbox.due(session, clock(), 100)
     assert [labels[c.message_id] for c in due] == expected
@@ -586,23 +598,23 @@ async def test_a_limited_due_query_takes_the_first_by_class_then_time(
     """The first `limit` of everything due, however the branches of the query found them:
     normal ones queued before the urgent, a run-out lease (a high message a worker crashed on)
     among them, and rows not yet due or carried left out."""
-    labels: dict[str, str] = {}
-    for priority, label in [
-        ("normal", "n1"),
-        ("high", "lease"),
-        ("normal", "n2"),
-        ("urgent", "u1"),
-        ("normal", "n3"),
-        ("high", "h1"),
-        ("low", "l1"),
-        ("urgent", "later"),
-        ("normal", "carried"),
-    ]:
-        [message_id] = await put(
-            sessionmaker, cipher, clock, personal.user_id, [label], priority=Priority(priority)
-        )
-        labels[message_id] = label
-        clock.advance(1)
+    labels = await put_labelled(
+        sessionmaker,
+        cipher,
+        clock,
+        personal.user_id,
+        [
+            ("normal", "n1"),
+            ("high", "lease"),
+            ("normal", "n2"),
+            ("urgent", "u1"),
+            ("normal", "n3"),
+            ("high", "h1"),
+            ("low", "l1"),
+            ("urgent", "later"),
+            ("normal", "carried"),
+        ],
+    )
     ids = {label: message_id for message_id, label in labels.items()}
     async with sessionmaker() as session, session.begin():
         # The urgent "u1" was due before "h1"; "lease" was claimed and its worker vanished.
@@ -642,13 +654,8 @@ async def test_run_out_leases_beyond_the_limit_are_taken_urgent_first(
 ) -> None:
     """More messages whose worker vanished than one pass takes (workers crashed in a burst):
     the urgent one among them still goes first."""
-    labels: dict[str, str] = {}
-    for priority, label in [("normal", "n1"), ("normal", "n2"), ("urgent", "u")]:
-        [message_id] = await put(
-            sessionmaker, cipher, clock, personal.user_id, [label], priority=Priority(priority)
-        )
-        labels[message_id] = label
-        clock.advance(1)
+    queued = [("normal", "n1"), ("normal", "n2"), ("urgent", "u")]
+    labels = await put_labelled(sessionmaker, cipher, clock, personal.user_id, queued)
     async with sessionmaker() as session, session.begin():
         await session.execute(
             update(Message)
