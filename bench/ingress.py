@@ -31,9 +31,10 @@ import itertools
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import _load
 import aiohttp
@@ -122,7 +123,7 @@ def measure(
     with contextlib.ExitStack() as stack:
         url = database() if kind != "bare" else None
         if url is not None:
-            stack.enter_context(_environment("BENCH_DATABASE_URL", url))
+            stack.enter_context(mock.patch.dict(os.environ, {"BENCH_DATABASE_URL": url}))
         started = stack.enter_context(launch(kind, *args))
         extra = stack.enter_context(with_api_processes(started, api_processes))
         gateway = [started, *extra]
@@ -136,19 +137,6 @@ def measure(
             if kind != "bare":
                 results[level].cpu_per_request = (_cpu(gateway) - before) / total
     return results
-
-
-@contextlib.contextmanager
-def _environment(name: str, value: str) -> Iterator[None]:
-    before = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ[name]
-        else:
-            os.environ[name] = before
 
 
 def _databases(stack: contextlib.ExitStack) -> Callable[[], str]:

@@ -73,8 +73,8 @@ class GatewayConfig:
     # "all": bot, HTTP API, delivery worker and scheduled work. "api": the HTTP API alone, to
     # run more of beside one "all" process (see README, Running several processes).
     role: Role = "all"
-    # Seconds between the worker's looks at the outbox when nothing wakes it (commits by
-    # processes other than this one, on PostgreSQL; on SQLite they wake it: commit_watch).
+    # Seconds between the worker's looks at the outbox when nothing wakes it (other processes'
+    # commits wake it through storage.commit_watch; the poll covers a watch that is down).
     worker_poll_interval: float = 1.0
     reuse_port: bool = False  # SO_REUSEPORT, so that such processes share http_port
 

@@ -20,7 +20,6 @@ to a second later.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -30,6 +29,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from storage.waiting import first_set, pause
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,7 @@ async def watch_commits(
     try:
         seen: int | None = None
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+            await pause(stop, interval)
             try:
                 version = _version(connection)
             except sqlite3.Error as exc:  # e.g. the file being replaced; look again later
@@ -79,10 +79,13 @@ def _version(connection: sqlite3.Connection) -> int:
     return int(row[0])
 
 
+_ANNOUNCE = select(func.pg_notify(CHANNEL, ""))  # built once: it runs with every group commit
+
+
 async def announce(session: AsyncSession) -> None:
     """Tell the listening process, once this session's transaction commits, that new messages
     are in (PostgreSQL only; NOTIFYs of one transaction on one channel arrive as one)."""
-    await session.execute(select(func.pg_notify(CHANNEL, "")))
+    await session.execute(_ANNOUNCE)
 
 
 async def listen_for_commits(
@@ -102,7 +105,7 @@ async def listen_for_commits(
                 await _listen_on(connection, on_commit, stop, check_every)
         except Exception as exc:  # the database is down or the link broke: the poll covers
             log.warning("listening for new messages failed: %s", type(exc).__name__)
-            await _pause(stop, reconnect_after)
+            await pause(stop, reconnect_after)
 
 
 async def _listen_on(
@@ -128,7 +131,7 @@ async def _listen_on(
         await raw.add_listener(CHANNEL, heard)
         on_commit()  # what was committed while nobody listened
         while not stop.is_set():
-            await _first(stop, lost, within=check_every)
+            await first_set(stop, lost, within=check_every)
             if lost.is_set():
                 raise ConnectionError("the listening connection was closed")
             if not stop.is_set():
@@ -140,19 +143,3 @@ async def _listen_on(
     finally:
         if not clean:
             await connection.invalidate()
-
-
-async def _first(*events: asyncio.Event, within: float) -> None:
-    """Until one of `events` is set, or `within` seconds."""
-    waits = [asyncio.create_task(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waits, timeout=within, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for wait in waits:
-            wait.cancel()
-        await asyncio.gather(*waits, return_exceptions=True)
-
-
-async def _pause(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)

@@ -45,7 +45,8 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 def _nobody() -> None:
-    """No worker to wake in this process: the one elsewhere finds new messages by its poll."""
+    """No worker to wake in this process: the one elsewhere hears of new messages through
+    storage.commit_watch, or finds them at its next poll."""
 
 
 def create_api_app(

@@ -202,11 +202,10 @@ class BurstCoalescer:
         zone: ZoneInfo,
         now: datetime,
     ) -> Folded | None:
-        rows = [row for row, _ in members]
         carrier = await asyncio.to_thread(self._carrier, members, zone, now)
         session.add(carrier)
         await session.flush()  # the members' foreign key points at it
-        ids = tuple(row.id for row in rows)
+        ids = tuple(row.id for row, _ in members)
         if not await outbox.fold(session, ids, carrier.id, now):
             return None
         return Folded(carrier.id, ids)

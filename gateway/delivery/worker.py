@@ -25,7 +25,6 @@ of a trickle at the group's 20 a minute.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -48,6 +47,7 @@ from gateway.delivery.elsewhere import Elsewhere
 from gateway.delivery.pacing import SHORT_MARGIN, Pacer, TelegramRates
 from gateway.delivery.routes import CreateTopic
 from gateway.personal_log import create_topic as personal_log_create_topic
+from storage import waiting
 from storage.enums import Channel
 from storage.repositories import outbox
 from storage.types import utcnow
@@ -246,7 +246,8 @@ class DeliveryWorker:
                         # paced chat's new messages). Under a stream of those, a run per
                         # message is most of the gateway's work: the next run waits a moment,
                         # so they cost one run per moment.
-                        await self._pause(stop, HELD_RUN_SPACING)
+                        # (A notify() does not cut this pause short.)
+                        await waiting.pause(stop, HELD_RUN_SPACING)
                     # Woken meanwhile: new work is due, and asking the database when the next
                     # message is due would be wasted.
                     delay = 0.0 if self._wake.is_set() else await self._delay(handled)
@@ -362,20 +363,8 @@ class DeliveryWorker:
             return self._poll_interval
         return min(max(delay, 0.0), self._poll_interval)
 
-    @staticmethod
-    async def _pause(stop: asyncio.Event, delay: float) -> None:
-        """Wait `delay` seconds unless `stop` is set first; a notify() does not cut it short."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
-
     async def _sleep(self, stop: asyncio.Event, delay: float) -> None:
-        waits = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
-        try:
-            await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waits:
-                waiter.cancel()
-            await asyncio.gather(*waits, return_exceptions=True)
+        await waiting.first_set(self._wake, stop, within=delay)
 
     def _failed(self, exc: BaseException) -> None:
         self._last_error = type(exc).__name__
