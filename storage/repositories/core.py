@@ -7,9 +7,9 @@ run them. These run on the session's connection instead: same transaction, same 
 
 They do not autoflush: ORM changes pending in the session are not written first (the callers
 flush where an order matters, as folding does). Only for tables whose writes no session event
-needs to see: `gateway.recipient_cache` watches
-the session for writes to users, groups, topics, contacts and preferences, and must keep
-seeing those (they go through `session.execute`).
+needs to see: `gateway.recipient_cache` watches the session for writes to users, groups,
+topics, contacts and preferences, and must keep seeing those (they go through
+`session.execute`).
 """
 
 from __future__ import annotations

@@ -53,10 +53,6 @@ def topic_for(group: LogGroup, category: Category) -> Topic | None:
     return next((t for t in group.topics if t.category == category), None)
 
 
-def topic_by_thread(group: LogGroup, thread_id: int) -> Topic | None:
-    return next((t for t in group.topics if t.message_thread_id == thread_id), None)
-
-
 @dataclass(frozen=True, slots=True)
 class LogView:
     """A linked personal log as a delivery reads it: plain values, no ORM objects. Building
