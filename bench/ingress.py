@@ -42,6 +42,7 @@ from _servers import (  # the sibling module (bench/ is on sys.path when run)
     SEND,
     Started,
     launch,
+    percentile,
     process_cpu_seconds,
     with_api_processes,
 )
@@ -61,8 +62,8 @@ class Level:
     cpu_per_request: float | None = None  # seconds, the gateway's processes together
 
     def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+        """In milliseconds."""
+        return percentile(self.latencies, q) * 1000
 
 
 def _body(n: int) -> bytes:
