@@ -37,6 +37,7 @@ from gateway.retention import RetentionPurger
 from gateway.roles import Role
 from gateway.submission import Submitter
 from gateway.token_cache import TokenCache
+from gateway.worker_heartbeat import BEAT_SECONDS, Heartbeat
 from storage.commit_watch import (
     is_postgresql,
     listen_for_commits,
@@ -103,6 +104,7 @@ class Gateway:
     channels: FallbackChannels
     monitor: ChannelMonitor
     api: web.Application
+    heartbeat: Heartbeat  # written only where the worker runs (role "all")
 
 
 def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow) -> Gateway:
@@ -203,6 +205,7 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
             contact_setup=contact_setup,
             token_cache=token_cache,
         ),
+        heartbeat=Heartbeat(sessionmaker, worker.state, clock),
     )
 
 
@@ -236,6 +239,7 @@ async def run_gateway(
     await runner.setup()
     tasks: list[asyncio.Task[None]] = []
     watcher: asyncio.Task[None] | None = None
+    beating = False
     gw.scheduler.start()
     try:
         site = web.TCPSite(
@@ -269,6 +273,16 @@ async def run_gateway(
                     name="polling",
                 ),
             ]
+            # For the health of `serve --role api` processes (gateway.worker_heartbeat). Added
+            # after the worker's task, whose first step (it marks itself running) so comes first.
+            gw.scheduler.add_job(
+                gw.heartbeat.beat,
+                "interval",
+                seconds=BEAT_SECONDS,
+                coalesce=True,
+                next_run_time=datetime.now(UTC),
+            )
+            beating = True
         # Everything built so far (modules, schemas, the app) lives as long as the process:
         # moved out of the collector's sight, it no longer makes each full collection longer,
         # and those pauses stall the paced sends (see README, Benchmarks and performance).
@@ -299,6 +313,8 @@ async def run_gateway(
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
         gw.scheduler.shutdown(wait=False)
+        if beating:  # the worker has stopped: say so at once rather than when the beat is stale
+            await gw.heartbeat.beat(stopped=True)
         await runner.cleanup()
         await gw.channels.close()
         await gw.bot.session.close()

@@ -352,3 +352,18 @@ class AuditEntry(Base):
     category: Mapped[Category] = mapped_column(_enum(Category))
     delivered_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sealed_content: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class WorkerHeartbeat(Base):
+    """The delivery worker's state as its process last wrote it, every few seconds: how a
+    `serve --role api` process, which runs no worker, tells in its health whether one runs."""
+
+    __tablename__ = "worker_heartbeats"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    beat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    running: Mapped[bool]
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # An exception class name, never its text (as the worker's own health).
+    last_error: Mapped[str | None] = mapped_column(String(100))
+    unknown_send_outcomes: Mapped[int] = mapped_column(Integer)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -20,7 +21,10 @@ from gateway.api.keys import (
     WorkerStatus,
 )
 from gateway.deletion import OVERDUE_GRACE
-from storage.repositories import copies
+from gateway.worker_heartbeat import NAME as WORKER_NAME
+from gateway.worker_heartbeat import seen
+from storage.models import WorkerHeartbeat
+from storage.repositories import copies, heartbeats
 from storage.repositories.messages import queue_depth
 
 log = logging.getLogger(__name__)
@@ -28,11 +32,24 @@ log = logging.getLogger(__name__)
 _CHECK_TIMEOUT = 5.0
 
 
-async def _database(request: web.Request) -> tuple[int, copies.Pending]:
+@dataclass(frozen=True)
+class _Stored:
+    queue_depth: int
+    pending: copies.Pending
+    # Read where no worker runs in this process (serve --role api): the worker's last beat.
+    beat: WorkerHeartbeat | None
+
+
+async def _database(request: web.Request) -> _Stored:
     async with request.app[SESSIONMAKER]() as session:
         await session.execute(text("SELECT 1"))
         overdue_before = request.app[CLOCK]() - OVERDUE_GRACE
-        return await queue_depth(session), await copies.pending(session, overdue_before)
+        here = request.app[DELIVERY] is not None
+        return _Stored(
+            await queue_depth(session),
+            await copies.pending(session, overdue_before),
+            None if here else await heartbeats.last(session, WORKER_NAME),
+        )
 
 
 def _deletions(request: web.Request, pending: copies.Pending) -> dict[str, Any]:
@@ -64,12 +81,13 @@ def _worker(body: dict[str, Any], failing: list[str], worker: WorkerStatus) -> N
 async def health(request: web.Request) -> web.Response:
     body: dict[str, Any] = {}
     failing: list[str] = []
+    stored: _Stored | None = None
     try:
         async with asyncio.timeout(_CHECK_TIMEOUT):
-            depth, pending = await _database(request)
+            stored = await _database(request)
         body["database"] = {"ok": True}
-        body["queue_depth"] = depth
-        body["deletions"] = _deletions(request, pending)
+        body["queue_depth"] = stored.queue_depth
+        body["deletions"] = _deletions(request, stored.pending)
     except Exception as exc:
         log.warning("health: database check failed: %s", type(exc).__name__)
         body["database"] = {"ok": False, "error": type(exc).__name__}
@@ -83,8 +101,15 @@ async def health(request: web.Request) -> web.Response:
         body["telegram"] = {"ok": False, "error": type(exc).__name__}
         failing.append("telegram")
     delivery = request.app[DELIVERY]
-    if delivery is not None:  # else none runs in this process (serve --role api)
+    if delivery is not None:
         _worker(body, failing, delivery.state())
+    elif stored is not None:
+        # None runs in this process (serve --role api): the "all" process's, as it last
+        # wrote (gateway.worker_heartbeat). Without the database that is unknown, and the
+        # database is reported failing already.
+        body["worker"] = seen(stored.beat, request.app[CLOCK]())
+        if not body["worker"]["ok"]:
+            failing.append("worker")
     # Fallback channels as last checked: a configured one whose check failed degrades health.
     body["channels"] = {}
     for status in request.app[CHANNEL_STATUSES]():

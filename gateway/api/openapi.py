@@ -312,7 +312,15 @@ def component_schemas() -> dict[str, Schema]:
                         "description": "Telegram sends since start whose outcome was "
                         "unknowable (timeout after sending): each may have arrived twice",
                     },
-                }
+                    "seen_at": {
+                        **DATE_TIME,
+                        "type": ["string", "null"],
+                        "description": "in a `serve --role api` process, which runs no worker: "
+                        "when the worker's process last wrote its state (every 15 s); the "
+                        "worker is not ok when that is over a minute ago, or never",
+                    },
+                },
+                "seen_at",
             ),
             "channels": {
                 "type": "object",
@@ -328,8 +336,9 @@ def component_schemas() -> dict[str, Schema]:
             "scheduler": _object({"ok": {"type": "boolean"}}),
             "failing": {"type": "array", "items": {"type": "string"}, "minItems": 1},
         },
-        # queue_depth and deletions need the database; worker and scheduler are absent where
-        # none runs (a `serve --role api` process has no worker).
+        # queue_depth and deletions need the database; so does the worker section of a `serve
+        # --role api` process, which reports the worker's last beat; the scheduler is absent
+        # where none runs.
         "queue_depth",
         "deletions",
         "worker",

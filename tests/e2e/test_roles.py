@@ -4,7 +4,11 @@ the port."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
 import aiohttp
 import pytest
@@ -32,12 +36,9 @@ async def test_an_api_process_accepts_what_the_all_process_delivers(running: Run
     api_config = dataclasses.replace(running.config, role="api", http_port=api_port)
     async with gateway_running(api_config, running.clock):
         api_url = f"http://127.0.0.1:{api_port}"
-        async with running.http.get(api_url + HEALTH) as resp:
-            health = await resp.json()
-        assert resp.status == 200, health
-        assert "worker" not in health  # none runs there: not its health to report
-        assert health["database"]["ok"]
-        assert health["telegram"]["ok"]
+        # None runs there: it reports the all process's, from its heartbeat.
+        health = await _health_when(running, api_url, lambda h: h["worker"]["ok"])
+        assert health["status"] == "ok", health
         body = {"category": "system", "content": {"text": "accepted by the api process"}}
         headers = {"Authorization": f"Bearer {token}"}
         async with running.http.post(api_url + SEND, json=body, headers=headers) as resp:
@@ -47,6 +48,36 @@ async def test_an_api_process_accepts_what_the_all_process_delivers(running: Run
             group, lambda m: "accepted by the api process" in (m.text or ""), within=10
         )
     assert delivered.text == "accepted by the api process\n\n#system"
+
+
+async def _health_when(
+    running: Running, api_url: str, done: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """GET health until `done` holds (the all process beats on a timer of its own)."""
+    async with asyncio.timeout(10):
+        while True:
+            async with running.http.get(api_url + HEALTH) as resp:
+                health: dict[str, Any] = await resp.json()
+            if done(health):
+                return health
+
+
+async def test_an_api_processs_health_sees_the_all_processs_worker_stop(running: Running) -> None:
+    assert running.config is not None
+    api_port = free_port()
+    api_config = dataclasses.replace(running.config, role="api", http_port=api_port)
+    async with gateway_running(api_config, running.clock):
+        api_url = f"http://127.0.0.1:{api_port}"
+        health = await _health_when(running, api_url, lambda h: h["worker"]["ok"])
+        seen_at = datetime.fromisoformat(health["worker"]["seen_at"])
+        await running.stop_gateway()
+        # Its last beat says stopped: no need to wait for it to go stale.
+        async with running.http.get(api_url + HEALTH) as resp:
+            health = await resp.json()
+        assert resp.status == 503, health
+        assert health["failing"] == ["worker"]
+        assert health["worker"]["ok"] is False
+        assert datetime.fromisoformat(health["worker"]["seen_at"]) >= seen_at
 
 
 async def test_with_reuse_port_the_processes_share_the_http_port(running: Running) -> None:
@@ -62,8 +93,10 @@ async def test_with_reuse_port_the_processes_share_the_http_port(running: Runnin
         async with aiohttp.ClientSession(connector=connector) as fresh:
             for _ in range(60):
                 async with fresh.get(running.api_url + HEALTH) as resp:
-                    assert resp.status == 200
-                    kinds.add("worker" in await resp.json())
+                    health = await resp.json()
+                assert health["database"]["ok"], health
+                # Only the api process reports the worker as last seen (its heartbeat).
+                kinds.add("seen_at" in health["worker"])
                 if len(kinds) == 2:
                     break
     assert kinds == {True, False}  # answered by the "all" process and by the "api" one

@@ -1,0 +1,82 @@
+"""The delivery worker's heartbeat: how the health of a `serve --role api` process sees it.
+
+Only the "all" process runs the delivery worker, yet an "api" process beside it answers health
+too, and whoever watches that health must learn when nothing delivers what it accepts. So the
+"all" process writes its worker's state into the database every `BEAT_SECONDS`, and once more,
+stopped, as it shuts down. An "api" process reports the last beat, and the worker as down when
+there is none, when it says stopped, or when it is older than `STALE_AFTER` (the process died,
+or its event loop is stuck).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.api.keys import WorkerStatus
+from storage.models import WorkerHeartbeat
+from storage.repositories import heartbeats
+
+log = logging.getLogger(__name__)
+
+NAME = "delivery"
+BEAT_SECONDS = 15
+# Four beats missed: one slow commit or a busy moment does not make the worker look down.
+STALE_AFTER = timedelta(seconds=4 * BEAT_SECONDS)
+
+
+class Heartbeat:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        worker: Callable[[], WorkerStatus],
+        clock: Callable[[], datetime],
+    ) -> None:
+        """`worker()`: the worker's state now (DeliveryWorker.state)."""
+        self._sessionmaker = sessionmaker
+        self._worker = worker
+        self._clock = clock
+
+    async def beat(self, *, stopped: bool = False) -> bool:
+        """Write the worker's state (as stopped, at shutdown); whether it was written. A
+        failure is logged, not raised: the next beat tries again, and a missed one shows."""
+        state = self._worker()
+        try:
+            async with self._sessionmaker() as session:
+                await heartbeats.beat(
+                    session,
+                    NAME,
+                    at=self._clock(),
+                    running=state.running and not stopped,
+                    last_run_at=state.last_run_at,
+                    last_error=state.last_error,
+                    unknown_send_outcomes=state.unknown_send_outcomes,
+                )
+                await session.commit()
+        except Exception as exc:
+            log.warning("worker heartbeat not written: %s", type(exc).__name__)
+            return False
+        return True
+
+
+def seen(last: WorkerHeartbeat | None, now: datetime) -> dict[str, Any]:
+    """The health's worker section from the last beat: `ok` only for a fresh, running one."""
+    if last is None:
+        return {
+            "ok": False,
+            "seen_at": None,
+            "last_error": None,
+            "last_run_at": None,
+            "unknown_send_outcomes": 0,
+        }
+    return {
+        "ok": last.running and now - last.beat_at <= STALE_AFTER,
+        "seen_at": last.beat_at.isoformat(),
+        "last_error": last.last_error,
+        "last_run_at": last.last_run_at.isoformat() if last.last_run_at else None,
+        "unknown_send_outcomes": last.unknown_send_outcomes,
+    }
