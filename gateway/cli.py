@@ -79,6 +79,9 @@ def _setup_logging() -> None:
     )
     # aiogram logs every update at INFO; its own lines carry no content but are noisy.
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+    # APScheduler logs every run of every job at INFO, the worker's heartbeat four times a
+    # minute among them; our jobs log what they do, and a job's failure is still an ERROR.
+    logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
 
 
 async def _until_signalled(stop: asyncio.Event) -> None:
