@@ -18,7 +18,8 @@ session class of its own whose events report every write to the tables a snapsho
   reads (e.g. a contact's failure streak) forgets nothing.
 - The fill race: `load` takes a ticket (the cache's generation) before it reads; every
   invalidation advances the generation, and a snapshot read under an older ticket is not kept
-  (it may predate the change).
+  (it may predate the change). Misses for a person whose read is in flight share it, unless
+  something was invalidated since it began.
 
 Not seen: writes that bypass the sessionmaker (another process, `engine.connect()`, the legacy
 `Session.bulk_*` methods). Entries therefore also expire after `ttl` (as `gateway.token_cache`),
@@ -27,6 +28,7 @@ which bounds how long such a write goes unnoticed. One event loop only: not thre
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 import time
@@ -163,8 +165,11 @@ class RecipientCache:
         self._entries: OrderedDict[int, tuple[RecipientSnapshot, float]] = OrderedDict()
         self._owner_of_group: dict[int, int] = {}  # linked group id -> owner, of the entries
         self._generation = 0
+        # Reads in flight by person, with the generation each began in.
+        self._reading: dict[int, tuple[int, asyncio.Future[RecipientSnapshot]]] = {}
         self.hits = 0
         self.misses = 0
+        self.shared = 0  # misses that shared a read in flight
         _hooks_of(sessionmaker).caches.add(self)
 
     def __len__(self) -> int:
@@ -200,16 +205,35 @@ class RecipientCache:
     async def load(self, owner_id: int) -> RecipientSnapshot:
         """The cached snapshot, or one read now and kept if nothing changed meanwhile.
 
-        Read in a session of its own: one holding uncommitted changes could see rows that a
-        rollback then takes back, which no event would report."""
+        Requests that miss while a read of the same person is in flight, with nothing
+        invalidated since it began, share that read: when an entry expires under load, every
+        request in flight for that person missed at once and read the same three tables.
+        """
         cached = self.get(owner_id)
         if cached is not None:
             self.hits += 1
             return cached
+        reading = self._reading.get(owner_id)
+        if reading is not None and reading[0] == self._generation:
+            self.shared += 1
+            return await asyncio.shield(reading[1])
         self.misses += 1
         ticket = self.ticket()
-        async with self.sessionmaker() as session:
-            snapshot = await read_snapshot(session, owner_id)
+        read = asyncio.ensure_future(self._read(owner_id, ticket))
+        self._reading[owner_id] = (ticket, read)
+        # Shielded: a caller that is cancelled must not cancel the read others share.
+        return await asyncio.shield(read)
+
+    async def _read(self, owner_id: int, ticket: int) -> RecipientSnapshot:
+        # Read in a session of its own: one holding uncommitted changes could see rows that a
+        # rollback then takes back, which no event would report.
+        try:
+            async with self.sessionmaker() as session:
+                snapshot = await read_snapshot(session, owner_id)
+        finally:
+            reading = self._reading.get(owner_id)
+            if reading is not None and reading[1] is asyncio.current_task():
+                del self._reading[owner_id]
         self.store(owner_id, snapshot, ticket)
         return snapshot
 

@@ -4,6 +4,7 @@ them is seen by the very next submit. Real SQLite, real sessions."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -548,3 +549,72 @@ async def test_a_deleted_log_group_row_invalidates_its_owner(
         await session.delete(group)
         await session.commit()
     assert (await refused(submitter, person)).status == 409
+
+
+# --- misses in flight together ----------------------------------------------------------------
+
+
+class HeldReads:
+    """read_snapshot, held until `release` is set; counts the reads begun."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.begun = 0
+        self.release = asyncio.Event()
+        monkeypatch.setattr(recipient_cache_module, "read_snapshot", self._read)
+
+    async def _read(self, session: AsyncSession, owner_id: int) -> RecipientSnapshot:
+        self.begun += 1
+        await self.release.wait()
+        return await read_snapshot(session, owner_id)
+
+
+async def _loads_waiting(
+    cache: RecipientCache, owner_id: int, count: int
+) -> list[asyncio.Task[RecipientSnapshot]]:
+    loads = [asyncio.create_task(cache.load(owner_id)) for _ in range(count)]
+    await asyncio.sleep(0)  # each has run to its first wait
+    return loads
+
+
+async def test_misses_in_flight_together_share_one_read(
+    sessionmaker: async_sessionmaker[AsyncSession], person: Person, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = RecipientCache(sessionmaker)
+    held = HeldReads(monkeypatch)
+    loads = await _loads_waiting(cache, person.user_id, 20)
+    held.release.set()
+    snapshots = await asyncio.gather(*loads)
+    assert held.begun == 1
+    assert (cache.misses, cache.shared) == (1, 19)
+    assert all(s is snapshots[0] for s in snapshots)
+    assert cache.get(person.user_id) is snapshots[0]
+    assert cache._reading == {}  # nothing left behind
+
+
+async def test_a_miss_after_an_invalidation_does_not_share_an_older_read(
+    sessionmaker: async_sessionmaker[AsyncSession], person: Person, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = RecipientCache(sessionmaker)
+    held = HeldReads(monkeypatch)
+    (first,) = await _loads_waiting(cache, person.user_id, 1)
+    cache.invalidate([person.user_id])  # the read in flight may predate this change
+    (second,) = await _loads_waiting(cache, person.user_id, 1)
+    held.release.set()
+    await asyncio.gather(first, second)
+    assert held.begun == 2
+    assert (cache.misses, cache.shared) == (2, 0)
+    assert cache._reading == {}
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_read_it_shares(
+    sessionmaker: async_sessionmaker[AsyncSession], person: Person, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = RecipientCache(sessionmaker)
+    held = HeldReads(monkeypatch)
+    first, second = await _loads_waiting(cache, person.user_id, 2)
+    first.cancel()
+    held.release.set()
+    snapshot = await second
+    assert first.cancelled()
+    assert snapshot.group_id is not None  # the person linked a log
+    assert cache.get(person.user_id) is snapshot
