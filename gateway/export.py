@@ -29,6 +29,7 @@ from storage.models import (
     Topic,
     User,
     UserPreferences,
+    WorkerHeartbeat,
 )
 from storage.repositories import contacts, copies, groups, person_data
 from storage.types import UTCDateTime, utcnow
@@ -115,6 +116,18 @@ NOT_EXPORTED: dict[type[Base], dict[str, str]] = {
         "user_id": "the profile's id",
         "sealed_content": "content is never exported",
     },
+    # The delivery worker's state (gateway.worker_heartbeat): no one's data, nothing exported.
+    WorkerHeartbeat: dict.fromkeys(
+        (
+            "name",
+            "beat_at",
+            "running",
+            "last_run_at",
+            "last_error",
+            "unknown_send_outcomes",
+        ),
+        "the delivery worker's state, of no person",
+    ),
 }
 
 
