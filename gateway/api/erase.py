@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api.errors import error_response
-from gateway.api.keys import BOT, CLOCK, SESSIONMAKER, request_token
+from gateway.api.keys import BOT, CLOCK, DELIVERY, SESSIONMAKER, request_token
 from gateway.api.messages import NOT_FOUND, message_id_of, public_status, telegram_message_ids
 from gateway.ephemeral import DELETE_WINDOW
 from gateway.telegram_deletion import delete_messages
@@ -75,6 +75,10 @@ async def erase_message(request: web.Request) -> web.Response:
     if isinstance(taken, web.Response):
         return taken
     message, held = taken
+    delivery = request.app[DELIVERY]
+    if delivery is not None:  # else its worker is elsewhere, and its memo's own bound holds
+        # Its text may be kept rendered for a retry (or within a digest's): not any longer.
+        delivery.forget_rendered()
     known = telegram_message_ids(message)
     not_deleted: list[dict[str, Any]] = []
     deleted: list[int] = []

@@ -35,6 +35,9 @@ class DeliveryHandle(Protocol):
 
     def state(self) -> WorkerStatus: ...
 
+    def forget_rendered(self) -> None:
+        """A message was erased: forget the text the worker rendered and keeps for a while."""
+
 
 class SchedulerState(Protocol):
     """APScheduler's scheduler as health sees it."""

@@ -137,6 +137,12 @@ class TelegramChannel:
             render_key(payload.kind, payload.value, category.value, payload.hashtags)
         )
 
+    def forget_expired_renders(self) -> None:
+        self._rendered.forget_expired()
+
+    def forget_all_rendered(self) -> None:
+        self._rendered.clear()
+
     async def send(
         self, address: TelegramAddress, part: str, payload: OutboxPayload, *, last: bool
     ) -> str:

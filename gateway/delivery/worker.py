@@ -193,6 +193,10 @@ class DeliveryWorker:
         """A message was just committed: look at the outbox now rather than at the next poll."""
         self._wake.set()
 
+    def forget_rendered(self) -> None:
+        """A message was erased: no rendered text of it may stay (gateway.rendering.memo)."""
+        self._telegram.forget_all_rendered()
+
     def state(self) -> WorkerState:
         return WorkerState(
             self._running,
@@ -206,6 +210,8 @@ class DeliveryWorker:
 
         A failure in one chat does not stop the others; the first one is raised at the end.
         """
+        # Rendered text past its time goes now, not when the next long message is rendered.
+        self._telegram.forget_expired_renders()
         try:
             async with self._sessionmaker() as session:
                 # Audit lines of deliveries elsewhere go to logs that are reachable again.

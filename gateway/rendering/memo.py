@@ -8,7 +8,9 @@ of the content, so its result is kept, keyed by a hash of what it was rendered f
 
 Only messages of more than one part are kept (the rest are cheap to render and most common),
 at most `MAX_ENTRIES` of them and for `TTL_SECONDS` at most: the parts are the message's text,
-and it should not stay in memory much longer than its sending takes.
+and it should not stay in memory much longer than its sending takes. The delivery worker sweeps
+out expired entries after every run (`forget_expired`), so the bound holds also when no other
+long message comes to render, and an erasure through the API forgets them all (`clear`).
 """
 
 from __future__ import annotations
@@ -70,6 +72,15 @@ class PartsMemo:
         """The message went out (or will not): its text need not stay."""
         with self._lock:
             self._entries.pop(key, None)
+
+    def forget_expired(self) -> None:
+        with self._lock:
+            self._forget_expired(self._clock())
+
+    def clear(self) -> None:
+        """Forget every entry (a message was erased: its text may be among them)."""
+        with self._lock:
+            self._entries.clear()
 
     def _forget_expired(self, now: float) -> None:
         # Entries are in order of insertion, and all live as long: the expired come first.

@@ -38,12 +38,16 @@ class RecordingDelivery:
     last_error: str | None = None
     last_run_at: datetime | None = None
     unknown_send_outcomes: int = 0
+    forgotten: int = 0  # forget_rendered() calls
 
     def notify(self) -> None:
         self.notified += 1
 
     def state(self) -> RecordingDelivery:
         return self
+
+    def forget_rendered(self) -> None:
+        self.forgotten += 1
 
 
 @dataclass

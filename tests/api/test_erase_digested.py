@@ -11,7 +11,7 @@ from storage.enums import AttemptOutcome, Category, Channel, MessageStatus, Prio
 from storage.models import DeliveryAttempt, Message
 from storage.repositories import messages
 from storage.types import utcnow
-from tests.api.conftest import Client, Person
+from tests.api.conftest import Client, Person, RecordingDelivery
 
 API = "/api/v1/communication"
 
@@ -100,3 +100,29 @@ async def test_a_message_folded_after_it_was_read_is_not_erased_behind_its_diges
         assert await messages.erase_sent_by(
             session, member_id, person.token_id, utcnow(), carried_by=digest_id
         )
+
+
+async def test_an_erasure_makes_the_worker_forget_what_it_rendered(
+    api: Client,
+    person: Person,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    delivery: RecordingDelivery,
+) -> None:
+    # Queued for a retry, say: the worker may still hold its text rendered.
+    message_id = str(uuid.uuid4())
+    async with sessionmaker() as session, session.begin():
+        session.add(
+            _row(
+                message_id,
+                person,
+                MessageStatus.QUEUED,
+                sender_token_id=person.token_id,
+                encrypted_content=b"sealed",
+            )
+        )
+    url = f"{API}/messages/{message_id}"
+    assert (await api.delete(f"{API}/messages/{uuid.uuid4()}", headers=person.auth)).status == 404
+    assert delivery.forgotten == 0  # nothing erased, nothing to forget
+    resp = await api.delete(url, headers=person.auth)
+    assert resp.status == 200, await resp.text()
+    assert delivery.forgotten == 1

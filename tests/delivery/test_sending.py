@@ -299,3 +299,19 @@ async def test_what_a_failed_run_claimed_and_did_not_try_is_handed_back_at_once(
         assert message.status == MessageStatus.QUEUED
         assert message.claimed_until is None
         assert message.next_attempt_at == clock()
+
+
+async def test_every_run_sweeps_out_rendered_text_past_its_time(
+    make_worker: WorkerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # So that the memo's bound holds when no other long message comes to be rendered.
+    swept: list[TelegramChannel] = []
+
+    def sweep(self: TelegramChannel) -> None:
+        swept.append(self)
+
+    monkeypatch.setattr(TelegramChannel, "forget_expired_renders", sweep)
+    worker = make_worker()
+    await worker.run_once()
+    await worker.run_once()
+    assert len(swept) == 2

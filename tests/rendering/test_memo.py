@@ -142,3 +142,27 @@ def test_the_telegram_channel_forgets_a_settled_message(
     channel.forget_rendered(long, Category.SYSTEM)
     channel.render(long, Category.SYSTEM)
     assert calls == ["render", "render"]
+
+
+def test_expired_entries_go_when_swept_without_another_render() -> None:
+    clock = Clock()
+    memo = PartsMemo(ttl_seconds=120, clock=clock)
+    memo.parts(b"old", Renderer(["1", "2"]))
+    clock.now += 60
+    memo.parts(b"new", Renderer(["3", "4"]))
+    memo.forget_expired()
+    assert len(memo) == 2
+    clock.now += 61  # the first is 121 s old, the second 61 s
+    memo.forget_expired()
+    assert len(memo) == 1
+    render = Renderer(["3", "4"])
+    memo.parts(b"new", render)
+    assert render.calls == 0
+
+
+def test_clear_forgets_every_entry() -> None:
+    memo = PartsMemo(clock=Clock())
+    for key in (b"a", b"b"):
+        memo.parts(key, Renderer(["1", "2"]))
+    memo.clear()
+    assert len(memo) == 0
