@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import re
 import time
 import weakref
@@ -51,6 +52,8 @@ from gateway.routing import Preferences, RecipientState
 from storage.enums import Category, Channel
 from storage.models import Contact, LogGroup, Topic, User, UserPreferences
 from storage.repositories import contacts, groups
+
+log = logging.getLogger(__name__)
 
 MAX_ENTRIES = 10_000
 DEFAULT_TTL_SECONDS = 60.0
@@ -166,10 +169,10 @@ class RecipientCache:
         self._owner_of_group: dict[int, int] = {}  # linked group id -> owner, of the entries
         self._generation = 0
         # Reads in flight by person, with the generation each began in.
-        self._reading: dict[int, tuple[int, asyncio.Future[RecipientSnapshot]]] = {}
+        self._reading: dict[int, tuple[int, asyncio.Task[RecipientSnapshot]]] = {}
         self.hits = 0
-        self.misses = 0
-        self.shared = 0  # misses that shared a read in flight
+        self.misses = 0  # reads of the database (a failed shared read's joiners read again)
+        self.shared = 0  # misses that joined a read in flight instead
         _hooks_of(sessionmaker).caches.add(self)
 
     def __len__(self) -> int:
@@ -213,13 +216,25 @@ class RecipientCache:
         if cached is not None:
             self.hits += 1
             return cached
+        return await self._shared_read(owner_id, again=True)
+
+    async def _shared_read(self, owner_id: int, *, again: bool) -> RecipientSnapshot:
         reading = self._reading.get(owner_id)
         if reading is not None and reading[0] == self._generation:
             self.shared += 1
-            return await asyncio.shield(reading[1])
+            try:
+                return await asyncio.shield(reading[1])
+            except Exception:
+                if not again:
+                    raise
+                # Raised to the request that began it. A passing failure (the database busy,
+                # say) is not to fail every request that joined: they read again, together
+                # (the first to get here begins the read, the others join it).
+                log.debug("a shared read of recipient state failed; reading again")
+                return await self._shared_read(owner_id, again=False)
         self.misses += 1
         ticket = self.ticket()
-        read = asyncio.ensure_future(self._read(owner_id, ticket))
+        read = asyncio.create_task(self._read(owner_id, ticket))
         self._reading[owner_id] = (ticket, read)
         # Shielded: a caller that is cancelled must not cancel the read others share.
         return await asyncio.shield(read)

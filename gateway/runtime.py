@@ -50,6 +50,8 @@ from storage.types import utcnow
 log = logging.getLogger(__name__)
 # How long the commit watch may take to end by itself at shutdown.
 WATCH_STOP_SECONDS = 2.0
+# How long shutdown waits to write the worker's last, stopped, heartbeat.
+LAST_BEAT_SECONDS = 5.0
 
 
 # How long an "api" process trusts a verified token or a recipient's state it read.
@@ -280,6 +282,7 @@ async def run_gateway(
                 "interval",
                 seconds=BEAT_SECONDS,
                 coalesce=True,
+                misfire_grace_time=None,  # a late beat still beats (a busy loop is not down)
                 next_run_time=datetime.now(UTC),
             )
             beating = True
@@ -313,8 +316,10 @@ async def run_gateway(
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
         gw.scheduler.shutdown(wait=False)
-        if beating:  # the worker has stopped: say so at once rather than when the beat is stale
-            await gw.heartbeat.beat(stopped=True)
+        if beating:  # the worker has stopped: say so now (a database that hangs, not long)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(LAST_BEAT_SECONDS):
+                    await gw.heartbeat.beat(stopped=True)
         await runner.cleanup()
         await gw.channels.close()
         await gw.bot.session.close()

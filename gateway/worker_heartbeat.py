@@ -3,13 +3,19 @@
 Only the "all" process runs the delivery worker, yet an "api" process beside it answers health
 too, and whoever watches that health must learn when nothing delivers what it accepts. So the
 "all" process writes its worker's state into the database every `BEAT_SECONDS`, and once more,
-stopped, as it shuts down. An "api" process reports the last beat, and the worker as down when
-there is none, when it says stopped, or when it is older than `STALE_AFTER` (the process died,
-or its event loop is stuck).
+stopped, as it shuts down. An "api" process reports the last beat (`running` says at once
+that the worker stopped), and the worker as down when there is none or it is older than
+`STALE_AFTER`: the process died, hangs, or was stopped and not started again. A restart takes
+seconds, so it does not make every "api" process answer 503 meanwhile (they go on accepting;
+the messages wait in the outbox).
+
+The beat's time is the writer's clock, read against the reader's: processes on several
+machines need their clocks in step (NTP); the minute's slack absorbs ordinary drift.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -40,41 +46,52 @@ class Heartbeat:
         self._sessionmaker = sessionmaker
         self._worker = worker
         self._clock = clock
+        # One beat at a time, and none after the stopped one: a beat still running at
+        # shutdown must not write "running" over it.
+        self._lock = asyncio.Lock()
+        self._stopped = False
 
     async def beat(self, *, stopped: bool = False) -> bool:
-        """Write the worker's state (as stopped, at shutdown); whether it was written. A
-        failure is logged, not raised: the next beat tries again, and a missed one shows."""
-        state = self._worker()
-        try:
-            async with self._sessionmaker() as session:
-                await heartbeats.beat(
-                    session,
-                    NAME,
-                    at=self._clock(),
-                    running=state.running and not stopped,
-                    last_run_at=state.last_run_at,
-                    last_error=state.last_error,
-                    unknown_send_outcomes=state.unknown_send_outcomes,
-                )
-                await session.commit()
-        except Exception as exc:
-            log.warning("worker heartbeat not written: %s", type(exc).__name__)
-            return False
-        return True
+        """Write the worker's state (as stopped, at shutdown: the last beat); whether it was
+        written. A failure is logged, not raised: the next beat tries again, and a missed one
+        shows."""
+        async with self._lock:
+            if self._stopped:
+                return False
+            self._stopped = stopped
+            state = self._worker()
+            try:
+                async with self._sessionmaker() as session:
+                    await heartbeats.beat(
+                        session,
+                        NAME,
+                        at=self._clock(),
+                        running=state.running and not stopped,
+                        last_run_at=state.last_run_at,
+                        last_error=state.last_error,
+                        unknown_send_outcomes=state.unknown_send_outcomes,
+                    )
+                    await session.commit()
+            except Exception as exc:
+                log.warning("worker heartbeat not written: %s", type(exc).__name__)
+                return False
+            return True
 
 
 def seen(last: WorkerHeartbeat | None, now: datetime) -> dict[str, Any]:
-    """The health's worker section from the last beat: `ok` only for a fresh, running one."""
+    """The health's worker section from the last beat: `ok` while it is fresh."""
     if last is None:
         return {
             "ok": False,
+            "running": False,
             "seen_at": None,
             "last_error": None,
             "last_run_at": None,
             "unknown_send_outcomes": 0,
         }
     return {
-        "ok": last.running and now - last.beat_at <= STALE_AFTER,
+        "ok": now - last.beat_at <= STALE_AFTER,
+        "running": last.running,
         "seen_at": last.beat_at.isoformat(),
         "last_error": last.last_error,
         "last_run_at": last.last_run_at.isoformat() if last.last_run_at else None,

@@ -557,14 +557,18 @@ async def test_a_deleted_log_group_row_invalidates_its_owner(
 class HeldReads:
     """read_snapshot, held until `release` is set; counts the reads begun."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, failing: int = 0) -> None:
+        """`failing`: how many of the first reads raise (once released)."""
         self.begun = 0
+        self.failing = failing
         self.release = asyncio.Event()
         monkeypatch.setattr(recipient_cache_module, "read_snapshot", self._read)
 
     async def _read(self, session: AsyncSession, owner_id: int) -> RecipientSnapshot:
         self.begun += 1
         await self.release.wait()
+        if self.begun <= self.failing:
+            raise OSError("the database is busy")
         return await read_snapshot(session, owner_id)
 
 
@@ -618,3 +622,33 @@ async def test_a_cancelled_caller_does_not_cancel_the_read_it_shares(
     assert first.cancelled()
     assert snapshot.group_id is not None  # the person linked a log
     assert cache.get(person.user_id) is snapshot
+
+
+async def test_a_change_during_a_shared_read_keeps_its_snapshot_out_of_the_cache(
+    sessionmaker: async_sessionmaker[AsyncSession], person: Person, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = RecipientCache(sessionmaker)
+    held = HeldReads(monkeypatch)
+    loads = await _loads_waiting(cache, person.user_id, 3)
+    cache.invalidate([person.user_id])  # after the read began, before it ended
+    held.release.set()
+    await asyncio.gather(*loads)
+    assert held.begun == 1
+    assert cache.get(person.user_id) is None
+
+
+async def test_when_a_shared_read_fails_the_others_read_for_themselves(
+    sessionmaker: async_sessionmaker[AsyncSession], person: Person, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = RecipientCache(sessionmaker)
+    held = HeldReads(monkeypatch, failing=1)
+    first, *others = await _loads_waiting(cache, person.user_id, 4)
+    held.release.set()
+    with pytest.raises(OSError, match="busy"):
+        await first  # the request that began it hears why
+    snapshots = await asyncio.gather(*others)
+    # The three that had joined it read again, together: one read more.
+    assert held.begun == 2
+    assert all(s is snapshots[0] for s in snapshots)
+    assert cache.get(person.user_id) is snapshots[0]
+    assert cache._reading == {}

@@ -61,10 +61,13 @@ async def test_a_beat_records_the_workers_state_over_the_last(
     assert (row.beat_at, row.running, row.last_run_at) == (clock.now, True, START)
     assert (row.last_error, row.unknown_send_outcomes) == ("OSError", 2)
     assert await heartbeat.beat(stopped=True)
+    # A beat that comes after the last one (it was under way at shutdown) writes nothing.
+    clock.now += timedelta(seconds=15)
+    assert not await heartbeat.beat()
     async with sessionmaker() as session:
         row = await session.get(WorkerHeartbeat, "delivery")
     assert row is not None
-    assert row.running is False
+    assert (row.running, row.beat_at) == (False, clock.now - timedelta(seconds=15))
 
 
 async def test_a_beat_the_database_refuses_is_logged_not_raised(
@@ -84,7 +87,9 @@ async def test_a_beat_the_database_refuses_is_logged_not_raised(
         ("running", timedelta(0), True),
         ("running", STALE_AFTER, True),
         ("running", STALE_AFTER + timedelta(seconds=1), False),  # the process died, or hangs
-        ("stopped", timedelta(0), False),
+        # Stopped: said at once, but a restart takes seconds, not a minute.
+        ("stopped", STALE_AFTER, True),
+        ("stopped", STALE_AFTER + timedelta(seconds=1), False),
         (None, timedelta(0), False),  # never started
     ],
 )
@@ -114,6 +119,7 @@ async def test_without_a_worker_health_reports_the_last_beat(
     assert resp.status == (200 if ok else 503), body
     assert body["worker"] == {
         "ok": ok,
+        "running": beat == "running",
         "seen_at": START.isoformat() if beat else None,
         "last_error": None,
         "last_run_at": (START - timedelta(seconds=1)).isoformat() if beat else None,

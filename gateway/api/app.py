@@ -66,7 +66,8 @@ def create_api_app(
 ) -> web.Application:
     """`on_deferred(when)` is told of each message held for quiet hours (the releaser), unless a
     ready `submitter` (the composition root's, shared with the bot) is given. `delivery` is
-    None where no worker runs in this process: health then has no worker to report."""
+    None where no worker runs in this process: health then reports the worker's heartbeat
+    (gateway.worker_heartbeat), and an erasure has no rendered text here to forget."""
     # error_middleware is outermost so that auth failures and aiohttp's own errors (413 for an
     # oversized body, 404, 405) all come out as JSON.
     app = web.Application(

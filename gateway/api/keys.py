@@ -29,7 +29,8 @@ class WorkerStatus(Protocol):
 
 
 class DeliveryHandle(Protocol):
-    """What the API needs of the delivery worker: a nudge after a commit, and its health."""
+    """What the API needs of the delivery worker: a nudge after a commit, its health, and to
+    forget rendered text after an erasure."""
 
     def notify(self) -> None: ...
 

@@ -316,11 +316,18 @@ def component_schemas() -> dict[str, Schema]:
                         **DATE_TIME,
                         "type": ["string", "null"],
                         "description": "in a `serve --role api` process, which runs no worker: "
-                        "when the worker's process last wrote its state (every 15 s); the "
-                        "worker is not ok when that is over a minute ago, or never",
+                        "when the worker's process last wrote its state (every 15 s, and at "
+                        "shutdown); the worker is not ok when that is over a minute ago, or "
+                        "never",
+                    },
+                    "running": {
+                        "type": "boolean",
+                        "description": "in a `serve --role api` process: whether the worker "
+                        "ran as of `seen_at` (false at once when its process stopped)",
                     },
                 },
                 "seen_at",
+                "running",
             ),
             "channels": {
                 "type": "object",

@@ -41,6 +41,7 @@ from gateway.channels.webhook import WebhookChannel
 from gateway.contact_setup import ContactSetup
 from gateway.content_cipher import ContentCipher
 from gateway.message_request import MessageRequest
+from gateway.worker_heartbeat import Heartbeat
 from storage.enums import (
     AttemptOutcome,
     Category,
@@ -608,6 +609,25 @@ async def test_health_answers_are_documented(client: Client, delivery: Recording
     delivery.last_run_at = datetime.now(UTC)
     bad = await checked(await client.get(f"{API}/health", headers=NO_TOKEN), seen)
     assert bad["failing"] == ["worker"]
+    assert_all_exercised("GET", f"{API}/health", seen)
+
+
+async def test_health_of_a_process_without_a_worker_is_documented(
+    aiohttp_client: ClientFactory,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    bot: Bot,
+    cipher: ContentCipher,
+) -> None:
+    # serve --role api: the worker as its heartbeat says (gateway.worker_heartbeat).
+    client = await aiohttp_client(create_api_app(sessionmaker, bot, cipher, None))
+    seen: set[int] = set()
+    unseen = await checked(await client.get(f"{API}/health", headers=NO_TOKEN), seen)
+    assert unseen["worker"]["seen_at"] is None
+    heartbeat = Heartbeat(sessionmaker, RecordingDelivery().state, lambda: datetime.now(UTC))
+    assert await heartbeat.beat(stopped=True)
+    fresh = await checked(await client.get(f"{API}/health", headers=NO_TOKEN), seen)
+    assert fresh["worker"]["running"] is False
+    assert fresh["worker"]["seen_at"] is not None
     assert_all_exercised("GET", f"{API}/health", seen)
 
 

@@ -301,17 +301,31 @@ async def test_what_a_failed_run_claimed_and_did_not_try_is_handed_back_at_once(
         assert message.next_attempt_at == clock()
 
 
+def _calls_of(monkeypatch: pytest.MonkeyPatch, method: str) -> list[TelegramChannel]:
+    """Replaces `TelegramChannel.<method>` (taking no argument) with one that records calls."""
+    calls: list[TelegramChannel] = []
+
+    def record(self: TelegramChannel) -> None:
+        calls.append(self)
+
+    monkeypatch.setattr(TelegramChannel, method, record)
+    return calls
+
+
 async def test_every_run_sweeps_out_rendered_text_past_its_time(
     make_worker: WorkerFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # So that the memo's bound holds when no other long message comes to be rendered.
-    swept: list[TelegramChannel] = []
-
-    def sweep(self: TelegramChannel) -> None:
-        swept.append(self)
-
-    monkeypatch.setattr(TelegramChannel, "forget_expired_renders", sweep)
+    swept = _calls_of(monkeypatch, "forget_expired_renders")
     worker = make_worker()
     await worker.run_once()
     await worker.run_once()
     assert len(swept) == 2
+
+
+async def test_forget_rendered_empties_the_telegram_channels_memo(
+    make_worker: WorkerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cleared = _calls_of(monkeypatch, "forget_all_rendered")
+    make_worker().forget_rendered()
+    assert len(cleared) == 1

@@ -166,3 +166,16 @@ def test_clear_forgets_every_entry() -> None:
         memo.parts(key, Renderer(["1", "2"]))
     memo.clear()
     assert len(memo) == 0
+
+
+def test_the_telegram_channel_forgets_all_it_rendered_on_request(
+    channel: TelegramChannel, calls: list[str]
+) -> None:
+    long = OutboxPayload(kind="text", value="word " * 2000, hashtags=("#a",))
+    channel.render(long, Category.SYSTEM)
+    channel.forget_expired_renders()  # nothing is past its time yet
+    channel.render(long, Category.SYSTEM)
+    assert calls == ["render"]
+    channel.forget_all_rendered()  # a message was erased
+    channel.render(long, Category.SYSTEM)
+    assert calls == ["render"] * 2
