@@ -45,6 +45,7 @@ class Clock:
         return self.now
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 async def test_a_beat_records_the_workers_state_over_the_last(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
