@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.api.errors import UNAVAILABLE_RETRY_AFTER
 from gateway.message_request import (
     CATEGORY_LABEL,
     MAX_SELF_DESTRUCT_SECONDS,
@@ -245,6 +246,13 @@ def _responses() -> dict[str, Schema]:
             "no message with this id was sent by this token (the same answer for any other "
             "token's message and for ids that are not the gateway's)",
         ),
+        "Unavailable": _json(
+            _error("unavailable"),
+            "the database failed (locked beyond its timeout, or unreachable); try again after "
+            "Retry-After seconds. A /send it answers was not committed, unless the connection "
+            "broke during the commit itself: retry it with the same idempotency_key",
+            headers=_retry_after(str(UNAVAILABLE_RETRY_AFTER)),
+        ),
     }
 
 
@@ -453,6 +461,7 @@ def _paths() -> dict[str, Schema]:
     }
     unauthorized = {"$ref": "#/components/responses/Unauthorized"}
     not_found = {"$ref": "#/components/responses/NotFound"}
+    unavailable = {"$ref": "#/components/responses/Unavailable"}
     return {
         f"{API}/health": {
             "get": {
@@ -532,6 +541,7 @@ def _paths() -> dict[str, Schema]:
                         "the body is JSON but not a valid MessageRequest; `field` names the "
                         "field at fault where there is one",
                     ),
+                    "503": unavailable,
                 },
             }
         },
@@ -545,6 +555,7 @@ def _paths() -> dict[str, Schema]:
                     "200": _json(_ref("MessageStatusReport"), "the message's delivery status"),
                     "401": unauthorized,
                     "404": not_found,
+                    "503": unavailable,
                 },
             },
             "delete": {
@@ -563,6 +574,7 @@ def _paths() -> dict[str, Schema]:
                         "now; nothing was changed",
                         headers=_retry_after("5"),
                     ),
+                    "503": unavailable,
                 },
             },
         },
@@ -574,6 +586,7 @@ def _paths() -> dict[str, Schema]:
                 "responses": {
                     "200": _json(_ref("Channels"), "telegram first, then the fallbacks"),
                     "401": unauthorized,
+                    "503": unavailable,
                 },
             }
         },

@@ -30,8 +30,9 @@ from openapi_spec_validator import validate
 from pydantic import ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.api import app as api_app
 from gateway.api import openapi
@@ -182,6 +183,20 @@ async def checked(resp: ClientResponse, seen: set[int] | None = None) -> Any:
         seen.add(resp.status)
     is_json = resp.content_type == "application/json"
     return json.loads(body) if is_json else body.decode()
+
+
+async def tables_gone(engine: AsyncEngine, *tables: str) -> None:
+    """The database failing under the API: requests that need these tables meet SQLite's
+    OperationalError (as they would a disk error, or PostgreSQL gone)."""
+    async with engine.begin() as conn:
+        for table in tables:
+            await conn.execute(text(f"DROP TABLE {table}"))
+
+
+async def assert_unavailable(resp: ClientResponse, seen: set[int]) -> None:
+    body = await checked(resp, seen)
+    assert (resp.status, body["error"]["code"]) == (503, "unavailable")
+    assert resp.headers["Retry-After"] == "5"
 
 
 def assert_all_exercised(method: str, template: str, seen: set[int]) -> None:
@@ -425,6 +440,7 @@ async def test_send_answers_are_documented(
     client: Client,
     person: Person,
     sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
     clock: Clock,
 ) -> None:
     seen: set[int] = set()
@@ -491,6 +507,9 @@ async def test_send_answers_are_documented(
         resp = await client.post(SEND, json=body, headers=auth)
         assert resp.status == 422, body
         await checked(resp, seen)
+    await tables_gone(engine, "delivery_attempts", "audit_entries", "telegram_copies", "messages")
+    resp = await client.post(SEND, json={"content": {"text": "x"}}, headers=auth)
+    await assert_unavailable(resp, seen)
     assert_all_exercised("POST", SEND, seen)
 
 
@@ -524,7 +543,10 @@ async def _delivered(
 
 
 async def test_message_status_answers_are_documented(
-    client: Client, person: Person, sessionmaker: async_sessionmaker[AsyncSession]
+    client: Client,
+    person: Person,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
 ) -> None:
     seen: set[int] = set()
     sent = await client.post(SEND, json={"content": {"text": "x"}}, headers=person.auth)
@@ -548,6 +570,8 @@ async def test_message_status_answers_are_documented(
         resp = await client.get(path, headers=headers)
         assert resp.status in (401, 404)
         await checked(resp, seen)
+    await tables_gone(engine, "delivery_attempts", "audit_entries", "telegram_copies", "messages")
+    await assert_unavailable(await client.get(url, headers=person.auth), seen)
     assert_all_exercised("GET", f"{API}/messages/{{message_id}}", seen)
 
 
@@ -564,7 +588,10 @@ def _row(message_id: str, person: Person, status: MessageStatus, **extra: object
 
 
 async def test_erase_answers_are_documented(
-    client: Client, person: Person, sessionmaker: async_sessionmaker[AsyncSession]
+    client: Client,
+    person: Person,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
 ) -> None:
     seen: set[int] = set()
     sent = await client.post(SEND, json={"content": {"text": "x"}}, headers=person.auth)
@@ -596,6 +623,9 @@ async def test_erase_answers_are_documented(
     resp = await client.delete(f"{API}/messages/{member_id}", headers=person.auth)
     assert resp.status == 409
     await checked(resp, seen)
+    await tables_gone(engine, "delivery_attempts", "audit_entries", "telegram_copies", "messages")
+    resp = await client.delete(f"{API}/messages/{member_id}", headers=person.auth)
+    await assert_unavailable(resp, seen)
     assert_all_exercised("DELETE", f"{API}/messages/{{message_id}}", seen)
 
 
@@ -631,11 +661,20 @@ async def test_health_of_a_process_without_a_worker_is_documented(
     assert_all_exercised("GET", f"{API}/health", seen)
 
 
-async def test_channels_answers_are_documented(client: Client, person: Person) -> None:
+async def test_channels_answers_are_documented(
+    client: Client,
+    person: Person,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
     seen: set[int] = set()
     listed = await checked(await client.get(f"{API}/channels", headers=person.auth), seen)
     assert [c["name"] for c in listed["channels"]] == [c.value for c in Channel]
     await checked(await client.get(f"{API}/channels", headers=NO_TOKEN), seen)
+    # A token not verified yet is looked up in the database, which fails.
+    other = await make_person(sessionmaker, 904)
+    await tables_gone(engine, "api_tokens")
+    await assert_unavailable(await client.get(f"{API}/channels", headers=other.auth), seen)
     assert_all_exercised("GET", f"{API}/channels", seen)
 
 

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from aiogram import Bot
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.api.app import create_api_app
 from gateway.content_cipher import ContentCipher
 from gateway.outbox_payload import OutboxPayload
-from storage.engine import create_engine
+from storage import sqlite_driver
+from storage.engine import create_engine, create_sessionmaker
 from storage.enums import Category, MessageStatus
 from storage.models import ApiToken, Message, User
-from tests.api.conftest import Client, Person, RecordingDelivery, make_person
+from tests.api.conftest import Client, ClientFactory, Person, RecordingDelivery, make_person
+from tests.e2e.conftest import free_port
 
 SEND = "/api/v1/communication/send"
 
@@ -336,3 +342,48 @@ async def test_repeat_while_sending_reports_queued(
     again = await api.post(SEND, json=body, headers=person.auth)
     assert again.status == 200
     assert (await again.json())["status"] == "queued"
+
+
+async def test_a_database_locked_beyond_its_timeout_is_503_and_commits_nothing(
+    api: Client,
+    person: Person,
+    migrated_url: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    delivery: RecordingDelivery,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sqlite_driver, "BUSY_TIMEOUT_MS", 50)  # not half a minute
+    assert (
+        await api.post(SEND, json={"content": {"text": "first"}}, headers=person.auth)
+    ).status == 202
+    path = migrated_url.split(":///", 1)[1]
+    with closing(sqlite3.connect(path)) as other:  # another process, writing for too long
+        other.execute("BEGIN IMMEDIATE")
+        resp = await api.post(SEND, json={"content": {"text": "locked out"}}, headers=person.auth)
+        body = await resp.json()
+        assert resp.status == 503, body
+        assert body["error"]["code"] == "unavailable"
+        assert resp.headers["Retry-After"] == "5"
+        other.execute("ROLLBACK")
+    resp = await api.post(SEND, json={"content": {"text": "again"}}, headers=person.auth)
+    assert resp.status == 202
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(Message)) == 2
+    assert delivery.notified == 2  # the worker is not woken for what was not committed
+
+
+async def test_a_postgresql_server_that_refuses_connections_is_503(
+    aiohttp_client: ClientFactory, bot: Bot, cipher: ContentCipher
+) -> None:
+    engine = create_engine(f"postgresql+asyncpg://libral@127.0.0.1:{free_port()}/gone")
+    try:
+        app = create_api_app(create_sessionmaker(engine), bot, cipher, RecordingDelivery())
+        client = await aiohttp_client(app)
+        # The token is looked up first: there the refused connection surfaces.
+        token = {"Authorization": "Bearer lgp_" + "x" * 43}
+        resp = await client.post(SEND, json={"content": {"text": "x"}}, headers=token)
+        body = await resp.json()
+        assert resp.status == 503, body
+        assert body["error"]["code"] == "unavailable"
+    finally:
+        await engine.dispose()
