@@ -6,6 +6,11 @@ wait; while one batch commits, the next gathers, so under load each commit carri
 and a lone request still commits at once (no waiting for company). A batch that breaks a
 constraint (two requests with the same idempotency key) is retried row by row, so only the
 offending row fails.
+
+Under more load than the database can commit, rows would wait ever longer, and a client that
+gives up waiting (its 202 still to come) and sends again without an idempotency key would send
+twice. Past `max_pending` rows waiting for a batch, a new one is refused at once (`Overloaded`:
+the API answers 503 with Retry-After) rather than queued.
 """
 
 from __future__ import annotations
@@ -23,6 +28,13 @@ from storage.repositories.messages import NewMessage, insert_new
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 500
+# Rows waiting for their batch before new ones are refused: ten full batches, some hundreds of
+# milliseconds of commits; far more than the requests a process has in flight normally.
+MAX_PENDING = 10 * MAX_BATCH
+
+
+class Overloaded(Exception):
+    """More rows wait for their commit than `max_pending`: this one was not taken."""
 
 
 class GroupCommitter:
@@ -31,6 +43,7 @@ class GroupCommitter:
         sessionmaker: async_sessionmaker[AsyncSession],
         *,
         max_batch: int = MAX_BATCH,
+        max_pending: int = MAX_PENDING,
         announce: bool = False,
     ) -> None:
         """`announce`: each commit tells a listening process that new messages are in
@@ -38,14 +51,23 @@ class GroupCommitter:
         elsewhere."""
         self._sessionmaker = sessionmaker
         self._max_batch = max_batch
+        self._max_pending = max_pending
         self._announce = announce
         self._pending: list[tuple[NewMessage, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self.commits = 0  # transactions so far (for benchmarks)
         self.rows = 0
 
+    @property
+    def backlog(self) -> int:
+        """Rows waiting for a batch (not counting the one committing now)."""
+        return len(self._pending)
+
     async def commit(self, message: NewMessage) -> None:
-        """Return once `message` is committed; raises what its commit raised."""
+        """Return once `message` is committed; raises what its commit raised, or
+        `Overloaded` (nothing done) when too many rows wait already."""
+        if len(self._pending) >= self._max_pending:
+            raise Overloaded
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((message, done))
         if self._flusher is None or self._flusher.done():

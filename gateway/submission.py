@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.content_cipher import ContentCipher
-from gateway.group_commit import GroupCommitter
+from gateway.group_commit import MAX_PENDING, GroupCommitter, Overloaded
 from gateway.message_request import DEFAULT_RETENTION_SECONDS, MessageRequest
 from gateway.outbox_payload import OutboxPayload
 from gateway.recipient_cache import RecipientCache, RecipientSnapshot, read_snapshot
@@ -32,11 +32,18 @@ Clock = Callable[[], datetime]
 class SubmissionError(Exception):
     """The request is well-formed but cannot be accepted; `status` is the HTTP status."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.retry_after = retry_after  # seconds, for a refusal that passes
+
+
+# How long a request refused for overload is told to wait.
+OVERLOADED_RETRY_AFTER = 1
 
 
 @dataclass(frozen=True)
@@ -206,6 +213,14 @@ async def submit(
             async with sessionmaker() as session:
                 await message_repo.insert_new(session, [message])
                 await session.commit()
+    except Overloaded:
+        raise SubmissionError(
+            503,
+            "overloaded",
+            "more messages are waiting for their commit than this process takes; nothing was "
+            "accepted, try again shortly",
+            retry_after=OVERLOADED_RETRY_AFTER,
+        ) from None
     except IntegrityError:
         # A concurrent request with the same key won the race: answer with its message.
         earlier = None
@@ -234,19 +249,23 @@ class Submitter:
         on_retention: Callable[[datetime], None] | None = None,
         recipients: RecipientCache | None = None,
         announce_commits: bool = False,
+        max_pending: int = MAX_PENDING,
     ) -> None:
         """After a commit: `on_queued()` for a message due now, `on_deferred(when)` for one held
         for quiet hours, `on_retention(deadline)` for every new record.
 
         `recipients`: the composition root's cache of recipient state, bound to `sessionmaker`
         (by default one of this submitter's own). `announce_commits`: tell another process's
-        worker of each commit (see gateway.group_commit)."""
+        worker of each commit (see gateway.group_commit). `max_pending`: how many messages may
+        wait for their commit before new ones are refused (503, overloaded)."""
         if recipients is not None and recipients.sessionmaker is not sessionmaker:
             raise ValueError("the recipient cache must be bound to the submitter's sessionmaker")
         self._on_retention = on_retention
         self._sessionmaker = sessionmaker
         self.recipients = RecipientCache(sessionmaker) if recipients is None else recipients
-        self._committer = GroupCommitter(sessionmaker, announce=announce_commits)
+        self.committer = GroupCommitter(
+            sessionmaker, announce=announce_commits, max_pending=max_pending
+        )
         self._cipher = cipher
         self._clock = clock
         self._on_queued = on_queued
@@ -259,7 +278,7 @@ class Submitter:
             sender,
             request,
             self._clock(),
-            self._committer,
+            self.committer,
             self.recipients,
         )
         if result.created:

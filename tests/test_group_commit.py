@@ -97,3 +97,19 @@ async def test_a_dead_database_fails_every_waiter(
         await committer.commit(orphan)
     await committer.commit(_message(user_id, token_id))  # and the next batch is fine
     assert await _count(sessionmaker) == 1
+
+
+async def test_past_its_backlog_a_row_is_refused_at_once(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    user_id, token_id = await _owner(sessionmaker)
+    committer = GroupCommitter(sessionmaker, max_pending=2)
+    # Three arrive before the first batch is taken: the third finds two waiting.
+    results = await asyncio.gather(
+        *(committer.commit(_message(user_id, token_id)) for _ in range(3)),
+        return_exceptions=True,
+    )
+    assert [type(r).__name__ for r in results] == ["NoneType", "NoneType", "Overloaded"]
+    assert (await _count(sessionmaker), committer.backlog) == (2, 0)
+    await committer.commit(_message(user_id, token_id))  # the backlog gone, taken again
+    assert await _count(sessionmaker) == 3

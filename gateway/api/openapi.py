@@ -27,6 +27,7 @@ from gateway.message_request import (
     MessageRequest,
 )
 from gateway.outbox_payload import CONTENT_KINDS
+from gateway.submission import OVERLOADED_RETRY_AFTER
 from storage.enums import AttemptOutcome, Category, MessageStatus
 
 OPENAPI_PATH = "/api/v1/openapi.json"
@@ -541,7 +542,18 @@ def _paths() -> dict[str, Schema]:
                         "the body is JSON but not a valid MessageRequest; `field` names the "
                         "field at fault where there is one",
                     ),
-                    "503": unavailable,
+                    "503": _json(
+                        _error("unavailable", "overloaded"),
+                        "`unavailable`: the database failed (locked beyond its timeout, or "
+                        "unreachable); try again after Retry-After seconds, with the same "
+                        "idempotency_key (the message was not committed, unless the connection "
+                        "broke during the commit itself). `overloaded`: more messages wait for "
+                        "their commit than the process takes; nothing was accepted",
+                        headers=_retry_after(
+                            f"{UNAVAILABLE_RETRY_AFTER}, or {OVERLOADED_RETRY_AFTER} when "
+                            "overloaded"
+                        ),
+                    ),
                 },
             }
         },

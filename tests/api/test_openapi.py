@@ -42,6 +42,7 @@ from gateway.channels.webhook import WebhookChannel
 from gateway.contact_setup import ContactSetup
 from gateway.content_cipher import ContentCipher
 from gateway.message_request import MessageRequest
+from gateway.submission import Submitter
 from gateway.worker_heartbeat import Heartbeat
 from storage.enums import (
     AttemptOutcome,
@@ -438,9 +439,12 @@ async def test_the_document_is_served_publicly_and_revalidated(client: Client) -
 
 async def test_send_answers_are_documented(
     client: Client,
+    aiohttp_client: ClientFactory,
     person: Person,
     sessionmaker: async_sessionmaker[AsyncSession],
     engine: AsyncEngine,
+    bot: Bot,
+    cipher: ContentCipher,
     clock: Clock,
 ) -> None:
     seen: set[int] = set()
@@ -507,6 +511,14 @@ async def test_send_answers_are_documented(
         resp = await client.post(SEND, json=body, headers=auth)
         assert resp.status == 422, body
         await checked(resp, seen)
+    # Refused for overload: a process that lets no message wait for its commit.
+    submitter = Submitter(sessionmaker, cipher, clock=clock, on_queued=lambda: None, max_pending=0)
+    app = create_api_app(sessionmaker, bot, cipher, RecordingDelivery(), submitter=submitter)
+    crowded = await aiohttp_client(app)
+    overloaded = await checked(
+        await crowded.post(SEND, json={"content": {"text": "x"}}, headers=auth), seen
+    )
+    assert overloaded["error"]["code"] == "overloaded"
     await tables_gone(engine, "delivery_attempts", "audit_entries", "telegram_copies", "messages")
     resp = await client.post(SEND, json={"content": {"text": "x"}}, headers=auth)
     await assert_unavailable(resp, seen)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
@@ -9,18 +10,21 @@ from typing import Any
 
 import pytest
 from aiogram import Bot
+from aiohttp import ClientResponse
 from sqlalchemy import delete, func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.api.app import create_api_app
 from gateway.content_cipher import ContentCipher
 from gateway.outbox_payload import OutboxPayload
+from gateway.submission import Submitter
 from storage import sqlite_driver
 from storage.engine import create_engine, create_sessionmaker
 from storage.enums import Category, MessageStatus
 from storage.models import ApiToken, Message, User
 from tests.api.conftest import Client, ClientFactory, Person, RecordingDelivery, make_person
 from tests.e2e.conftest import free_port
+from tests.waiting import eventually
 
 SEND = "/api/v1/communication/send"
 
@@ -387,3 +391,47 @@ async def test_a_postgresql_server_that_refuses_connections_is_503(
         assert body["error"]["code"] == "unavailable"
     finally:
         await engine.dispose()
+
+
+async def test_past_its_backlog_a_process_refuses_new_messages_at_once(
+    aiohttp_client: ClientFactory,
+    person: Person,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+    bot: Bot,
+    cipher: ContentCipher,
+    migrated_url: str,
+) -> None:
+    delivery = RecordingDelivery()
+    submitter = Submitter(
+        sessionmaker,
+        cipher,
+        clock=lambda: datetime.now(UTC),
+        on_queued=delivery.notify,
+        max_pending=1,
+    )
+    app = create_api_app(sessionmaker, bot, cipher, delivery, submitter=submitter)
+    client = await aiohttp_client(app)
+
+    async def send(text: str) -> ClientResponse:
+        return await client.post(SEND, json={"content": {"text": text}}, headers=person.auth)
+
+    assert (await send("warms the token and the recipient")).status == 202
+    dbapi = engine.dialect.dbapi
+    assert isinstance(dbapi, sqlite_driver.InlineDBAPI)
+    path = migrated_url.split(":///", 1)[1]
+    with closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")  # another process writing: the next batch waits
+        first = asyncio.create_task(send("committing"))
+        await eventually(lambda: dbapi.lock_waits == 1, within=10, what="the batch's lock wait")
+        second = asyncio.create_task(send("waiting for the next batch"))
+        await eventually(lambda: submitter.committer.backlog == 1, within=10, what="a backlog")
+        refused = await send("one too many")
+        body = await refused.json()
+        assert refused.status == 503, body
+        assert body["error"]["code"] == "overloaded"
+        assert refused.headers["Retry-After"] == "1"
+        other.execute("ROLLBACK")
+        assert [(await t).status for t in (first, second)] == [202, 202]
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(Message)) == 3

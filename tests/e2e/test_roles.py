@@ -143,4 +143,4 @@ def test_only_an_api_process_on_postgresql_announces_its_commits(running: Runnin
         ("all", running.config.database_url, False),
     ):
         gw = build_gateway(dataclasses.replace(running.config, role=role, database_url=url))
-        assert gw.api[SUBMITTER]._committer._announce is expected, (role, url)
+        assert gw.api[SUBMITTER].committer._announce is expected, (role, url)
