@@ -557,10 +557,9 @@ async def test_a_deleted_log_group_row_invalidates_its_owner(
 class HeldReads:
     """read_snapshot, held until `release` is set; counts the reads begun."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, failing: int = 0) -> None:
-        """`failing`: how many of the first reads raise (once released)."""
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.begun = 0
-        self.failing = failing
+        self.failing = 0  # how many of the first reads raise (once released)
         self.release = asyncio.Event()
         monkeypatch.setattr(recipient_cache_module, "read_snapshot", self._read)
 
@@ -580,11 +579,19 @@ async def _loads_waiting(
     return loads
 
 
+@pytest.fixture
+def held(monkeypatch: pytest.MonkeyPatch) -> HeldReads:
+    return HeldReads(monkeypatch)
+
+
+@pytest.fixture
+def cache(sessionmaker: async_sessionmaker[AsyncSession]) -> RecipientCache:
+    return RecipientCache(sessionmaker)
+
+
 async def test_misses_in_flight_together_share_one_read(
-    sessionmaker: async_sessionmaker[AsyncSession], person: Person, monkeypatch: pytest.MonkeyPatch
+    cache: RecipientCache, held: HeldReads, person: Person
 ) -> None:
-    cache = RecipientCache(sessionmaker)
-    held = HeldReads(monkeypatch)
     loads = await _loads_waiting(cache, person.user_id, 20)
     held.release.set()
     snapshots = await asyncio.gather(*loads)
@@ -596,10 +603,8 @@ async def test_misses_in_flight_together_share_one_read(
 
 
 async def test_a_miss_after_an_invalidation_does_not_share_an_older_read(
-    sessionmaker: async_sessionmaker[AsyncSession], person: Person, monkeypatch: pytest.MonkeyPatch
+    cache: RecipientCache, held: HeldReads, person: Person
 ) -> None:
-    cache = RecipientCache(sessionmaker)
-    held = HeldReads(monkeypatch)
     (first,) = await _loads_waiting(cache, person.user_id, 1)
     cache.invalidate([person.user_id])  # the read in flight may predate this change
     (second,) = await _loads_waiting(cache, person.user_id, 1)
@@ -611,10 +616,8 @@ async def test_a_miss_after_an_invalidation_does_not_share_an_older_read(
 
 
 async def test_a_cancelled_caller_does_not_cancel_the_read_it_shares(
-    sessionmaker: async_sessionmaker[AsyncSession], person: Person, monkeypatch: pytest.MonkeyPatch
+    cache: RecipientCache, held: HeldReads, person: Person
 ) -> None:
-    cache = RecipientCache(sessionmaker)
-    held = HeldReads(monkeypatch)
     first, second = await _loads_waiting(cache, person.user_id, 2)
     first.cancel()
     held.release.set()
@@ -625,10 +628,8 @@ async def test_a_cancelled_caller_does_not_cancel_the_read_it_shares(
 
 
 async def test_a_change_during_a_shared_read_keeps_its_snapshot_out_of_the_cache(
-    sessionmaker: async_sessionmaker[AsyncSession], person: Person, monkeypatch: pytest.MonkeyPatch
+    cache: RecipientCache, held: HeldReads, person: Person
 ) -> None:
-    cache = RecipientCache(sessionmaker)
-    held = HeldReads(monkeypatch)
     loads = await _loads_waiting(cache, person.user_id, 3)
     cache.invalidate([person.user_id])  # after the read began, before it ended
     held.release.set()
@@ -638,10 +639,9 @@ async def test_a_change_during_a_shared_read_keeps_its_snapshot_out_of_the_cache
 
 
 async def test_when_a_shared_read_fails_the_others_read_for_themselves(
-    sessionmaker: async_sessionmaker[AsyncSession], person: Person, monkeypatch: pytest.MonkeyPatch
+    cache: RecipientCache, held: HeldReads, person: Person
 ) -> None:
-    cache = RecipientCache(sessionmaker)
-    held = HeldReads(monkeypatch, failing=1)
+    held.failing = 1
     first, *others = await _loads_waiting(cache, person.user_id, 4)
     held.release.set()
     with pytest.raises(OSError, match="busy"):
