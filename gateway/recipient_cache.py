@@ -28,9 +28,7 @@ which bounds how long such a write goes unnoticed. One event loop only: not thre
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import logging
 import re
 import time
 import weakref
@@ -49,11 +47,10 @@ from sqlalchemy.sql.operators import and_, eq
 
 from gateway.preferences import to_preferences
 from gateway.routing import Preferences, RecipientState
+from gateway.shared_reads import SharedReads
 from storage.enums import Category, Channel
 from storage.models import Contact, LogGroup, Topic, User, UserPreferences
 from storage.repositories import contacts, groups
-
-log = logging.getLogger(__name__)
 
 MAX_ENTRIES = 10_000
 DEFAULT_TTL_SECONDS = 60.0
@@ -168,11 +165,8 @@ class RecipientCache:
         self._entries: OrderedDict[int, tuple[RecipientSnapshot, float]] = OrderedDict()
         self._owner_of_group: dict[int, int] = {}  # linked group id -> owner, of the entries
         self._generation = 0
-        # Reads in flight by person, with the generation each began in.
-        self._reading: dict[int, tuple[int, asyncio.Task[RecipientSnapshot]]] = {}
+        self.reads: SharedReads[int, RecipientSnapshot] = SharedReads(self.ticket)
         self.hits = 0
-        self.misses = 0  # reads of the database (a failed shared read's joiners read again)
-        self.shared = 0  # misses that joined a read in flight instead
         _hooks_of(sessionmaker).caches.add(self)
 
     def __len__(self) -> int:
@@ -206,49 +200,19 @@ class RecipientCache:
         return True
 
     async def load(self, owner_id: int) -> RecipientSnapshot:
-        """The cached snapshot, or one read now and kept if nothing changed meanwhile.
-
-        Requests that miss while a read of the same person is in flight, with nothing
-        invalidated since it began, share that read: when an entry expires under load, every
-        request in flight for that person missed at once and read the same three tables.
-        """
+        """The cached snapshot, or one read now and kept if nothing changed meanwhile. Misses
+        for a person whose read is in flight share it (gateway.shared_reads)."""
         cached = self.get(owner_id)
         if cached is not None:
             self.hits += 1
             return cached
-        return await self._shared_read(owner_id, again=True)
-
-    async def _shared_read(self, owner_id: int, *, again: bool) -> RecipientSnapshot:
-        reading = self._reading.get(owner_id)
-        if reading is not None and reading[0] == self._generation:
-            self.shared += 1
-            try:
-                return await asyncio.shield(reading[1])
-            except Exception:
-                if not again:
-                    raise
-                # Raised to the request that began it. A passing failure (the database busy,
-                # say) is not to fail every request that joined: they read again, together
-                # (the first to get here begins the read, the others join it).
-                log.debug("a shared read of recipient state failed; reading again")
-                return await self._shared_read(owner_id, again=False)
-        self.misses += 1
-        ticket = self.ticket()
-        read = asyncio.create_task(self._read(owner_id, ticket))
-        self._reading[owner_id] = (ticket, read)
-        # Shielded: a caller that is cancelled must not cancel the read others share.
-        return await asyncio.shield(read)
+        return await self.reads.read(owner_id, lambda ticket: self._read(owner_id, ticket))
 
     async def _read(self, owner_id: int, ticket: int) -> RecipientSnapshot:
         # Read in a session of its own: one holding uncommitted changes could see rows that a
         # rollback then takes back, which no event would report.
-        try:
-            async with self.sessionmaker() as session:
-                snapshot = await read_snapshot(session, owner_id)
-        finally:
-            reading = self._reading.get(owner_id)
-            if reading is not None and reading[1] is asyncio.current_task():
-                del self._reading[owner_id]
+        async with self.sessionmaker() as session:
+            snapshot = await read_snapshot(session, owner_id)
         self.store(owner_id, snapshot, ticket)
         return snapshot
 

@@ -131,7 +131,7 @@ async def test_a_warm_submit_reads_none_of_the_recipient_tables(
     assert statements.recipient_reads() == []
     assert any(s.startswith("INSERT INTO messages") for s in warm)  # the watch does watch
     assert submitter.recipients.hits == 1
-    assert submitter.recipients.misses == 1
+    assert submitter.recipients.reads.reads == 1
     assert len(cold) > len(warm)
 
 
@@ -596,10 +596,10 @@ async def test_misses_in_flight_together_share_one_read(
     held.release.set()
     snapshots = await asyncio.gather(*loads)
     assert held.begun == 1
-    assert (cache.misses, cache.shared) == (1, 19)
+    assert (cache.reads.reads, cache.reads.shared) == (1, 19)
     assert all(s is snapshots[0] for s in snapshots)
     assert cache.get(person.user_id) is snapshots[0]
-    assert cache._reading == {}  # nothing left behind
+    assert len(cache.reads) == 0  # nothing left behind
 
 
 async def test_a_miss_after_an_invalidation_does_not_share_an_older_read(
@@ -611,8 +611,8 @@ async def test_a_miss_after_an_invalidation_does_not_share_an_older_read(
     held.release.set()
     await asyncio.gather(first, second)
     assert held.begun == 2
-    assert (cache.misses, cache.shared) == (2, 0)
-    assert cache._reading == {}
+    assert (cache.reads.reads, cache.reads.shared) == (2, 0)
+    assert len(cache.reads) == 0
 
 
 async def test_a_cancelled_caller_does_not_cancel_the_read_it_shares(
@@ -651,4 +651,4 @@ async def test_when_a_shared_read_fails_the_others_read_for_themselves(
     assert held.begun == 2
     assert all(s is snapshots[0] for s in snapshots)
     assert cache.get(person.user_id) is snapshots[0]
-    assert cache._reading == {}
+    assert len(cache.reads) == 0

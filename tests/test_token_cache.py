@@ -40,3 +40,14 @@ def test_the_oldest_entries_go_beyond_the_limit() -> None:
     cache.put("c", ADA_2, NOW)
     assert cache.get("a", NOW) is None  # first in, first out (reads do not refresh)
     assert (cache.get("b", NOW), cache.get("c", NOW)) == (BO, ADA_2)
+
+
+def test_a_lookup_begun_before_a_revocation_is_not_kept() -> None:
+    cache = TokenCache()
+    for forget in (lambda: cache.forget_token(99), lambda: cache.forget_owner(99)):
+        ticket = cache.ticket()
+        forget()  # anyone's: the lookup may have read the token still active
+        assert not cache.put("a", ADA, NOW, ticket)
+        assert cache.get("a", NOW) is None
+    assert cache.put("a", ADA, NOW, cache.ticket())
+    assert cache.get("a", NOW) == ADA

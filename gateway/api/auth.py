@@ -49,12 +49,20 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     cache = request.app[TOKEN_CACHE]
     token = cache.get(digest, now)
     if token is None or _stale(token.last_used_at, now):
-        token = await _verify(request, digest, now)
+        token = await cache.lookups.read(digest, lambda ticket: _look_up(request, digest, ticket))
         if token is None:
             return error_response(401, "unauthorized", "unknown or revoked token")
-        cache.put(digest, token, now)
     request[AUTHENTICATED] = token
     return await handler(request)
+
+
+async def _look_up(request: web.Request, digest: str, ticket: int) -> VerifiedToken | None:
+    """The token from the database, kept in the cache unless revoked meanwhile."""
+    now = request.app[CLOCK]()
+    token = await _verify(request, digest, now)
+    if token is not None:
+        request.app[TOKEN_CACHE].put(digest, token, now, ticket)
+    return token
 
 
 def _stale(last_used_at: datetime | None, now: datetime) -> bool:
