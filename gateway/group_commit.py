@@ -33,6 +33,10 @@ MAX_BATCH = 500
 MAX_PENDING = 10 * MAX_BATCH
 
 
+# While refusing, a warning at most this often (seconds), with the count since the last.
+REFUSALS_LOGGED_EVERY = 10.0
+
+
 class Overloaded(Exception):
     """More rows wait for their commit than `max_pending`: this one was not taken."""
 
@@ -57,6 +61,9 @@ class GroupCommitter:
         self._flusher: asyncio.Task[None] | None = None
         self.commits = 0  # transactions so far (for benchmarks)
         self.rows = 0
+        self.refused = 0  # rows refused as Overloaded so far
+        self._refusals_logged = 0  # of `refused`, as of the last warning
+        self._refusals_logged_at = float("-inf")  # event loop time of that warning
 
     @property
     def backlog(self) -> int:
@@ -67,12 +74,24 @@ class GroupCommitter:
         """Return once `message` is committed; raises what its commit raised, or
         `Overloaded` (nothing done) when too many rows wait already."""
         if len(self._pending) >= self._max_pending:
+            self._refuse()
             raise Overloaded
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((message, done))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="group-commit")
         await asyncio.shield(done)  # a client hanging up must not cancel others' commit
+
+    def _refuse(self) -> None:
+        self.refused += 1
+        now = asyncio.get_running_loop().time()
+        if now - self._refusals_logged_at >= REFUSALS_LOGGED_EVERY:
+            log.warning(
+                "overloaded: %d message(s) refused since the last warning, %d waiting to commit",
+                self.refused - self._refusals_logged,
+                len(self._pending),
+            )
+            self._refusals_logged, self._refusals_logged_at = self.refused, now
 
     async def _flush(self) -> None:
         while self._pending:

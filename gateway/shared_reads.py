@@ -10,7 +10,9 @@ which by its generation (advanced by every invalidation), given as the read's ti
 itself stores its result only if the ticket is still current.
 
 A read that fails raises to the request that began it; the others read again, together, once
-(a passing failure, the database busy for a moment, is not to fail them all).
+(a passing failure, the database busy for a moment, is not to fail them all). A read that is
+itself cancelled (only the event loop's end does that: callers are shielded from it) ends its
+joiners with CancelledError too.
 """
 
 from __future__ import annotations

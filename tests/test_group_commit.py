@@ -100,16 +100,26 @@ async def test_a_dead_database_fails_every_waiter(
 
 
 async def test_past_its_backlog_a_row_is_refused_at_once(
-    sessionmaker: async_sessionmaker[AsyncSession],
+    sessionmaker: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
 ) -> None:
     user_id, token_id = await _owner(sessionmaker)
     committer = GroupCommitter(sessionmaker, max_pending=2)
-    # Three arrive before the first batch is taken: the third finds two waiting.
+    # Four arrive before the first batch is taken: the third and fourth find two waiting.
     results = await asyncio.gather(
-        *(committer.commit(_message(user_id, token_id)) for _ in range(3)),
+        *(committer.commit(_message(user_id, token_id)) for _ in range(4)),
         return_exceptions=True,
     )
-    assert [type(r).__name__ for r in results] == ["NoneType", "NoneType", "Overloaded"]
-    assert (await _count(sessionmaker), committer.backlog) == (2, 0)
+    assert [type(r).__name__ for r in results] == [
+        "NoneType",
+        "NoneType",
+        "Overloaded",
+        "Overloaded",
+    ]
+    assert (await _count(sessionmaker), committer.backlog, committer.refused) == (2, 0, 2)
+    # Told once, not once a refusal: a burst of refusals would flood the log.
+    warnings = [r.getMessage() for r in caplog.records if "overloaded" in r.getMessage()]
+    assert warnings == [
+        "overloaded: 1 message(s) refused since the last warning, 2 waiting to commit"
+    ]
     await committer.commit(_message(user_id, token_id))  # the backlog gone, taken again
     assert await _count(sessionmaker) == 3

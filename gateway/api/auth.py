@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from aiohttp import web
@@ -11,6 +12,9 @@ from gateway.api.keys import AUTHENTICATED, CLOCK, SESSIONMAKER, TOKEN_CACHE
 from gateway.token_cache import VerifiedToken
 from gateway.tokens import hash_token, looks_like_token
 from storage.repositories import tokens
+from storage.unavailable import database_unavailable
+
+log = logging.getLogger(__name__)
 
 PUBLIC_PATHS = frozenset({"/api/v1/communication/health", "/api/v1/openapi.json"})
 # RFC 8058: a mail provider posts to the unsubscribe link with no credentials; the unguessable
@@ -75,7 +79,17 @@ async def _verify(request: web.Request, digest: str, now: datetime) -> VerifiedT
         row = await tokens.active_by_hash(session, digest)
         if row is None:
             return None
-        if _stale(row.last_used_at, now):
-            row.last_used_at = now
+        token = VerifiedToken(row.id, row.owner_id, row.last_used_at)
+        if not _stale(row.last_used_at, now):
+            return token
+        row.last_used_at = now
+        try:
             await session.commit()
-        return VerifiedToken(row.id, row.owner_id, row.last_used_at)
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            # The token was read: a request (a GET, say) is not to fail for want of writing
+            # when it was used. Cached as if written, the next try is a minute on, not at
+            # the very next request.
+            log.warning("last use of token %s not written: %s", token.id, type(exc).__name__)
+        return VerifiedToken(token.id, token.owner_id, now)

@@ -17,6 +17,7 @@ from gateway.ephemeral import DELETE_WINDOW
 from gateway.telegram_deletion import delete_messages
 from storage.models import Message, TelegramCopy
 from storage.repositories import copies, messages
+from storage.unavailable import database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +102,19 @@ async def erase_message(request: web.Request) -> web.Response:
             )
             deleted += result.done
             done = set(result.done)
-            async with request.app[SESSIONMAKER]() as session:
-                await copies.drop(
-                    session, [c.id for c in chat_copies if c.telegram_message_id in done]
-                )
-                # What failed stays scheduled (due now) for the deleter.
-                await session.commit()
+            try:
+                async with request.app[SESSIONMAKER]() as session:
+                    await copies.drop(
+                        session, [c.id for c in chat_copies if c.telegram_message_id in done]
+                    )
+                    # What failed stays scheduled (due now) for the deleter.
+                    await session.commit()
+            except Exception as exc:
+                if not database_unavailable(exc):
+                    raise
+                # The erasure is committed already: answering 503 ("try again") would be
+                # untrue. The copies stay scheduled; the deleter finds them deleted.
+                log.warning("copies of message %s not dropped: %s", message.id, type(exc).__name__)
             for telegram_id, error in result.failed.items():
                 not_deleted += _not_deleted([telegram_id], RETRYING.format(error.detail))
     log.info(

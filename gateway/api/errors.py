@@ -6,17 +6,17 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from storage.unavailable import database_unavailable
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# The database failing (locked beyond its timeout, unreachable, out of disk, no connection to
-# be had from the pool) is no fault of the request and usually passes: 503 with a time to try
-# again, so that clients back off, and a line per request rather than a traceback each.
-DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeout, ConnectionError)
+# The database unavailable (locked beyond its timeout, unreachable, out of disk, no connection
+# to be had from the pool: storage.unavailable) is no fault of the request and usually passes:
+# 503 with a time to try again, so that clients back off, and a line per request rather than a
+# traceback each.
 UNAVAILABLE_RETRY_AFTER = 5  # seconds
 UNAVAILABLE = (
     "the database is unavailable; try again shortly (a /send retried with the same "
@@ -57,14 +57,18 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         code = _CODES.get(exc.status, "error")
         return error_response(exc.status, code, exc.reason)
-    except DATABASE_DOWN as exc:
-        log.warning(
-            "database unavailable on %s %s: %s", request.method, request.path, type(exc).__name__
-        )
-        response = error_response(503, "unavailable", UNAVAILABLE)
-        response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
-        return response
-    except Exception:
+    except Exception as exc:
+        if database_unavailable(exc):
+            cause = getattr(exc, "orig", None) or exc  # the driver's class says more
+            log.warning(
+                "database unavailable on %s %s: %s",
+                request.method,
+                request.path,
+                type(cause).__name__,
+            )
+            response = error_response(503, "unavailable", UNAVAILABLE)
+            response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
+            return response
         # Log the path and the exception type only: bodies may hold personal data.
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal error; the request was not applied")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from datetime import timedelta
 
+import pytest
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.api import erase
 from storage.enums import AttemptOutcome, Category, Channel, MessageStatus, Priority
-from storage.models import DeliveryAttempt, Message
+from storage.models import DeliveryAttempt, Message, TelegramCopy
 from storage.repositories import messages
 from storage.types import utcnow
 from tests.api.conftest import Client, Person, RecordingDelivery
@@ -126,3 +130,50 @@ async def test_an_erasure_makes_the_worker_forget_what_it_rendered(
     resp = await api.delete(url, headers=person.auth)
     assert resp.status == 200, await resp.text()
     assert delivery.forgotten == 1
+
+
+async def test_an_erasure_committed_is_200_even_if_its_copies_cannot_be_dropped(
+    api: Client,
+    person: Person,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    message_id = str(uuid.uuid4())
+    async with sessionmaker() as session, session.begin():
+        session.add(
+            _row(
+                message_id,
+                person,
+                MessageStatus.DELIVERED,
+                sender_token_id=person.token_id,
+                delivered_at=utcnow(),
+            )
+        )
+        await session.flush()
+        session.add(
+            TelegramCopy(
+                user_id=person.user_id,
+                message_id=message_id,
+                chat_id=-100_000_000 - 1,
+                telegram_message_id=77,
+                first_part_id=77,
+                sent_at=utcnow(),
+            )
+        )
+
+    async def busy(*_: object) -> None:  # the database locked by another process by then
+        raise OperationalError("DELETE FROM telegram_copies", {}, _busy())
+
+    monkeypatch.setattr(erase.copies, "drop", busy)
+    resp = await api.delete(f"{API}/messages/{message_id}", headers=person.auth)
+    body = await resp.json()
+    assert resp.status == 200, body  # erased: "try again" would be untrue
+    assert body["record_deleted"] is True
+    async with sessionmaker() as session:
+        assert await session.get(Message, message_id) is None
+
+
+def _busy() -> sqlite3.OperationalError:
+    error = sqlite3.OperationalError("database is locked")
+    error.sqlite_errorcode = 5  # type: ignore[attr-defined]  # SQLITE_BUSY, as sqlite3 sets it
+    return error

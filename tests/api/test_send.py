@@ -435,3 +435,36 @@ async def test_past_its_backlog_a_process_refuses_new_messages_at_once(
         assert [(await t).status for t in (first, second)] == [202, 202]
     async with sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(Message)) == 3
+
+
+async def test_a_missing_table_is_a_500_not_a_503(
+    api: Client, person: Person, engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A bug (a migration not run, a query wrong) is no outage: retrying does not mend it.
+    async with engine.begin() as conn:
+        for table in ("delivery_attempts", "audit_entries", "telegram_copies", "messages"):
+            await conn.exec_driver_sql(f"DROP TABLE {table}")
+    resp = await api.post(SEND, json={"content": {"text": "x"}}, headers=person.auth)
+    body = await resp.json()
+    assert resp.status == 500, body
+    assert body["error"]["code"] == "internal_error"
+    assert "unhandled error on POST" in caplog.text
+
+
+async def test_a_token_is_trusted_when_its_last_use_cannot_be_written(
+    api: Client,
+    person: Person,
+    migrated_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Its first use writes last_used_at; another process holds the write lock for longer than
+    # that write waits. A read is not to fail for it.
+    monkeypatch.setattr(sqlite_driver, "BUSY_TIMEOUT_MS", 50)
+    path = migrated_url.split(":///", 1)[1]
+    with closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        resp = await api.get("/api/v1/communication/channels", headers=person.auth)
+        other.execute("ROLLBACK")
+    assert resp.status == 200, await resp.text()
+    assert f"last use of token {person.token_id} not written: OperationalError" in caplog.text
