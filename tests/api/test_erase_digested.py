@@ -106,6 +106,19 @@ async def test_a_message_folded_after_it_was_read_is_not_erased_behind_its_diges
         )
 
 
+async def _sent(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    person: Person,
+    status: MessageStatus,
+    **extra: object,
+) -> str:
+    """A message the person's token sent, as it stands in `status`; its id."""
+    message_id = str(uuid.uuid4())
+    async with sessionmaker() as session, session.begin():
+        session.add(_row(message_id, person, status, sender_token_id=person.token_id, **extra))
+    return message_id
+
+
 async def test_an_erasure_makes_the_worker_forget_what_it_rendered(
     api: Client,
     person: Person,
@@ -113,17 +126,7 @@ async def test_an_erasure_makes_the_worker_forget_what_it_rendered(
     delivery: RecordingDelivery,
 ) -> None:
     # Queued for a retry, say: the worker may still hold its text rendered.
-    message_id = str(uuid.uuid4())
-    async with sessionmaker() as session, session.begin():
-        session.add(
-            _row(
-                message_id,
-                person,
-                MessageStatus.QUEUED,
-                sender_token_id=person.token_id,
-                encrypted_content=b"sealed",
-            )
-        )
+    message_id = await _sent(sessionmaker, person, MessageStatus.QUEUED, encrypted_content=b"x")
     url = f"{API}/messages/{message_id}"
     assert (await api.delete(f"{API}/messages/{uuid.uuid4()}", headers=person.auth)).status == 404
     assert delivery.forgotten == 0  # nothing erased, nothing to forget
@@ -138,18 +141,8 @@ async def test_an_erasure_committed_is_200_even_if_its_copies_cannot_be_dropped(
     sessionmaker: async_sessionmaker[AsyncSession],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    message_id = str(uuid.uuid4())
+    message_id = await _sent(sessionmaker, person, MessageStatus.DELIVERED, delivered_at=utcnow())
     async with sessionmaker() as session, session.begin():
-        session.add(
-            _row(
-                message_id,
-                person,
-                MessageStatus.DELIVERED,
-                sender_token_id=person.token_id,
-                delivered_at=utcnow(),
-            )
-        )
-        await session.flush()
         session.add(
             TelegramCopy(
                 user_id=person.user_id,
