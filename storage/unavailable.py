@@ -8,11 +8,12 @@ traceback (a bug, which retrying does not mend). The line between them:
   (a missing table or a syntax error is SQLITE_ERROR: a bug). `storage.sqlite_driver`'s write
   gate raises "database is locked" without a code when its turn does not come in time.
 - PostgreSQL: SQLSTATE classes 08 (connection exception), 53 (insufficient resources) and 57P
-  (the server shutting down or starting), and any error SQLAlchemy found to have broken the
-  connection. A connection refused, a host not found or a connect timeout are raised by the
-  driver as the OS's own errors (not DB-API errors): they count only when raised from inside
-  the database drivers, so that a client hanging up mid-request (also a ConnectionError) is
-  not taken for the database.
+  (the server shutting down or starting), a deadlock or a serialization failure (nothing was
+  applied, and the same request again succeeds), and any error SQLAlchemy found to have broken
+  the connection. A connection refused, a host not found or a connect timeout are raised by
+  asyncpg as the OS's own errors (not DB-API errors): they count only when raised from inside
+  the database drivers themselves, so that a client hanging up mid-request (also a
+  ConnectionError) is not taken for the database.
 - No connection to be had from SQLAlchemy's pool in time.
 """
 
@@ -36,8 +37,10 @@ _SQLITE_UNAVAILABLE = frozenset(
         15,  # SQLITE_PROTOCOL
     }
 )
-_POSTGRESQL_UNAVAILABLE = ("08", "53", "57P")
-_DRIVERS = ("asyncpg.", "aiosqlite.", "sqlalchemy.", "storage.")
+_POSTGRESQL_UNAVAILABLE = ("08", "53", "57P", "40001", "40P01")
+# Not SQLAlchemy's or our repositories' modules: every database call passes through them, and
+# an OS error raised elsewhere beneath them (an event hook, say) is not the database's.
+_DRIVERS = ("asyncpg.", "aiosqlite.", "storage.sqlite_driver")
 
 
 def database_unavailable(exc: BaseException) -> bool:

@@ -7,7 +7,9 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
+import asyncpg.exceptions as pg
 import pytest
+from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -30,33 +32,32 @@ def _sqlite_error(tmp_path: Path, statement: str, *, locked: bool = False) -> sq
     raise AssertionError(f"{statement!r} did not fail")
 
 
-class PostgresError(Exception):
-    """As SQLAlchemy's asyncpg adapter raises them: the server's SQLSTATE on the error."""
-
-    def __init__(self, sqlstate: str) -> None:
-        super().__init__(sqlstate)
-        self.sqlstate = sqlstate
-
-
 def _wrapped(orig: BaseException, kind: type[DBAPIError] = OperationalError) -> DBAPIError:
     return kind("SELECT 1", {}, orig)
 
 
 @pytest.mark.parametrize(
-    ("sqlstate", "unavailable"),
+    ("server_error", "unavailable"),
     [
-        ("08006", True),  # connection failure
-        ("53300", True),  # too many connections
-        ("53100", True),  # disk full
-        ("57P01", True),  # the server shutting down
-        ("57P03", True),  # the server starting up
-        ("23505", False),  # a unique violation: the request's own
-        ("42P01", False),  # no such table: a bug
-        ("40P01", False),  # a deadlock: SQLAlchemy's caller retries, not the client
+        (pg.ConnectionFailureError, True),  # 08006
+        (pg.TooManyConnectionsError, True),  # 53300
+        (pg.DiskFullError, True),  # 53100
+        (pg.AdminShutdownError, True),  # 57P01: the server shutting down
+        (pg.CannotConnectNowError, True),  # 57P03: the server starting up
+        # A deadlock or a serialization failure: nothing was applied, and the same request
+        # again succeeds (nothing in the gateway retries it itself).
+        (pg.DeadlockDetectedError, True),  # 40P01
+        (pg.SerializationError, True),  # 40001
+        (pg.UniqueViolationError, False),  # 23505: the request's own
+        (pg.UndefinedTableError, False),  # 42P01: a bug
     ],
 )
-def test_postgresql_errors_by_their_sqlstate(sqlstate: str, unavailable: bool) -> None:
-    assert database_unavailable(_wrapped(PostgresError(sqlstate))) is unavailable
+def test_postgresql_errors_by_their_sqlstate(
+    server_error: type[pg.PostgresError], unavailable: bool
+) -> None:
+    # As SQLAlchemy's asyncpg adapter raises them, the server's SQLSTATE on the error.
+    orig = AsyncAdapt_asyncpg_dbapi.Error("from the server", server_error())
+    assert database_unavailable(_wrapped(orig)) is unavailable
 
 
 def test_sqlite_busy_is_unavailable_and_a_missing_table_is_not(tmp_path: Path) -> None:
@@ -77,7 +78,7 @@ def test_the_write_gates_own_lock_timeout_is_unavailable() -> None:
 
 
 def test_a_broken_connection_and_an_empty_pool_are_unavailable() -> None:
-    broken = _wrapped(PostgresError("XX000"))
+    broken = _wrapped(AsyncAdapt_asyncpg_dbapi.Error("gone", pg.InternalServerError()))
     assert not database_unavailable(broken)
     broken.connection_invalidated = True
     assert database_unavailable(broken)

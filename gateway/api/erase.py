@@ -96,6 +96,7 @@ async def erase_message(request: web.Request) -> web.Response:
         by_chat: dict[int, list[TelegramCopy]] = {}
         for held_copy in deletable:
             by_chat.setdefault(held_copy.chat_id, []).append(held_copy)
+        dropping = True  # until the database fails: each later try would wait as long
         for chat_id, chat_copies in by_chat.items():
             result = await delete_messages(
                 request.app[BOT], chat_id, [c.telegram_message_id for c in chat_copies]
@@ -103,18 +104,24 @@ async def erase_message(request: web.Request) -> web.Response:
             deleted += result.done
             done = set(result.done)
             try:
-                async with request.app[SESSIONMAKER]() as session:
-                    await copies.drop(
-                        session, [c.id for c in chat_copies if c.telegram_message_id in done]
-                    )
-                    # What failed stays scheduled (due now) for the deleter.
-                    await session.commit()
+                if dropping:
+                    async with request.app[SESSIONMAKER]() as session:
+                        await copies.drop(
+                            session, [c.id for c in chat_copies if c.telegram_message_id in done]
+                        )
+                        # What failed stays scheduled (due now) for the deleter.
+                        await session.commit()
             except Exception as exc:
-                if not database_unavailable(exc):
-                    raise
-                # The erasure is committed already: answering 503 ("try again") would be
-                # untrue. The copies stay scheduled; the deleter finds them deleted.
-                log.warning("copies of message %s not dropped: %s", message.id, type(exc).__name__)
+                # The erasure is committed already: an error answer ("try again", "not
+                # applied") would be untrue. The copies stay scheduled; the deleter finds
+                # them deleted.
+                dropping = False
+                if database_unavailable(exc):
+                    log.warning(
+                        "copies of message %s not dropped: %s", message.id, type(exc).__name__
+                    )
+                else:
+                    log.exception("copies of message %s not dropped", message.id)
             for telegram_id, error in result.failed.items():
                 not_deleted += _not_deleted([telegram_id], RETRYING.format(error.detail))
     log.info(

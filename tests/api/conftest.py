@@ -6,7 +6,9 @@ worker's own tests deliver them through the sandbox.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,6 +25,7 @@ from gateway.tokens import new_personal_token
 from gateway.topics import TOPICS
 from sandbox.server import create_sandbox_app
 from sandbox.state import DEFAULT_BOT_TOKEN
+from storage.engine import create_engine, create_sessionmaker
 from storage.models import LogGroup, Topic, User
 from storage.repositories import tokens
 
@@ -122,3 +125,27 @@ async def make_person(
 @pytest.fixture
 async def person(sessionmaker: async_sessionmaker[AsyncSession]) -> Person:
     return await make_person(sessionmaker, 501)
+
+
+@contextmanager
+def refused_port() -> Iterator[int]:
+    """A local port that refuses connections for as long as the block runs: bound, never
+    listening, so no other server can take it meanwhile."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield int(held.getsockname()[1])
+
+
+@pytest.fixture
+async def unreachable(
+    aiohttp_client: ClientFactory, bot: Bot, cipher: ContentCipher
+) -> AsyncIterator[Client]:
+    """The API over a PostgreSQL server that refuses connections: the first thing a request
+    needs of the database (its token's lookup) fails."""
+    with refused_port() as port:
+        engine = create_engine(f"postgresql+asyncpg://libral@127.0.0.1:{port}/gone")
+        try:
+            app = create_api_app(create_sessionmaker(engine), bot, cipher, RecordingDelivery())
+            yield await aiohttp_client(app)
+        finally:
+            await engine.dispose()

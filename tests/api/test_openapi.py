@@ -43,7 +43,6 @@ from gateway.content_cipher import ContentCipher
 from gateway.message_request import MessageRequest
 from gateway.submission import Submitter
 from gateway.worker_heartbeat import Heartbeat
-from storage.engine import create_engine, create_sessionmaker
 from storage.enums import (
     AttemptOutcome,
     Category,
@@ -54,7 +53,6 @@ from storage.enums import (
 from storage.models import DeliveryAttempt, Message, UserPreferences
 from storage.types import utcnow
 from tests.api.conftest import Person, RecordingDelivery, make_person
-from tests.e2e.conftest import free_port
 
 API = "/api/v1/communication"
 SEND = f"{API}/send"
@@ -185,20 +183,6 @@ async def checked(resp: ClientResponse, seen: set[int] | None = None) -> Any:
         seen.add(resp.status)
     is_json = resp.content_type == "application/json"
     return json.loads(body) if is_json else body.decode()
-
-
-@pytest.fixture
-async def unreachable(
-    aiohttp_client: ClientFactory, bot: Bot, cipher: ContentCipher
-) -> AsyncIterator[Client]:
-    """The API over a PostgreSQL server that refuses connections: the first thing a request
-    needs of the database (its token's lookup) fails."""
-    engine = create_engine(f"postgresql+asyncpg://libral@127.0.0.1:{free_port()}/gone")
-    try:
-        app = create_api_app(create_sessionmaker(engine), bot, cipher, RecordingDelivery())
-        yield await aiohttp_client(app)
-    finally:
-        await engine.dispose()
 
 
 async def assert_unavailable(resp: ClientResponse, seen: set[int]) -> None:
