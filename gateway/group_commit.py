@@ -31,8 +31,6 @@ MAX_BATCH = 500
 # Rows waiting for their batch before new ones are refused: ten full batches, some hundreds of
 # milliseconds of commits; far more than the requests a process has in flight normally.
 MAX_PENDING = 10 * MAX_BATCH
-
-
 # While refusing, a warning at most this often (seconds), with the count since the last.
 REFUSALS_LOGGED_EVERY = 10.0
 
@@ -73,7 +71,7 @@ class GroupCommitter:
     async def commit(self, message: NewMessage) -> None:
         """Return once `message` is committed; raises what its commit raised, or
         `Overloaded` (nothing done) when too many rows wait already."""
-        if len(self._pending) >= self._max_pending:
+        if self.backlog >= self._max_pending:
             self._refuse()
             raise Overloaded
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -89,7 +87,7 @@ class GroupCommitter:
             log.warning(
                 "overloaded: %d message(s) refused since the last warning, %d waiting to commit",
                 self.refused - self._refusals_logged,
-                len(self._pending),
+                self.backlog,
             )
             self._refusals_logged, self._refusals_logged_at = self.refused, now
 

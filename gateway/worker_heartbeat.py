@@ -19,7 +19,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -78,22 +77,6 @@ class Heartbeat:
             return True
 
 
-def seen(last: WorkerHeartbeat | None, now: datetime) -> dict[str, Any]:
-    """The health's worker section from the last beat: `ok` while it is fresh."""
-    if last is None:
-        return {
-            "ok": False,
-            "running": False,
-            "seen_at": None,
-            "last_error": None,
-            "last_run_at": None,
-            "unknown_send_outcomes": 0,
-        }
-    return {
-        "ok": now - last.beat_at <= STALE_AFTER,
-        "running": last.running,
-        "seen_at": last.beat_at.isoformat(),
-        "last_error": last.last_error,
-        "last_run_at": last.last_run_at.isoformat() if last.last_run_at else None,
-        "unknown_send_outcomes": last.unknown_send_outcomes,
-    }
+def fresh(last: WorkerHeartbeat | None, now: datetime) -> bool:
+    """Whether the last beat says a worker runs (or restarts): there is one, not stale."""
+    return last is not None and now - last.beat_at <= STALE_AFTER

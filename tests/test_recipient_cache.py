@@ -36,6 +36,7 @@ from storage.enums import Category, Channel, ContactState, MessageStatus
 from storage.models import LogGroup, Message, Topic, User, UserPreferences
 from storage.repositories import contacts, groups, person_data, preferences
 from tests.api.conftest import Person, ServerFactory, make_person
+from tests.held_calls import HeldCalls
 
 # Midday in Tokyo (the default time zone): no quiet hours in the way.
 NOW = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
@@ -554,23 +555,6 @@ async def test_a_deleted_log_group_row_invalidates_its_owner(
 # --- misses in flight together ----------------------------------------------------------------
 
 
-class HeldReads:
-    """read_snapshot, held until `release` is set; counts the reads begun."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.begun = 0
-        self.failing = 0  # how many of the first reads raise (once released)
-        self.release = asyncio.Event()
-        monkeypatch.setattr(recipient_cache_module, "read_snapshot", self._read)
-
-    async def _read(self, session: AsyncSession, owner_id: int) -> RecipientSnapshot:
-        self.begun += 1
-        await self.release.wait()
-        if self.begun <= self.failing:
-            raise OSError("the database is busy")
-        return await read_snapshot(session, owner_id)
-
-
 async def _loads_waiting(
     cache: RecipientCache, owner_id: int, count: int
 ) -> list[asyncio.Task[RecipientSnapshot]]:
@@ -580,8 +564,9 @@ async def _loads_waiting(
 
 
 @pytest.fixture
-def held(monkeypatch: pytest.MonkeyPatch) -> HeldReads:
-    return HeldReads(monkeypatch)
+def held(monkeypatch: pytest.MonkeyPatch) -> HeldCalls:
+    """read_snapshot, held (tests.held_calls)."""
+    return HeldCalls(monkeypatch, recipient_cache_module, "read_snapshot")
 
 
 @pytest.fixture
@@ -590,7 +575,7 @@ def cache(sessionmaker: async_sessionmaker[AsyncSession]) -> RecipientCache:
 
 
 async def test_misses_in_flight_together_share_one_read(
-    cache: RecipientCache, held: HeldReads, person: Person
+    cache: RecipientCache, held: HeldCalls, person: Person
 ) -> None:
     loads = await _loads_waiting(cache, person.user_id, 20)
     held.release.set()
@@ -603,7 +588,7 @@ async def test_misses_in_flight_together_share_one_read(
 
 
 async def test_a_miss_after_an_invalidation_does_not_share_an_older_read(
-    cache: RecipientCache, held: HeldReads, person: Person
+    cache: RecipientCache, held: HeldCalls, person: Person
 ) -> None:
     (first,) = await _loads_waiting(cache, person.user_id, 1)
     cache.invalidate([person.user_id])  # the read in flight may predate this change
@@ -616,7 +601,7 @@ async def test_a_miss_after_an_invalidation_does_not_share_an_older_read(
 
 
 async def test_a_cancelled_caller_does_not_cancel_the_read_it_shares(
-    cache: RecipientCache, held: HeldReads, person: Person
+    cache: RecipientCache, held: HeldCalls, person: Person
 ) -> None:
     first, second = await _loads_waiting(cache, person.user_id, 2)
     first.cancel()
@@ -628,7 +613,7 @@ async def test_a_cancelled_caller_does_not_cancel_the_read_it_shares(
 
 
 async def test_a_change_during_a_shared_read_keeps_its_snapshot_out_of_the_cache(
-    cache: RecipientCache, held: HeldReads, person: Person
+    cache: RecipientCache, held: HeldCalls, person: Person
 ) -> None:
     loads = await _loads_waiting(cache, person.user_id, 3)
     cache.invalidate([person.user_id])  # after the read began, before it ended
@@ -639,7 +624,7 @@ async def test_a_change_during_a_shared_read_keeps_its_snapshot_out_of_the_cache
 
 
 async def test_when_a_shared_read_fails_the_others_read_for_themselves(
-    cache: RecipientCache, held: HeldReads, person: Person
+    cache: RecipientCache, held: HeldCalls, person: Person
 ) -> None:
     held.failing = 1
     first, *others = await _loads_waiting(cache, person.user_id, 4)

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing
 
 import pytest
 from sqlalchemy import func, select
@@ -16,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from storage import sqlite_driver
 from storage.engine import create_engine
 from storage.models import User
+from tests.sqlite_lock import locked_by_another_process
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.sqlite_only
@@ -46,15 +46,6 @@ def _dbapi(engine: AsyncEngine) -> sqlite_driver.InlineDBAPI:
 
 def _path(migrated_url: str) -> str:
     return migrated_url.split("///", 1)[1]
-
-
-@contextmanager
-def _locked_by_another_process(migrated_url: str) -> Iterator[sqlite3.Connection]:
-    """A plain sqlite3 connection holding the write lock, as another process would."""
-    with closing(sqlite3.connect(_path(migrated_url), isolation_level=None)) as other:
-        other.execute("BEGIN IMMEDIATE")
-        other.execute("INSERT INTO users (id, telegram_id, created_at) VALUES (900, 900, '2026')")
-        yield other
 
 
 async def test_the_engine_runs_sqlite_through_the_inline_driver(engine: AsyncEngine) -> None:
@@ -145,7 +136,8 @@ async def test_a_lock_held_by_another_process_is_waited_for_off_the_event_loop(
     migrated_url: str, engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     dbapi = _dbapi(engine)
-    with _locked_by_another_process(migrated_url) as other:
+    with locked_by_another_process(migrated_url) as other:
+        other.execute("INSERT INTO users (id, telegram_id, created_at) VALUES (900, 900, '2026')")
         writing = asyncio.create_task(_add_user(sessionmaker, 1))
         # The write meets the lock and waits on aiosqlite's thread; `eventually` itself runs
         # on the event loop, so it could not see that if the loop were the one waiting.

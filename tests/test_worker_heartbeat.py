@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -19,37 +15,17 @@ from gateway.worker_heartbeat import STALE_AFTER, Heartbeat
 from sandbox.server import create_sandbox_app
 from sandbox.state import DEFAULT_BOT_TOKEN
 from storage.models import WorkerHeartbeat
+from tests.api.conftest import ClientFactory, RecordingDelivery, ServerFactory
+from tests.delivery.conftest import START, UTCClock
 
-ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
-ClientFactory = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
 HEALTH = "/api/v1/communication/health"
-START = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-
-
-@dataclass
-class FakeWorker:
-    running: bool = True
-    last_error: str | None = None
-    last_run_at: datetime | None = None
-    unknown_send_outcomes: int = 0
-
-    def state(self) -> FakeWorker:
-        return self
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 async def test_a_beat_records_the_workers_state_over_the_last(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    worker, clock = FakeWorker(), Clock()
+    worker, clock = RecordingDelivery(), UTCClock()
     heartbeat = Heartbeat(sessionmaker, worker.state, clock)
     assert await heartbeat.beat()
     worker.last_run_at, worker.last_error, worker.unknown_send_outcomes = START, "OSError", 2
@@ -78,7 +54,7 @@ async def test_a_beat_the_database_refuses_is_logged_not_raised(
 ) -> None:
     async with engine.begin() as conn:
         await conn.execute(text("DROP TABLE worker_heartbeats"))
-    assert not await Heartbeat(sessionmaker, FakeWorker().state, Clock()).beat()
+    assert not await Heartbeat(sessionmaker, RecordingDelivery().state, UTCClock()).beat()
     assert "worker heartbeat not written: OperationalError" in caplog.text
 
 
@@ -102,8 +78,8 @@ async def test_without_a_worker_health_reports_the_last_beat(
     age: timedelta,
     ok: bool,
 ) -> None:
-    clock = Clock()
-    worker = FakeWorker(last_run_at=START - timedelta(seconds=1))
+    clock = UTCClock()
+    worker = RecordingDelivery(last_run_at=START - timedelta(seconds=1))
     if beat is not None:
         assert await Heartbeat(sessionmaker, worker.state, clock).beat(stopped=beat == "stopped")
     clock.now += age

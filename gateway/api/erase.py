@@ -25,6 +25,7 @@ TOO_OLD = "sent more than 48 hours ago: Telegram no longer lets the bot delete i
 ALREADY_GONE = "deleted already (self-destruct or the person's Read-delete button)"
 IN_DIGEST = "delivered inside a digest together with other messages, which stays"
 RETRYING = "Telegram refused for now ({}); the gateway keeps trying in the background"
+BUSY_RETRY_AFTER = 5  # seconds: a delivery in progress settles within moments
 
 
 def _not_deleted(ids: Sequence[int], reason: str) -> list[dict[str, Any]]:
@@ -47,24 +48,43 @@ async def _take(
         ):
             # Its content sits in a digest on its way out: erasing the record alone would let
             # the content through anyway. The digest settles within moments.
-            response = error_response(
-                409, "being_delivered", "the message is in a digest being delivered; try again"
+            return error_response(
+                409,
+                "being_delivered",
+                "the message is in a digest being delivered; try again",
+                retry_after=BUSY_RETRY_AFTER,
             )
-            response.headers["Retry-After"] = "5"
-            return response
         held = await copies.of_message(session, message.id)
         # Scheduled in the same commit as the erase: if this process dies before Telegram
         # answers, the deleter still removes them.
         await copies.schedule(session, [c.id for c in held if c.sent_at > now - DELETE_WINDOW], now)
         if not await messages.erase_sent_by(session, message.id, token.id, now, message.carried_by):
             await session.rollback()
-            response = error_response(
-                409, "being_delivered", "the message is being delivered right now; try again"
+            return error_response(
+                409,
+                "being_delivered",
+                "the message is being delivered right now; try again",
+                retry_after=BUSY_RETRY_AFTER,
             )
-            response.headers["Retry-After"] = "5"
-            return response
         await session.commit()
     return message, held
+
+
+async def _drop(request: web.Request, message_id: str, copy_ids: list[int]) -> bool:
+    """Forget copies Telegram deleted; whether that could be written. The erasure is committed
+    already, so a failure here must not make an error answer ("try again", "not applied"):
+    the copies stay scheduled, and the deleter finds them deleted."""
+    try:
+        async with request.app[SESSIONMAKER]() as session:
+            await copies.drop(session, copy_ids)
+            await session.commit()
+    except Exception as exc:
+        if database_unavailable(exc):
+            log.warning("copies of message %s not dropped: %s", message_id, type(exc).__name__)
+        else:
+            log.exception("copies of message %s not dropped", message_id)
+        return False
+    return True
 
 
 async def erase_message(request: web.Request) -> web.Response:
@@ -103,25 +123,10 @@ async def erase_message(request: web.Request) -> web.Response:
             )
             deleted += result.done
             done = set(result.done)
-            try:
-                if dropping:
-                    async with request.app[SESSIONMAKER]() as session:
-                        await copies.drop(
-                            session, [c.id for c in chat_copies if c.telegram_message_id in done]
-                        )
-                        # What failed stays scheduled (due now) for the deleter.
-                        await session.commit()
-            except Exception as exc:
-                # The erasure is committed already: an error answer ("try again", "not
-                # applied") would be untrue. The copies stay scheduled; the deleter finds
-                # them deleted.
-                dropping = False
-                if database_unavailable(exc):
-                    log.warning(
-                        "copies of message %s not dropped: %s", message.id, type(exc).__name__
-                    )
-                else:
-                    log.exception("copies of message %s not dropped", message.id)
+            if dropping:
+                # What failed stays scheduled (due now) for the deleter.
+                gone = [c.id for c in chat_copies if c.telegram_message_id in done]
+                dropping = await _drop(request, message.id, gone)
             for telegram_id, error in result.failed.items():
                 not_deleted += _not_deleted([telegram_id], RETRYING.format(error.detail))
     log.info(

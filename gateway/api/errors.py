@@ -40,12 +40,19 @@ _CODES = {
 
 
 def error_response(
-    status: int, code: str, message: str, *, field: str | None = None
+    status: int,
+    code: str,
+    message: str,
+    *,
+    field: str | None = None,
+    retry_after: int | None = None,
 ) -> web.Response:
+    """`retry_after`: seconds after which trying again may succeed (a Retry-After header)."""
     error: dict[str, str] = {"code": code, "message": message}
     if field is not None:
         error["field"] = field  # the request field at fault, for programs reading the error
-    return web.json_response({"error": error}, status=status)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return web.json_response({"error": error}, status=status, headers=headers)
 
 
 @web.middleware
@@ -66,9 +73,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                 request.path,
                 type(cause).__name__,
             )
-            response = error_response(503, "unavailable", UNAVAILABLE)
-            response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
-            return response
+            return error_response(
+                503, "unavailable", UNAVAILABLE, retry_after=UNAVAILABLE_RETRY_AFTER
+            )
         # Log the path and the exception type only: bodies may hold personal data.
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal error; the request was not applied")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -22,7 +23,7 @@ from gateway.api.keys import (
 )
 from gateway.deletion import OVERDUE_GRACE
 from gateway.worker_heartbeat import NAME as WORKER_NAME
-from gateway.worker_heartbeat import seen
+from gateway.worker_heartbeat import fresh
 from storage.models import WorkerHeartbeat
 from storage.repositories import copies, heartbeats
 from storage.repositories.messages import queue_depth
@@ -65,8 +66,8 @@ def _deletions(request: web.Request, pending: copies.Pending) -> dict[str, Any]:
     }
 
 
-def _worker(body: dict[str, Any], failing: list[str], worker: WorkerStatus) -> None:
-    body["worker"] = {
+def _worker(worker: WorkerStatus) -> dict[str, Any]:
+    return {
         "ok": worker.running,
         "last_error": worker.last_error,
         "last_run_at": worker.last_run_at.isoformat() if worker.last_run_at else None,
@@ -74,8 +75,19 @@ def _worker(body: dict[str, Any], failing: list[str], worker: WorkerStatus) -> N
         # the request went out): each may have been delivered twice.
         "unknown_send_outcomes": worker.unknown_send_outcomes,
     }
-    if not worker.running:
-        failing.append("worker")
+
+
+def _worker_seen(beat: WorkerHeartbeat | None, now: datetime) -> dict[str, Any]:
+    """The worker of the "all" process as its last beat tells (gateway.worker_heartbeat)."""
+    if beat is None:
+        never = {"last_error": None, "last_run_at": None, "unknown_send_outcomes": 0}
+        return {**never, "ok": False, "running": False, "seen_at": None}
+    return {
+        **_worker(beat),
+        "ok": fresh(beat, now),
+        "running": beat.running,
+        "seen_at": beat.beat_at.isoformat(),
+    }
 
 
 async def health(request: web.Request) -> web.Response:
@@ -102,14 +114,14 @@ async def health(request: web.Request) -> web.Response:
         failing.append("telegram")
     delivery = request.app[DELIVERY]
     if delivery is not None:
-        _worker(body, failing, delivery.state())
+        body["worker"] = _worker(delivery.state())
     elif stored is not None:
         # None runs in this process (serve --role api): the "all" process's, as it last
-        # wrote (gateway.worker_heartbeat). Without the database that is unknown, and the
-        # database is reported failing already.
-        body["worker"] = seen(stored.beat, request.app[CLOCK]())
-        if not body["worker"]["ok"]:
-            failing.append("worker")
+        # wrote. Without the database that is unknown, and the database is reported failing
+        # already.
+        body["worker"] = _worker_seen(stored.beat, request.app[CLOCK]())
+    if "worker" in body and not body["worker"]["ok"]:
+        failing.append("worker")
     # Fallback channels as last checked: a configured one whose check failed degrades health.
     body["channels"] = {}
     for status in request.app[CHANNEL_STATUSES]():

@@ -92,10 +92,7 @@ async def send(request: web.Request) -> web.Response:
             Sender(token.id, token.owner_id), message_request
         )
     except SubmissionError as exc:
-        response = error_response(exc.status, exc.code, exc.message)
-        if exc.retry_after is not None:
-            response.headers["Retry-After"] = str(exc.retry_after)
-        return response
+        return error_response(exc.status, exc.code, exc.message, retry_after=exc.retry_after)
     if result.created:
         log.info("accepted message %s from token %s", result.message_id, token.id)
     return web.json_response(submitted_body(result), status=202 if result.created else 200)

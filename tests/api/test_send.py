@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +21,7 @@ from storage.engine import create_engine
 from storage.enums import Category, MessageStatus
 from storage.models import ApiToken, Message, User
 from tests.api.conftest import Client, ClientFactory, Person, RecordingDelivery, make_person
+from tests.sqlite_lock import locked_by_another_process
 from tests.waiting import eventually
 
 SEND = "/api/v1/communication/send"
@@ -359,9 +358,7 @@ async def test_a_database_locked_beyond_its_timeout_is_503_and_commits_nothing(
     assert (
         await api.post(SEND, json={"content": {"text": "first"}}, headers=person.auth)
     ).status == 202
-    path = migrated_url.split(":///", 1)[1]
-    with closing(sqlite3.connect(path)) as other:  # another process, writing for too long
-        other.execute("BEGIN IMMEDIATE")
+    with locked_by_another_process(migrated_url) as other:  # writing for too long
         resp = await api.post(SEND, json={"content": {"text": "locked out"}}, headers=person.auth)
         body = await resp.json()
         assert resp.status == 503, body
@@ -410,9 +407,7 @@ async def test_past_its_backlog_a_process_refuses_new_messages_at_once(
     assert (await send("warms the token and the recipient")).status == 202
     dbapi = engine.dialect.dbapi
     assert isinstance(dbapi, sqlite_driver.InlineDBAPI)
-    path = migrated_url.split(":///", 1)[1]
-    with closing(sqlite3.connect(path, isolation_level=None)) as other:
-        other.execute("BEGIN IMMEDIATE")  # another process writing: the next batch waits
+    with locked_by_another_process(migrated_url) as other:  # the next batch waits
         first = asyncio.create_task(send("committing"))
         await eventually(lambda: dbapi.lock_waits == 1, within=10, what="the batch's lock wait")
         second = asyncio.create_task(send("waiting for the next batch"))
@@ -452,9 +447,7 @@ async def test_a_token_is_trusted_when_its_last_use_cannot_be_written(
     # Its first use writes last_used_at; another process holds the write lock for longer than
     # that write waits. A read is not to fail for it.
     monkeypatch.setattr(sqlite_driver, "BUSY_TIMEOUT_MS", 50)
-    path = migrated_url.split(":///", 1)[1]
-    with closing(sqlite3.connect(path, isolation_level=None)) as other:
-        other.execute("BEGIN IMMEDIATE")
+    with locked_by_another_process(migrated_url) as other:
         resp = await api.get("/api/v1/communication/channels", headers=person.auth)
         other.execute("ROLLBACK")
     assert resp.status == 200, await resp.text()

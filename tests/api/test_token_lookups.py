@@ -9,30 +9,15 @@ from aiohttp import ClientResponse
 
 from gateway.api import auth
 from gateway.api.keys import TOKEN_CACHE
-from storage.models import ApiToken
 from tests.api.conftest import Client, Person
+from tests.held_calls import HeldCalls
 from tests.waiting import eventually
 
 CHANNELS = "/api/v1/communication/channels"
 
 
-class HeldLookups:
-    """tokens.active_by_hash as the middleware calls it, held until `release` is set."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.begun = 0
-        self.release = asyncio.Event()
-        self._real = auth.tokens.active_by_hash
-        monkeypatch.setattr(auth.tokens, "active_by_hash", self._look_up)
-
-    async def _look_up(self, session: object, token_hash: str) -> ApiToken | None:
-        self.begun += 1
-        await self.release.wait()
-        return await self._real(session, token_hash)  # type: ignore[arg-type]
-
-
 async def _requests(
-    api: Client, person: Person, held: HeldLookups, count: int
+    api: Client, person: Person, held: HeldCalls, count: int
 ) -> list[asyncio.Task[ClientResponse]]:
     """`count` requests at once, each at the lookup (begun, or joined) when this returns."""
     sent = [asyncio.create_task(api.get(CHANNELS, headers=person.auth)) for _ in range(count)]
@@ -48,7 +33,7 @@ async def _requests(
 async def test_requests_that_need_the_same_token_share_one_lookup(
     api: Client, person: Person, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    held = HeldLookups(monkeypatch)
+    held = HeldCalls(monkeypatch, auth.tokens, "active_by_hash")
     sent = await _requests(api, person, held, 10)
     held.release.set()
     assert [(await s).status for s in sent] == [200] * 10
@@ -59,7 +44,7 @@ async def test_requests_that_need_the_same_token_share_one_lookup(
 async def test_a_token_revoked_during_its_lookup_is_not_cached(
     api: Client, person: Person, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    held = HeldLookups(monkeypatch)
+    held = HeldCalls(monkeypatch, auth.tokens, "active_by_hash")
     sent = await _requests(api, person, held, 1)
     cache = api.app[TOKEN_CACHE]
     cache.forget_token(person.token_id)  # as the bot's revoke does, before the lookup ends

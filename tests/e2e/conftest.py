@@ -90,16 +90,29 @@ class Running:
         """Stop the gateway as a shutdown would; start_gateway runs a new one on the same DB."""
         await self._gateway.aclose()
 
-    async def status_when(
-        self, url: str, headers: dict[str, str], done: Callable[[dict[str, Any]], bool]
+    async def json_when(
+        self,
+        url: str,
+        done: Callable[[dict[str, Any]], bool],
+        headers: dict[str, str] | None = None,
+        *,
+        every: float = 0.0,
     ) -> dict[str, Any]:
-        """GET the message status until `done` holds (the API has no push; bounded by time)."""
+        """GET `url` until its JSON answer satisfies `done` (the API has no push; bounded by
+        time), `every` seconds apart."""
         async with asyncio.timeout(10):
             while True:
                 async with self.http.get(url, headers=headers) as resp:
-                    status: dict[str, Any] = await resp.json()
-                if done(status) and status["status"] != "sending":
-                    return status
+                    answer: dict[str, Any] = await resp.json()
+                if done(answer):
+                    return answer
+                await asyncio.sleep(every)
+
+    async def status_when(
+        self, url: str, headers: dict[str, str], done: Callable[[dict[str, Any]], bool]
+    ) -> dict[str, Any]:
+        """GET the message status until `done` holds, and it is not being sent right now."""
+        return await self.json_when(url, lambda s: done(s) and s["status"] != "sending", headers)
 
     async def person_with_log(self, name: str = "Ada") -> tuple[int, int, str]:
         """A person who linked a forum group with /setup and took a token from /token.

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +20,12 @@ from tests.e2e.conftest import Running, free_port, gateway_running
 
 SEND = "/api/v1/communication/send"
 HEALTH = "/api/v1/communication/health"
+
+
+async def _worker_ok(running: Running, api_url: str) -> dict[str, Any]:
+    """The api process's health once it sees the worker (the all process beats on a timer of
+    its own; each look asks Telegram, getMe, too)."""
+    return await running.json_when(api_url + HEALTH, lambda h: h["worker"]["ok"], every=0.05)
 
 
 # On SQLite the all process sees the api process's commit in the file; on PostgreSQL it hears
@@ -38,7 +43,7 @@ async def test_an_api_process_accepts_what_the_all_process_delivers(running: Run
     async with gateway_running(api_config, running.clock):
         api_url = f"http://127.0.0.1:{api_port}"
         # None runs there: it reports the all process's, from its heartbeat.
-        health = await _health_when(running, api_url, lambda h: h["worker"]["ok"])
+        health = await _worker_ok(running, api_url)
         assert health["status"] == "ok", health
         body = {"category": "system", "content": {"text": "accepted by the api process"}}
         headers = {"Authorization": f"Bearer {token}"}
@@ -51,26 +56,13 @@ async def test_an_api_process_accepts_what_the_all_process_delivers(running: Run
     assert delivered.text == "accepted by the api process\n\n#system"
 
 
-async def _health_when(
-    running: Running, api_url: str, done: Callable[[dict[str, Any]], bool]
-) -> dict[str, Any]:
-    """GET health until `done` holds (the all process beats on a timer of its own)."""
-    async with asyncio.timeout(10):
-        while True:
-            async with running.http.get(api_url + HEALTH) as resp:
-                health: dict[str, Any] = await resp.json()
-            if done(health):
-                return health
-            await asyncio.sleep(0.05)  # each look asks Telegram (getMe) too
-
-
 async def test_an_api_processs_health_sees_the_all_processs_worker_stop(running: Running) -> None:
     assert running.config is not None
     api_port = free_port()
     api_config = dataclasses.replace(running.config, role="api", http_port=api_port)
     async with gateway_running(api_config, running.clock):
         api_url = f"http://127.0.0.1:{api_port}"
-        health = await _health_when(running, api_url, lambda h: h["worker"]["ok"])
+        health = await _worker_ok(running, api_url)
         seen_at = datetime.fromisoformat(health["worker"]["seen_at"])
         await running.stop_gateway()
         # Its last beat says stopped, at once; a restart would come within the minute.
