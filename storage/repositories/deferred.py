@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.enums import MessageStatus
 from storage.models import Message
+from storage.repositories.planner import by_key
 
 _WAITING = (Message.status == MessageStatus.DEFERRED, Message.carried_by.is_(None))
 
@@ -35,7 +36,7 @@ async def take(session: AsyncSession, message_ids: Sequence[str], **values: Any)
     """Move held messages on (to the outbox or into a digest) if they are all still held:
     False means another releaser got there first and the caller must roll back."""
     result = await session.execute(
-        update(Message).where(Message.id.in_(message_ids), *_WAITING).values(**values),
+        update(Message).where(*by_key(Message.id.in_(message_ids), *_WAITING)).values(**values),
         execution_options={"synchronize_session": False},
     )
     return cast("CursorResult[Any]", result).rowcount == len(message_ids)

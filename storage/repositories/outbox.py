@@ -41,7 +41,7 @@ from sqlalchemy.orm import aliased
 from storage.enums import AttemptOutcome, Channel, MessageStatus, Priority
 from storage.models import QUEUED_NOT_CARRIED, URGENT_NOT_CARRIED, DeliveryAttempt, Message
 from storage.repositories import core
-from storage.repositories.planner import likely
+from storage.repositories.planner import by_key, likely
 
 
 @dataclass(frozen=True)
@@ -147,8 +147,10 @@ async def due(session: AsyncSession, now: datetime, limit: int) -> list[Candidat
 _CLAIM = (
     update(Message)
     .where(
-        Message.id.in_(bindparam("message_ids", expanding=True)),
-        _due(bindparam("now", type_=Message.next_attempt_at.type)),
+        *by_key(
+            Message.id.in_(bindparam("message_ids", expanding=True)),
+            _due(bindparam("now", type_=Message.next_attempt_at.type)),
+        )
     )
     .values(status=MessageStatus.SENDING, claimed_until=bindparam("until"))
     .returning(Message)
@@ -222,9 +224,11 @@ async def postpone(session: AsyncSession, message_ids: Sequence[str], until: dat
     if message_ids:
         await _update(
             session,
-            Message.id.in_(message_ids),
-            Message.status == MessageStatus.QUEUED,
-            Message.next_attempt_at < until,
+            *by_key(
+                Message.id.in_(message_ids),
+                Message.status == MessageStatus.QUEUED,
+                Message.next_attempt_at < until,
+            ),
             next_attempt_at=until,
         )
 
@@ -237,9 +241,11 @@ async def release(
     if message_ids:
         await _update(
             session,
-            Message.id.in_(message_ids),
-            Message.status == MessageStatus.SENDING,
-            Message.claimed_until == token,
+            *by_key(
+                Message.id.in_(message_ids),
+                Message.status == MessageStatus.SENDING,
+                Message.claimed_until == token,
+            ),
             status=MessageStatus.QUEUED,
             claimed_until=None,
             next_attempt_at=until,
@@ -417,8 +423,7 @@ async def fold(
     they are all still foldable; False means a worker took one meanwhile: roll back."""
     taken = await _update(
         session,
-        Message.id.in_(message_ids),
-        *_foldable(now),
+        *by_key(Message.id.in_(message_ids), *_foldable(now)),
         carried_by=carrier_id,
         encrypted_content=None,
     )
