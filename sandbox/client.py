@@ -264,8 +264,10 @@ class SandboxClient:
     async def get_chat(self, chat_id: int) -> ChatView:
         return ChatView.from_json(await self._request("GET", f"/chats/{chat_id}"))
 
-    async def get_calls(self) -> list[CallView]:
-        return [CallView(**c) for c in (await self._request("GET", "/calls"))["calls"]]
+    async def get_calls(self, *, after: int = 0) -> list[CallView]:
+        """The Bot API calls received, in order, after the first `after`."""
+        body = await self._request("GET", f"/calls?after={after}")
+        return [CallView(**c) for c in body["calls"]]
 
     async def set_flood(
         self,

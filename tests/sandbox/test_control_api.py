@@ -106,3 +106,28 @@ async def test_flood_and_fault_settings_are_validated(control: SandboxClient) ->
         await control.add_fault("getMe", error_code=200, description="fine")
     with pytest.raises(SandboxControlError, match="probability"):
         await control.add_fault("getMe", error_code=500, description="x", probability=2.0)
+
+
+async def test_calls_after_the_ones_already_seen(
+    bot: Bot, control: SandboxClient, scene: Scene, http: aiohttp.ClientSession, base_url: str
+) -> None:
+    everything = await control.get_calls()
+    seen = len(everything)
+    await bot.send_message(scene.user_id, "one")
+    await bot.send_message(scene.user_id, "two")
+    newer = await control.get_calls(after=seen)
+    assert [(c.method, c.params["text"]) for c in newer] == [
+        ("sendMessage", "one"),
+        ("sendMessage", "two"),
+    ]
+    assert await control.get_calls(after=seen + 2) == []
+    assert await control.get_calls(after=seen + 50) == []
+    assert await control.get_calls() == [*everything, *newer]
+    async with http.get(f"{base_url}/sandbox/calls?after={seen + 1}") as response:
+        body = await response.json()
+    assert body["total"] == seen + 2
+    assert [c["params"]["text"] for c in body["calls"]] == ["two"]
+    for bad in ("-1", "two", ""):
+        async with http.get(f"{base_url}/sandbox/calls?after={bad}") as response:
+            assert response.status == 400, bad
+            assert "after" in (await response.json())["error"]
