@@ -18,7 +18,7 @@ Besides the rates: the CPU time the gateway's processes used per request (user a
 the worker's included), steadier than the rates on a shared machine.
 
 Usage: .venv/bin/python bench/ingress.py [requests per level, default 5000]
-       [levels, default 1,16,64] [--configs paced,paced+api,unpaced] [--client lean|aiohttp]
+       [levels, default 1,16,64,256] [--configs paced,paced+api,unpaced] [--client lean|aiohttp]
        [--database sqlite|postgresql]
 """
 
@@ -161,7 +161,7 @@ def _databases(stack: contextlib.ExitStack) -> Callable[[], str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("requests", type=int, nargs="?", default=5000)
-    parser.add_argument("levels", nargs="?", default="1,16,64")
+    parser.add_argument("levels", nargs="?", default="1,16,64,256")
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument(
         "--database",
