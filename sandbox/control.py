@@ -186,9 +186,7 @@ async def get_calls(request: web.Request) -> web.Response:
         after = -1
     if after < 0:
         raise ControlError(400, "after is the number of calls already seen (0 or more)")
-    return web.json_response(
-        {"calls": [c.describe() for c in calls[after:]], "total": len(calls)}
-    )
+    return web.json_response({"calls": [c.describe() for c in calls[after:]], "total": len(calls)})
 
 
 async def wait_for_change(request: web.Request) -> web.Response:

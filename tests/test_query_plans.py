@@ -184,4 +184,21 @@ def test_by_key_keeps_the_state_out_of_sqlite_s_choice_but_checks_it() -> None:
     on_postgresql = str(statement.compile(dialect=postgresql.dialect()))
     assert "likely(messages.status = ?) = 1" in on_sqlite, on_sqlite
     assert "likely" not in on_postgresql
-    assert "messages.status = %(status_1)s" in on_postgresql, on_postgresql
+    assert "(messages.status = %(status_1)s)" in on_postgresql, on_postgresql
+
+
+def test_by_key_keeps_an_or_within_its_own_brackets() -> None:
+    """`id IN (...) AND a OR b` would take every row where b holds, named or not: the claim's
+    state is such an OR (queued and due, or a lease run out)."""
+    statement = update(Message).where(
+        *by_key(
+            Message.id.in_(["a"]),
+            (Message.status == MessageStatus.QUEUED) | (Message.status == MessageStatus.SENDING),
+        )
+    )
+    on_postgresql = str(statement.compile(dialect=postgresql.dialect()))
+    on_sqlite = str(statement.compile(dialect=sqlite.dialect()))
+    assert "AND (messages.status = %(status_1)s OR messages.status = %(status_2)s)" in (
+        on_postgresql
+    ), on_postgresql
+    assert "AND likely(messages.status = ? OR messages.status = ?) = 1" in on_sqlite, on_sqlite

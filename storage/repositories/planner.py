@@ -10,8 +10,8 @@ PostgreSQL plans from its own statistics and gets the condition as it is.
 `by_key` is the other common case: a statement that names its rows by primary key (`id IN
 (...)`) and also checks their state (queued, due, not carried). Those checks name indexed
 columns, and SQLite, taking a range on them for a selective one, walked the due index (every
-queued message) rather than looking up the few ids: a claim of five messages with 20,000
-queued ran 90 times as many instructions as with none (tests/test_query_plans.py).
+queued message) rather than looking up the few ids: a claim of five messages with 20,200
+queued ran 90 times as many instructions as with 200 (tests/test_query_plans.py).
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ class likely(FunctionElement[bool]):  # named as the SQL function it renders
 @compiles(likely)
 def _as_it_is(element: likely, compiler: SQLCompiler, **kw: Any) -> str:
     [condition] = element.clauses
-    return compiler.process(condition, **kw)
+    # In brackets: `likely` stands where one term does (an AND's, usually), and an OR within it
+    # would otherwise bind looser than the terms around it (`id IN (...) AND a OR b`).
+    return f"({compiler.process(condition, **kw)})"
 
 
 @compiles(likely, "sqlite")

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.delivery import worker as worker_module
 from sandbox.client import MessageView, SandboxClient
 from storage.enums import MessageStatus
+from storage.repositories import outbox
 from tests.delivery.conftest import Enqueue, Personal, UTCClock, WorkerFactory, load
 
 pytestmark = pytest.mark.both_databases
@@ -175,3 +176,27 @@ async def test_state_reports_a_failed_run(personal: Personal, make_worker: Worke
 
 def _starts_with(text: str) -> Callable[[MessageView], bool]:
     return lambda message: (message.text or "").startswith(text)
+
+
+async def test_a_claim_takes_only_the_messages_it_names(
+    sessionmaker: async_sessionmaker[AsyncSession], enqueue: Enqueue, clock: UTCClock
+) -> None:
+    """Not another message that is due too, nor one whose lease ran out: the claim's state
+    (queued and due, or a lease run out) is an OR, which must not escape the id list (on
+    PostgreSQL it did, when the SQLite planner hint rendered it without brackets)."""
+    named = await enqueue("named")
+    due_too = await enqueue("due too")
+    expired_lease = clock() - timedelta(seconds=1)
+    orphan = await enqueue("orphan", status=MessageStatus.SENDING, claimed_until=expired_lease)
+
+    async with sessionmaker() as session:
+        claimed = await outbox.claim_many(
+            session, [named], clock(), clock() + timedelta(seconds=60)
+        )
+        await session.commit()
+
+    assert list(claimed) == [named]
+    assert (await load(sessionmaker, named)).status == MessageStatus.SENDING
+    assert (await load(sessionmaker, due_too)).status == MessageStatus.QUEUED
+    left = await load(sessionmaker, orphan)
+    assert (left.status, left.claimed_until) == (MessageStatus.SENDING, expired_lease)
