@@ -51,6 +51,8 @@ class Sends:
     async def look(self) -> int:
         async with self._http.get(self._url, params={"after": self._seen}) as resp:
             body = await resp.json()
+        if body["total"] < self._seen:
+            raise RuntimeError("the sandbox forgot calls during the run (reset?): counts are off")
         calls = body["calls"]
         self._seen += len(calls)
         self.count += sum(
