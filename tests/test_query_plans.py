@@ -108,9 +108,13 @@ def _steps(path: Path, statement: str, parameters: Any) -> int:
         steps += 1
         return 0  # go on
 
-    with sqlite3.connect(path) as raw:
+    raw = sqlite3.connect(path)
+    try:
         raw.set_progress_handler(count, 1000)
         raw.execute(statement, parameters).fetchall()
+        raw.rollback()  # a write measured (a claim) leaves the rows as they were, for the next
+    finally:
+        raw.close()
     return steps
 
 
