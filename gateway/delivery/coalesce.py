@@ -47,8 +47,14 @@ log = logging.getLogger(__name__)
 
 # "Soon": a queue longer than the chat's budget over this many seconds is folded.
 HORIZON = 10.0
-# At most this many messages are looked at per chat and pass (bounds memory and one commit).
+# At most this many messages are read, folded and committed at once (bounds memory and one
+# commit); a fold goes on with the next as many of them as it takes, up to MAX_FOLD_CHUNKS.
 MAX_FOLD = 1000
+# A flood of tens of thousands into one group is folded whole when the chat may send: left
+# unfolded, the rest would stand due (for the time the chat was held until) ahead of every
+# other chat's newer messages in the worker's look for due work, each pass putting back only
+# the first of them.
+MAX_FOLD_CHUNKS = 50
 WHY = "arrived in a burst"
 # A digest holds about this much content at most (some 16 Telegram messages): its lease covers
 # every part, and a crash mid-send leaves its members waiting for that lease.
@@ -162,11 +168,34 @@ class BurstCoalescer:
 
     async def fold(self, recipient_id: int, queued: int, budget: Budget) -> list[Folded]:
         """Fold the person's burst if `queued` (their due Telegram messages this run) is more
-        than `budget` grants for their personal log soon. Returns the digests made."""
+        than `budget` grants for their personal log soon. Returns the digests made, oldest
+        first: of the whole queue, `MAX_FOLD` messages at a time, each in a transaction."""
+        made: list[Folded] = []
+        for chunk in range(MAX_FOLD_CHUNKS):
+            folded, read = await self._fold_chunk(recipient_id, None if chunk else (queued, budget))
+            made.extend(folded)
+            if not folded or read < MAX_FOLD:
+                break  # the queue is folded, or what is left of it cannot be
+        if made:
+            log.info(
+                "folded %d queued message(s) of user %s into %d digest(s)",
+                sum(len(f.member_ids) for f in made),
+                recipient_id,
+                len(made),
+            )
+        return made
+
+    async def _fold_chunk(
+        self, recipient_id: int, burst: tuple[int, Budget] | None
+    ) -> tuple[list[Folded], int]:
+        """The digests of the oldest `MAX_FOLD` waiting messages, committed, and how many were
+        read. `burst`: (queued, budget) to fold only if the queue exceeds the budget."""
         async with self._sessionmaker() as session:
             group = await groups.linked_group_of(session, recipient_id)
-            if group is None or queued <= budget(group.chat_id, True):
-                return []
+            if group is None:
+                return [], 0
+            if burst is not None and burst[0] <= burst[1](group.chat_id, True):
+                return [], 0
             now = self._clock()
             rows = await outbox.waiting_of(session, recipient_id, now, MAX_FOLD)
             threads = {topic.category: topic.message_thread_id for topic in group.topics}
@@ -176,7 +205,7 @@ class BurstCoalescer:
             # Only loaded rows and new objects are used there, never the session.
             plans = await asyncio.to_thread(self._plan, rows, threads, now)
             if not plans:
-                return []
+                return [], len(rows)
             zone = zone_or_utc(await self._timezone(session, recipient_id))
             made: list[Folded] = []
             for members in plans:
@@ -184,16 +213,10 @@ class BurstCoalescer:
                 if folded is None:
                     await session.rollback()
                     log.info("burst of user %s changed while folding; left as it is", recipient_id)
-                    return []
+                    return [], len(rows)
                 made.append(folded)
             await session.commit()
-        log.info(
-            "folded %d queued message(s) of user %s into %d digest(s)",
-            sum(len(f.member_ids) for f in made),
-            recipient_id,
-            len(made),
-        )
-        return made
+        return made, len(rows)
 
     async def _fold_one(
         self,

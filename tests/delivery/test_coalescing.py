@@ -6,6 +6,7 @@ fake clocks of tests/delivery/test_paced_worker.py."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import uuid
@@ -17,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.content_cipher import ContentCipher
-from gateway.delivery import DeliveryWorker
+from gateway.delivery import DeliveryWorker, coalesce
 from gateway.delivery.coalesce import BurstCoalescer, Folded, Queued, plan_folds, requeue
 from gateway.delivery.pacing import Pacer, TelegramRates
 from gateway.digest import DigestItem, compose_digest
@@ -195,6 +196,32 @@ async def test_a_burst_of_500_becomes_a_handful_of_messages_without_a_429(
     digest = await load(sessionmaker, carriers.pop())
     assert digest.status is MessageStatus.DELIVERED
     assert digest.encrypted_content is None or digest.carried_by is None
+
+
+async def test_a_burst_longer_than_one_chunk_folds_whole_in_one_run(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    cipher: ContentCipher,
+    clock: UTCClock,
+    paced: Callable[..., DeliveryWorker],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fold reads, folds and commits `MAX_FOLD` messages at a time and goes on with the next
+    (it stopped after the first: the rest stood due, ahead of other chats' newer messages)."""
+    monkeypatch.setattr(coalesce, "MAX_FOLD", 7)
+    await control.set_flood(enabled=True, group_per_minute=20, global_per_second=30)
+    ids = await put(sessionmaker, cipher, clock, personal.user_id, [f"m{i}" for i in range(30)])
+
+    await paced(TELEGRAM, coalesce_bursts=True).run_once()
+
+    carriers = [(await load(sessionmaker, message_id)).carried_by for message_id in ids]
+    assert None not in carriers
+    # Seven to a digest, in order: 7 + 7 + 7 + 7 + 2.
+    runs = [len(list(group)) for _, group in itertools.groupby(carriers)]
+    assert runs == [7, 7, 7, 7, 2]
+    first_digest = (await sends(control))[0].params["text"]  # the oldest seven, in order
+    assert re.findall(r"\bm(\d+)\b", first_digest) == [str(n) for n in range(7)]
 
 
 async def test_a_queue_within_the_budget_goes_out_message_by_message(
