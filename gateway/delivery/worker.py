@@ -64,6 +64,9 @@ LATE = SHORT_MARGIN / 2
 # Seconds after a run that tried nothing before the next may start (see run): a held chat's
 # new messages wait for its buckets anyway, far longer than this.
 HELD_RUN_SPACING = 0.02
+# Passes a run makes at most while each finds nothing but held chats' Telegram messages (see
+# run_once): enough to get past a flood of a few thousand a second into one group.
+MAX_HELD_PASSES = 20
 
 
 class PacedSends:
@@ -212,20 +215,27 @@ class DeliveryWorker:
         """
         # Rendered text past its time goes now, not when the next long message is rendered.
         self._telegram.forget_expired_renders()
+        results: list[int | BaseException] = []
         try:
             async with self._sessionmaker() as session:
                 # Audit lines of deliveries elsewhere go to logs that are reachable again.
                 if await audit.flush_ready(session, self._cipher, self._clock()):
                     await session.commit()
-                candidates = await outbox.due(session, self._clock(), self._batch_size)
-            now = self._clock()
-            self._paced = {r: until for r, until in self._paced.items() if until > now}
-            chats: dict[int, list[outbox.Candidate]] = {}
-            for candidate in candidates:
-                chats.setdefault(candidate.recipient_id, []).append(candidate)
-            results = await asyncio.gather(
-                *(self._run_chat(queue) for queue in chats.values()), return_exceptions=True
-            )
+            # A pass takes the first `batch_size` due messages, oldest first. A flood into one
+            # held group fills a pass with that chat's newest messages, which the pass only
+            # puts back: another chat's message, due after them, would wait for the flood to
+            # end. So while a whole pass was held chats' messages, put back now, the run looks
+            # again (and stops should a pass find the same messages again, which it could not
+            # put back).
+            previous: set[str] = set()
+            for _ in range(MAX_HELD_PASSES):
+                outcomes, candidates, held = await self._pass()
+                results.extend(outcomes)
+                ids = {c.message_id for c in candidates}
+                failed = any(isinstance(o, BaseException) for o in outcomes)
+                if failed or not held or ids & previous or len(candidates) < self._batch_size:
+                    break
+                previous = ids
         except Exception as exc:
             self._failed(exc)
             raise
@@ -236,6 +246,27 @@ class DeliveryWorker:
             raise errors[0]
         self._last_error = None
         return sum(r for r in results if isinstance(r, int))
+
+    async def _pass(
+        self,
+    ) -> tuple[list[int | BaseException], list[outbox.Candidate], bool]:
+        """One look for due work, and each chat's share of it run: (each chat's count of
+        messages tried, or its error; the candidates; whether every one of them was a held
+        chat's Telegram message, which the pass put back)."""
+        async with self._sessionmaker() as session:
+            candidates = await outbox.due(session, self._clock(), self._batch_size)
+        now = self._clock()
+        self._paced = {r: until for r, until in self._paced.items() if until > now}
+        held = bool(candidates) and all(
+            c.recipient_id in self._paced and c.channel is Channel.TELEGRAM for c in candidates
+        )
+        chats: dict[int, list[outbox.Candidate]] = {}
+        for candidate in candidates:
+            chats.setdefault(candidate.recipient_id, []).append(candidate)
+        results = await asyncio.gather(
+            *(self._run_chat(queue) for queue in chats.values()), return_exceptions=True
+        )
+        return results, candidates, held
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set, waking on `notify()`, at the next due time, or at the

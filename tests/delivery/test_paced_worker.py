@@ -457,6 +457,73 @@ async def test_messages_for_a_held_chat_are_postponed_without_being_claimed(
     assert await texts_in(control, personal.chat_id) == ["a0"]
 
 
+async def test_a_held_chat_s_backlog_larger_than_a_pass_does_not_hold_up_another_chat(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    cipher: ContentCipher,
+    clock: UTCClock,
+    paced: Callable[..., DeliveryWorker],
+) -> None:
+    """A flood into one group arrives faster than a pass of the worker takes (100 messages):
+    each pass found only the held chat's newest messages (older than the other chat's), put
+    them back and stopped, so another person's message waited for the flood to end (17 s at
+    7,000 a second, measured). A run goes on while a whole pass was the held chat's."""
+    other = await add_person(control, sessionmaker, "Bo")
+    await control.set_flood(enabled=True)
+    worker = paced(TelegramRates(), batch_size=5)
+    await put(sessionmaker, cipher, clock, personal.user_id, ["a0", "a1"])
+    await worker.run_once()  # a0 goes; the chat waits for its bucket now
+    flood = await put(sessionmaker, cipher, clock, personal.user_id, [f"f{i}" for i in range(23)])
+    await put(sessionmaker, cipher, clock, other.user_id, ["b0"])
+
+    assert await worker.run_once() == 1
+
+    assert await texts_in(control, other.chat_id) == ["b0"]
+    assert await texts_in(control, personal.chat_id) == ["a0"]
+    for message_id in flood:
+        message = await load(sessionmaker, message_id)
+        assert (message.status, message.attempts) == (MessageStatus.QUEUED, [])
+        assert message.next_attempt_at > clock()  # put back until the chat may send again
+
+
+async def test_a_run_stops_looking_when_a_pass_finds_what_it_could_not_put_back(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    cipher: ContentCipher,
+    clock: UTCClock,
+    paced: Callable[..., DeliveryWorker],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Messages of a held chat whose lease ran out are due, and putting them back does not
+    move them (they are not queued): the second pass finds the same ones and the run ends."""
+    await control.set_flood(enabled=True)
+    worker = paced(TelegramRates(), batch_size=5)
+    await put(sessionmaker, cipher, clock, personal.user_id, ["a0", "a1"])
+    await worker.run_once()  # a0 goes; the chat waits for its bucket now
+    stuck = await put(sessionmaker, cipher, clock, personal.user_id, [f"s{i}" for i in range(6)])
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Message)
+            .where(Message.id.in_(stuck))
+            .values(status=MessageStatus.SENDING, claimed_until=clock() - timedelta(seconds=1))
+        )
+    looks = 0
+    real_due = outbox.due
+
+    async def counting_due(session: AsyncSession, *args: Any) -> list[outbox.Candidate]:
+        nonlocal looks
+        looks += 1
+        return await real_due(session, *args)
+
+    monkeypatch.setattr(outbox, "due", counting_due)
+
+    assert await worker.run_once() == 0
+
+    assert looks == 2
+
+
 async def test_other_channels_are_not_paced_by_telegrams_buckets(
     sessionmaker: async_sessionmaker[AsyncSession],
     control: SandboxClient,
