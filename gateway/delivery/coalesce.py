@@ -76,22 +76,26 @@ class Folded:
 
 
 def requeue(queue: Sequence[outbox.Candidate], folded: Sequence[Folded]) -> list[outbox.Candidate]:
-    """The run's queue after folding: each digest takes the place of its first member there
-    (or goes last if none was in this run), its other members drop out."""
-    carrier_of = {m: f.carrier_id for f in folded for m in f.member_ids}
-    placed: set[str] = set()
+    """The run's queue after folding: each digest takes the place of its first member there,
+    the digests made before it (`folded` is oldest first) just ahead of it; its other members
+    drop out. Digests with no member in the run (older messages, put back while the chat was
+    held, are due later than the newest) thus go before the newer ones; those after the last
+    placed one go last."""
+    carrier_of = {m: index for index, f in enumerate(folded) for m in f.member_ids}
+    placed = 0  # the digests before this one are in the result
     result: list[outbox.Candidate] = []
     for candidate in queue:
-        carrier = carrier_of.get(candidate.message_id)
-        if carrier is None:
+        index = carrier_of.get(candidate.message_id)
+        if index is None:
             result.append(candidate)
-        elif carrier not in placed:
-            placed.add(carrier)
-            result.append(outbox.Candidate(carrier, candidate.recipient_id, candidate.channel))
+        elif index >= placed:
+            result.extend(
+                outbox.Candidate(f.carrier_id, candidate.recipient_id, candidate.channel)
+                for f in folded[placed : index + 1]
+            )
+            placed = index + 1
     recipient = queue[0].recipient_id if queue else 0
-    result.extend(
-        outbox.Candidate(f.carrier_id, recipient) for f in folded if f.carrier_id not in placed
-    )
+    result.extend(outbox.Candidate(f.carrier_id, recipient) for f in folded[placed:])
     return result
 
 
@@ -172,7 +176,17 @@ class BurstCoalescer:
         first: of the whole queue, `MAX_FOLD` messages at a time, each in a transaction."""
         made: list[Folded] = []
         for chunk in range(MAX_FOLD_CHUNKS):
-            folded, read = await self._fold_chunk(recipient_id, None if chunk else (queued, budget))
+            try:
+                folded, read = await self._fold_chunk(
+                    recipient_id, None if chunk else (queued, budget)
+                )
+            except Exception as exc:
+                if not made:
+                    raise
+                # What the earlier chunks folded is committed: the run must send those digests
+                # (in their members' places) rather than lose sight of them.
+                log.error("folding on for user %s failed: %s", recipient_id, type(exc).__name__)
+                break
             made.extend(folded)
             if not folded or read < MAX_FOLD:
                 break  # the queue is folded, or what is left of it cannot be
@@ -207,9 +221,15 @@ class BurstCoalescer:
             if not plans:
                 return [], len(rows)
             zone = zone_or_utc(await self._timezone(session, recipient_id))
+            # Every digest is composed before the first write: from then on the transaction
+            # holds the write lock (in this process, storage.sqlite_driver's gate), which the
+            # API's commits of new messages wait for.
+            carriers = await asyncio.to_thread(
+                lambda: [self._carrier(members, zone, now) for members in plans]
+            )
             made: list[Folded] = []
-            for members in plans:
-                folded = await self._fold_one(session, members, zone, now)
+            for members, carrier in zip(plans, carriers, strict=True):
+                folded = await self._fold_one(session, members, carrier, now)
                 if folded is None:
                     await session.rollback()
                     log.info("burst of user %s changed while folding; left as it is", recipient_id)
@@ -222,10 +242,9 @@ class BurstCoalescer:
         self,
         session: AsyncSession,
         members: Sequence[tuple[Message, OutboxPayload]],
-        zone: ZoneInfo,
+        carrier: Message,
         now: datetime,
     ) -> Folded | None:
-        carrier = await asyncio.to_thread(self._carrier, members, zone, now)
         session.add(carrier)
         await session.flush()  # the members' foreign key points at it
         ids = tuple(row.id for row, _ in members)

@@ -12,6 +12,7 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -134,6 +135,17 @@ def test_requeue_puts_each_digest_where_its_first_member_was() -> None:
     assert requeue(queue, []) == queue
 
 
+def test_requeue_puts_older_digests_ahead_of_a_newer_one_placed_in_the_run() -> None:
+    """A held chat's older messages were put back (due later than its newest, which are all
+    the run has): their digests, made first, go ahead of the newest one's."""
+    queue = [outbox.Candidate(i, 1) for i in ("n1", "n2")]
+    folded = [Folded("D1", ("o1", "o2")), Folded("D2", ("o3",)), Folded("D3", ("n1", "n2"))]
+    assert [c.message_id for c in requeue(queue, folded)] == ["D1", "D2", "D3"]
+    queue = [outbox.Candidate(i, 1) for i in ("a", "b", "c", "d")]
+    folded = [Folded("D1", ("x", "y")), Folded("D2", ("b", "d"))]
+    assert [c.message_id for c in requeue(queue, folded)] == ["a", "D1", "D2", "c"]
+
+
 def test_a_burst_digest_keeps_every_message_whole_with_its_second() -> None:
     zone = __import__("zoneinfo").ZoneInfo("Europe/Berlin")
     at = datetime(2030, 1, 1, 11, 0, 5, tzinfo=UTC)
@@ -222,6 +234,41 @@ async def test_a_burst_longer_than_one_chunk_folds_whole_in_one_run(
     assert runs == [7, 7, 7, 7, 2]
     first_digest = (await sends(control))[0].params["text"]  # the oldest seven, in order
     assert re.findall(r"\bm(\d+)\b", first_digest) == [str(n) for n in range(7)]
+
+
+async def test_a_fold_that_fails_past_its_first_chunk_sends_what_it_folded(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    cipher: ContentCipher,
+    clock: UTCClock,
+    paced: Callable[..., DeliveryWorker],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each chunk is committed: when a later one fails, the digests made are the run's queue
+    still (the first goes out), and the rest stays as it was."""
+    monkeypatch.setattr(coalesce, "MAX_FOLD", 7)
+    real_waiting_of = outbox.waiting_of
+    reads = 0
+
+    async def failing_third(session: AsyncSession, *args: Any) -> list[Message]:
+        nonlocal reads
+        reads += 1
+        if reads == 3:
+            raise RuntimeError("the database went away")
+        return await real_waiting_of(session, *args)
+
+    monkeypatch.setattr(outbox, "waiting_of", failing_third)
+    await control.set_flood(enabled=True, group_per_minute=20, global_per_second=30)
+    ids = await put(sessionmaker, cipher, clock, personal.user_id, [f"m{i}" for i in range(30)])
+
+    await paced(TELEGRAM, coalesce_bursts=True).run_once()
+
+    carriers = [(await load(sessionmaker, message_id)).carried_by for message_id in ids]
+    assert carriers[14:] == [None] * 16
+    assert [len(list(group)) for _, group in itertools.groupby(carriers[:14])] == [7, 7]
+    first = (await sends(control))[0].params["text"]
+    assert re.findall(r"\bm(\d+)\b", first) == [str(n) for n in range(7)]
 
 
 async def test_a_queue_within_the_budget_goes_out_message_by_message(
