@@ -225,15 +225,15 @@ class DeliveryWorker:
             # held group fills a pass with that chat's newest messages, which the pass only
             # puts back: another chat's message, due after them, would wait for the flood to
             # end. So while a whole pass was held chats' messages, put back now, the run looks
-            # again (and stops should a pass find the same messages again, which it could not
-            # put back).
+            # again (and stops should a pass find nothing new: messages it could not put back,
+            # a held chat's run-out leases, say).
             previous: set[str] = set()
             for _ in range(MAX_HELD_PASSES):
                 outcomes, candidates, held = await self._pass()
                 results.extend(outcomes)
                 ids = {c.message_id for c in candidates}
                 failed = any(isinstance(o, BaseException) for o in outcomes)
-                if failed or not held or ids & previous or len(candidates) < self._batch_size:
+                if failed or not held or ids <= previous or len(candidates) < self._batch_size:
                     break
                 previous = ids
         except Exception as exc:

@@ -474,6 +474,15 @@ async def test_a_held_chat_s_backlog_larger_than_a_pass_does_not_hold_up_another
     worker = paced(TelegramRates(), batch_size=5)
     await put(sessionmaker, cipher, clock, personal.user_id, ["a0", "a1"])
     await worker.run_once()  # a0 goes; the chat waits for its bucket now
+    # One of the chat's messages with a lease run out (a crashed worker's): due, and not moved
+    # by putting the chat's messages back, so every pass finds it again.
+    [stuck] = await put(sessionmaker, cipher, clock, personal.user_id, ["stuck"])
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Message)
+            .where(Message.id == stuck)
+            .values(status=MessageStatus.SENDING, claimed_until=clock() - timedelta(seconds=1))
+        )
     flood = await put(sessionmaker, cipher, clock, personal.user_id, [f"f{i}" for i in range(23)])
     await put(sessionmaker, cipher, clock, other.user_id, ["b0"])
 
