@@ -105,6 +105,18 @@ async def put(
     return ids
 
 
+async def lease_run_out(
+    sessionmaker: async_sessionmaker[AsyncSession], clock: Clock, message_ids: Sequence[str]
+) -> None:
+    """Make these messages look claimed by a worker that crashed: sending, the lease run out."""
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Message)
+            .where(Message.id.in_(message_ids))
+            .values(status=MessageStatus.SENDING, claimed_until=clock() - timedelta(seconds=1))
+        )
+
+
 async def put_labelled(
     sessionmaker: async_sessionmaker[AsyncSession],
     cipher: ContentCipher,
@@ -476,13 +488,8 @@ async def test_a_held_chat_s_backlog_larger_than_a_pass_does_not_hold_up_another
     await worker.run_once()  # a0 goes; the chat waits for its bucket now
     # One of the chat's messages with a lease run out (a crashed worker's): due, and not moved
     # by putting the chat's messages back, so every pass finds it again.
-    [stuck] = await put(sessionmaker, cipher, clock, personal.user_id, ["stuck"])
-    async with sessionmaker() as session, session.begin():
-        await session.execute(
-            update(Message)
-            .where(Message.id == stuck)
-            .values(status=MessageStatus.SENDING, claimed_until=clock() - timedelta(seconds=1))
-        )
+    stuck = await put(sessionmaker, cipher, clock, personal.user_id, ["stuck"])
+    await lease_run_out(sessionmaker, clock, stuck)
     flood = await put(sessionmaker, cipher, clock, personal.user_id, [f"f{i}" for i in range(23)])
     await put(sessionmaker, cipher, clock, other.user_id, ["b0"])
 
@@ -512,12 +519,7 @@ async def test_a_run_stops_looking_when_a_pass_finds_what_it_could_not_put_back(
     await put(sessionmaker, cipher, clock, personal.user_id, ["a0", "a1"])
     await worker.run_once()  # a0 goes; the chat waits for its bucket now
     stuck = await put(sessionmaker, cipher, clock, personal.user_id, [f"s{i}" for i in range(6)])
-    async with sessionmaker() as session, session.begin():
-        await session.execute(
-            update(Message)
-            .where(Message.id.in_(stuck))
-            .values(status=MessageStatus.SENDING, claimed_until=clock() - timedelta(seconds=1))
-        )
+    await lease_run_out(sessionmaker, clock, stuck)
     looks = 0
     real_due = outbox.due
 
@@ -732,12 +734,7 @@ async def test_run_out_leases_beyond_the_limit_are_taken_urgent_first(
     the urgent one among them still goes first."""
     queued = [("normal", "n1"), ("normal", "n2"), ("urgent", "u")]
     labels = await put_labelled(sessionmaker, cipher, clock, personal.user_id, queued)
-    async with sessionmaker() as session, session.begin():
-        await session.execute(
-            update(Message)
-            .where(Message.id.in_(labels))
-            .values(status=MessageStatus.SENDING, claimed_until=clock() - timedelta(seconds=1))
-        )
+    await lease_run_out(sessionmaker, clock, list(labels))
     async with sessionmaker() as session:
         due = await outbox.due(session, clock(), limit)
     assert [labels[c.message_id] for c in due] == expected
