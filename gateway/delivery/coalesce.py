@@ -174,12 +174,16 @@ class BurstCoalescer:
         """Fold the person's burst if `queued` (their due Telegram messages this run) is more
         than `budget` grants for their personal log soon. Returns the digests made, oldest
         first: of the whole queue, `MAX_FOLD` messages at a time, each in a transaction."""
+        async with self._sessionmaker() as session:
+            group = await groups.linked_group_of(session, recipient_id)
+            if group is None or queued <= budget(group.chat_id, True):
+                return []
+            threads = {topic.category: topic.message_thread_id for topic in group.topics}
+            zone = zone_or_utc(await self._timezone(session, recipient_id))
         made: list[Folded] = []
-        for chunk in range(MAX_FOLD_CHUNKS):
+        for _ in range(MAX_FOLD_CHUNKS):
             try:
-                folded, read = await self._fold_chunk(
-                    recipient_id, None if chunk else (queued, budget)
-                )
+                folded, read = await self._fold_chunk(recipient_id, threads, zone)
             except Exception as exc:
                 if not made:
                     raise
@@ -200,19 +204,13 @@ class BurstCoalescer:
         return made
 
     async def _fold_chunk(
-        self, recipient_id: int, burst: tuple[int, Budget] | None
+        self, recipient_id: int, threads: Mapping[Category, int | None], zone: ZoneInfo
     ) -> tuple[list[Folded], int]:
         """The digests of the oldest `MAX_FOLD` waiting messages, committed, and how many were
-        read. `burst`: (queued, budget) to fold only if the queue exceeds the budget."""
+        read."""
         async with self._sessionmaker() as session:
-            group = await groups.linked_group_of(session, recipient_id)
-            if group is None:
-                return [], 0
-            if burst is not None and burst[0] <= burst[1](group.chat_id, True):
-                return [], 0
             now = self._clock()
             rows = await outbox.waiting_of(session, recipient_id, now, MAX_FOLD)
-            threads = {topic.category: topic.message_thread_id for topic in group.topics}
             # Opening and grouping a thousand messages, and composing and sealing their digests
             # below, is tens of milliseconds of CPU each: done on a thread, the event loop goes
             # on answering requests meanwhile (it takes the GIL back every few milliseconds).
@@ -220,7 +218,6 @@ class BurstCoalescer:
             plans = await asyncio.to_thread(self._plan, rows, threads, now)
             if not plans:
                 return [], len(rows)
-            zone = zone_or_utc(await self._timezone(session, recipient_id))
             # Every digest is composed before the first write: from then on the transaction
             # holds the write lock (in this process, storage.sqlite_driver's gate), which the
             # API's commits of new messages wait for.
