@@ -28,7 +28,16 @@ import time
 
 import _load
 import aiohttp
-from _servers import SEND, Started, launch, percentile, sends, wait_until, with_api_processes
+from _servers import (
+    SEND,
+    NewCalls,
+    Started,
+    launch,
+    percentile,
+    sends,
+    wait_until,
+    with_api_processes,
+)
 
 from sandbox.client import SandboxClient
 
@@ -64,9 +73,10 @@ async def run(args: argparse.Namespace, started: Started) -> None:
         await prober
 
         shown: dict[int, float] = {}
+        calls = NewCalls(world)
 
         async def all_shown() -> bool:
-            for call in sends(await world.get_calls(), group_b):
+            for call in sends(await calls.read(), group_b):
                 for number in PROBE.findall(str(call.params.get("text", ""))):
                     shown.setdefault(int(number), call.time)
             return len(shown) >= len(posted)

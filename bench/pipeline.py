@@ -27,40 +27,32 @@ import time
 import aiohttp
 from _servers import (  # sibling module: bench/ is on sys.path
     SEND,
+    NewCalls,
     Started,
     launch_with_sandbox,
     process_cpu_seconds,
+    sends,
 )
+
+from sandbox.client import SandboxClient
 
 POLL = 0.5  # seconds between looks at the sandbox's calls
 
 
 class Sends:
-    """Successful sendMessage calls into the people's groups, counted from the sandbox's
-    record of calls. Each look reads only the calls since the last (`?after=`): reading the
-    whole chats each time cost the sandbox more with every look (half its CPU by the end of
-    a 20,000-message run), on the two CPUs the gateway was measured on."""
+    """Successful sendMessage calls into the people's groups so far, counted from the
+    sandbox's record of calls as it grows."""
 
-    def __init__(self, http: aiohttp.ClientSession, sandbox: str, groups: list[int]) -> None:
-        self._http = http
-        self._url = f"{sandbox}/sandbox/calls"
-        self._groups = {str(group) for group in groups}
-        self._seen = 0  # calls read so far
+    def __init__(self, world: SandboxClient, groups: list[int]) -> None:
+        self._calls = NewCalls(world)
+        self._groups = set(groups)
         self.count = 0
 
     async def look(self) -> int:
-        async with self._http.get(self._url, params={"after": self._seen}) as resp:
-            body = await resp.json()
-        if body["total"] < self._seen:
-            raise RuntimeError("the sandbox forgot calls during the run (reset?): counts are off")
-        calls = body["calls"]
-        self._seen += len(calls)
         self.count += sum(
             1
-            for call in calls
-            if call["method"] == "sendMessage"
-            and call["status"] == 200
-            and str(call["params"].get("chat_id")) in self._groups
+            for call in sends(await self._calls.read())
+            if call.method == "sendMessage" and call.params.get("chat_id") in self._groups
         )
         return self.count
 
@@ -70,8 +62,8 @@ async def run(total: int, in_flight: int, started: Started) -> None:
     groups = [group for _token, group in people]
     counter = iter(range(total))
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight)) as http:
-        sends = Sends(http, started.sandbox, groups)
-        before = await sends.look()
+        delivered_so_far = Sends(SandboxClient(started.sandbox, http), groups)
+        before = await delivered_so_far.look()
 
         async def worker() -> None:
             for n in counter:
@@ -87,7 +79,7 @@ async def run(total: int, in_flight: int, started: Started) -> None:
         await asyncio.gather(*(worker() for _ in range(in_flight)))
         accepted = time.perf_counter() - started_at
         async with asyncio.timeout(600):
-            while await sends.look() - before < total:  # noqa: ASYNC110
+            while await delivered_so_far.look() - before < total:  # noqa: ASYNC110
                 await asyncio.sleep(POLL)  # another process's state: nothing to await
         delivered = time.perf_counter() - started_at
         cpu_after = _cpu(started)
