@@ -210,6 +210,26 @@ async def test_a_burst_of_500_becomes_a_handful_of_messages_without_a_429(
     assert digest.encrypted_content is None or digest.carried_by is None
 
 
+async def _thirty_in_chunks_of_seven(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    cipher: ContentCipher,
+    clock: UTCClock,
+    paced: Callable[..., DeliveryWorker],
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[list[str | None], list[str]]:
+    """30 messages m0..m29 queued and one run of a worker that folds seven at a time: each
+    message's carrier, and the numbers of the messages in the first Telegram message sent."""
+    monkeypatch.setattr(coalesce, "MAX_FOLD", 7)
+    await control.set_flood(enabled=True, group_per_minute=20, global_per_second=30)
+    ids = await put(sessionmaker, cipher, clock, personal.user_id, [f"m{i}" for i in range(30)])
+    await paced(TELEGRAM, coalesce_bursts=True).run_once()
+    carriers = [(await load(sessionmaker, message_id)).carried_by for message_id in ids]
+    first = (await sends(control))[0].params["text"]
+    return carriers, re.findall(r"\bm(\d+)\b", first)
+
+
 async def test_a_burst_longer_than_one_chunk_folds_whole_in_one_run(
     sessionmaker: async_sessionmaker[AsyncSession],
     control: SandboxClient,
@@ -221,19 +241,15 @@ async def test_a_burst_longer_than_one_chunk_folds_whole_in_one_run(
 ) -> None:
     """A fold reads, folds and commits `MAX_FOLD` messages at a time and goes on with the next
     (it stopped after the first: the rest stood due, ahead of other chats' newer messages)."""
-    monkeypatch.setattr(coalesce, "MAX_FOLD", 7)
-    await control.set_flood(enabled=True, group_per_minute=20, global_per_second=30)
-    ids = await put(sessionmaker, cipher, clock, personal.user_id, [f"m{i}" for i in range(30)])
+    carriers, first_digest = await _thirty_in_chunks_of_seven(
+        sessionmaker, control, personal, cipher, clock, paced, monkeypatch
+    )
 
-    await paced(TELEGRAM, coalesce_bursts=True).run_once()
-
-    carriers = [(await load(sessionmaker, message_id)).carried_by for message_id in ids]
     assert None not in carriers
     # Seven to a digest, in order: 7 + 7 + 7 + 7 + 2.
     runs = [len(list(group)) for _, group in itertools.groupby(carriers)]
     assert runs == [7, 7, 7, 7, 2]
-    first_digest = (await sends(control))[0].params["text"]  # the oldest seven, in order
-    assert re.findall(r"\bm(\d+)\b", first_digest) == [str(n) for n in range(7)]
+    assert first_digest == [str(n) for n in range(7)]  # the oldest seven, in order
 
 
 async def test_a_fold_that_fails_past_its_first_chunk_sends_what_it_folded(
@@ -247,7 +263,6 @@ async def test_a_fold_that_fails_past_its_first_chunk_sends_what_it_folded(
 ) -> None:
     """Each chunk is committed: when a later one fails, the digests made are the run's queue
     still (the first goes out), and the rest stays as it was."""
-    monkeypatch.setattr(coalesce, "MAX_FOLD", 7)
     real_waiting_of = outbox.waiting_of
     reads = 0
 
@@ -259,16 +274,13 @@ async def test_a_fold_that_fails_past_its_first_chunk_sends_what_it_folded(
         return await real_waiting_of(session, *args)
 
     monkeypatch.setattr(outbox, "waiting_of", failing_third)
-    await control.set_flood(enabled=True, group_per_minute=20, global_per_second=30)
-    ids = await put(sessionmaker, cipher, clock, personal.user_id, [f"m{i}" for i in range(30)])
+    carriers, first_digest = await _thirty_in_chunks_of_seven(
+        sessionmaker, control, personal, cipher, clock, paced, monkeypatch
+    )
 
-    await paced(TELEGRAM, coalesce_bursts=True).run_once()
-
-    carriers = [(await load(sessionmaker, message_id)).carried_by for message_id in ids]
     assert carriers[14:] == [None] * 16
     assert [len(list(group)) for _, group in itertools.groupby(carriers[:14])] == [7, 7]
-    first = (await sends(control))[0].params["text"]
-    assert re.findall(r"\bm(\d+)\b", first) == [str(n) for n in range(7)]
+    assert first_digest == [str(n) for n in range(7)]
 
 
 async def test_a_queue_within_the_budget_goes_out_message_by_message(
