@@ -19,7 +19,7 @@ to cost. Two things keep the loop from ever waiting on SQLite's lock:
 - The connection's busy timeout is 0 on the loop. When the lock is taken all the same (by
   another process: the CLI, a second gateway), SQLite answers "database is locked" at once
   without doing anything, and the statement is run again on aiosqlite's thread, which waits
-  for the lock there with the usual busy timeout (BUSY_TIMEOUT_MS).
+  for the lock there, trying again after short pauses for up to BUSY_TIMEOUT_MS.
 
 A write is told by its first keyword (INSERT, UPDATE, DELETE, REPLACE: what SQLAlchemy emits
 here). One that began otherwise (a CTE) would pass the gate and, finding the lock taken, wait
@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -59,6 +60,10 @@ T = TypeVar("T")
 BUSY_TIMEOUT_MS = 30_000
 # The longest a transaction waits for its turn to write: as long as the busy timeout.
 GATE_TIMEOUT = BUSY_TIMEOUT_MS / 1000
+# Pauses between tries while another process holds the lock (see _waiting), in seconds.
+BUSY_FIRST_PAUSE = 0.0002
+BUSY_PAUSE_GROWTH = 1.25
+BUSY_LONGEST_PAUSE = 0.005
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 _SQLITE_BUSY = 5
 _SQLITE_BUSY_SNAPSHOT = 517  # a stale read snapshot: waiting cannot help, so it is raised
@@ -82,13 +87,29 @@ def _run(conn: sqlite3.Connection, operation: str, parameters: Any, many: bool) 
         cursor.close()
 
 
-def _waiting(conn: sqlite3.Connection, call: Callable[[], T]) -> T:
-    """On aiosqlite's thread: `call` with the busy timeout on, then off again."""
-    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}").close()
-    try:
-        return call()
-    finally:
-        conn.execute("PRAGMA busy_timeout=0").close()
+def _waiting(
+    conn: sqlite3.Connection,
+    call: Callable[[], T],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
+    """On aiosqlite's thread: `call`, tried again while another process holds the lock, for
+    up to BUSY_TIMEOUT_MS. SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ms and
+    longer between tries: a lock held for a tenth of a millisecond (another process's group
+    commit) cost the waiter milliseconds, and under steady contention tens of them, with the
+    CPU idle meanwhile. Here the pauses start at BUSY_FIRST_PAUSE and grow to BUSY_LONGEST_PAUSE,
+    so a short hold costs about as long as it lasts and a long one few wakeups."""
+    deadline = clock() + BUSY_TIMEOUT_MS / 1000
+    pause = BUSY_FIRST_PAUSE
+    while True:
+        try:
+            return call()
+        except sqlite3.OperationalError as error:
+            if not _is_busy(error) or clock() >= deadline:
+                raise
+        sleep(pause)
+        pause = min(pause * BUSY_PAUSE_GROWTH, BUSY_LONGEST_PAUSE)
 
 
 def _is_busy(error: sqlite3.OperationalError) -> bool:

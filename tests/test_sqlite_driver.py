@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from contextlib import closing
 
 import pytest
@@ -148,15 +149,79 @@ async def test_a_lock_held_by_another_process_is_waited_for_off_the_event_loop(
     assert await _users(sessionmaker) == 2  # the other process's row and ours
 
 
-def test_on_the_thread_a_taken_lock_is_waited_for_half_a_minute(migrated_url: str) -> None:
-    with closing(sqlite3.connect(_path(migrated_url))) as conn:
+_INSERT = "INSERT INTO users (id, telegram_id, created_at) VALUES (1, 1, '2026')"
+
+
+class _FakeTime:
+    """The clock and sleep `_waiting` is given: sleeping moves the clock, and a hook runs."""
+
+    def __init__(self, on_sleep: Callable[[int], None] = lambda n: None) -> None:
+        self.now = 0.0
+        self.pauses: list[float] = []
+        self._on_sleep = on_sleep
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.now += seconds
+        self._on_sleep(len(self.pauses))
+
+
+def test_on_the_thread_a_taken_lock_is_tried_again_after_short_growing_pauses(
+    migrated_url: str,
+) -> None:
+    with (
+        closing(sqlite3.connect(_path(migrated_url), isolation_level=None)) as conn,
+        locked_by_another_process(migrated_url) as other,
+    ):
         conn.execute("PRAGMA busy_timeout=0")
+        # The other process commits while we sleep the third time.
+        time = _FakeTime(lambda n: other.execute("COMMIT") if n == 3 else None)
+        sqlite_driver._waiting(
+            conn, lambda: conn.execute(_INSERT), sleep=time.sleep, clock=time.clock
+        )
+        assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 1
+    first, growth = sqlite_driver.BUSY_FIRST_PAUSE, sqlite_driver.BUSY_PAUSE_GROWTH
+    assert time.pauses == pytest.approx([first, first * growth, first * growth**2])
+    assert first < 0.001  # shorter than SQLite's own first pause
 
-        def busy_timeout() -> int:
-            return int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
 
-        assert sqlite_driver._waiting(conn, busy_timeout) == 30_000
-        assert busy_timeout() == 0  # and back to answering at once
+def test_on_the_thread_the_pauses_stop_growing_and_the_wait_gives_up_after_half_a_minute(
+    migrated_url: str,
+) -> None:
+    with (
+        closing(sqlite3.connect(_path(migrated_url), isolation_level=None)) as conn,
+        locked_by_another_process(migrated_url),
+    ):
+        conn.execute("PRAGMA busy_timeout=0")
+        time = _FakeTime()
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            sqlite_driver._waiting(
+                conn, lambda: conn.execute(_INSERT), sleep=time.sleep, clock=time.clock
+            )
+    assert max(time.pauses) == sqlite_driver.BUSY_LONGEST_PAUSE
+    assert time.now >= sqlite_driver.BUSY_TIMEOUT_MS / 1000 == 30
+    assert time.now < 30 + sqlite_driver.BUSY_LONGEST_PAUSE * 2
+
+
+def test_on_the_thread_other_errors_are_raised_at_once(migrated_url: str) -> None:
+    with closing(sqlite3.connect(_path(migrated_url), isolation_level=None)) as conn:
+        conn.execute(_INSERT)
+        time = _FakeTime()
+        with pytest.raises(sqlite3.IntegrityError):
+            sqlite_driver._waiting(
+                conn, lambda: conn.execute(_INSERT), sleep=time.sleep, clock=time.clock
+            )
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            sqlite_driver._waiting(
+                conn,
+                lambda: conn.execute("SELECT * FROM nowhere"),
+                sleep=time.sleep,
+                clock=time.clock,
+            )
+    assert time.pauses == []
 
 
 async def test_the_gate_gives_up_after_its_timeout(
