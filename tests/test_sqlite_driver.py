@@ -177,8 +177,12 @@ def test_on_the_thread_a_taken_lock_is_tried_again_after_short_growing_pauses(
         locked_by_another_process(migrated_url) as other,
     ):
         conn.execute("PRAGMA busy_timeout=0")
-        # The other process commits while we sleep the third time.
-        time = _FakeTime(lambda n: other.execute("COMMIT") if n == 3 else None)
+
+        def commit_at_the_third_pause(n: int) -> None:
+            if n == 3:
+                other.execute("COMMIT")
+
+        time = _FakeTime(commit_at_the_third_pause)
         sqlite_driver._waiting(
             conn, lambda: conn.execute(_INSERT), sleep=time.sleep, clock=time.clock
         )
