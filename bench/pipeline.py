@@ -10,10 +10,13 @@ worker's capacity (it serves a few chats at once). With flood control and pacing
 bench/pipeline_paced.py.
 
 Usage: .venv/bin/python bench/pipeline.py [messages, default 1000] [in flight, default 32]
-       [people, default 20] [--separate-sandbox]
+       [people, default 20] [--separate-sandbox] [--api N]
 
 --separate-sandbox runs the sandbox in a process of its own (bench/_servers.py `sandbox`)
-instead of in the gateway's.
+instead of in the gateway's. --api N runs N `serve --role api` processes beside the gateway,
+sharing its port (README, Running several processes): they take their share of the requests,
+and the delivering process has more of its CPU for delivering. The CPU per message counts
+them all.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from _servers import (  # sibling module: bench/ is on sys.path
     launch_with_sandbox,
     process_cpu_seconds,
     sends,
+    with_api_processes,
 )
 
 from sandbox.client import SandboxClient
@@ -57,7 +61,7 @@ class Sends:
         return self.count
 
 
-async def run(total: int, in_flight: int, started: Started) -> None:
+async def run(total: int, in_flight: int, started: Started, api: list[Started]) -> None:
     people = started.people
     groups = [group for _token, group in people]
     counter = iter(range(total))
@@ -74,7 +78,7 @@ async def run(total: int, in_flight: int, started: Started) -> None:
                     if resp.status != 202:
                         raise RuntimeError(f"answer {resp.status}: {await resp.text()}")
 
-        cpu_before = _cpu(started)
+        cpu_before = _cpu(started, api)
         started_at = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(in_flight)))
         accepted = time.perf_counter() - started_at
@@ -82,11 +86,12 @@ async def run(total: int, in_flight: int, started: Started) -> None:
             while await delivered_so_far.look() - before < total:  # noqa: ASYNC110
                 await asyncio.sleep(POLL)  # another process's state: nothing to await
         delivered = time.perf_counter() - started_at
-        cpu_after = _cpu(started)
+        cpu_after = _cpu(started, api)
         gateway_cpu, sandbox_cpu = (cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1])
     print(
         f"{total} messages to {len(people)} {'person' if len(people) == 1 else 'people'}, "
         f"{in_flight} in flight, "
+        f"{len(api)} api process{'' if len(api) == 1 else 'es'} beside the gateway, "
         f"{os.cpu_count()} CPUs, flood control off"
     )
     print(f"accepted  {total / accepted:8.0f} msg/s  ({accepted:.1f} s)")
@@ -103,10 +108,10 @@ async def run(total: int, in_flight: int, started: Started) -> None:
     print("reproduce: .venv/bin/python bench/pipeline.py " + " ".join(sys.argv[1:]))
 
 
-def _cpu(started: Started) -> tuple[float, float]:
-    """CPU seconds used so far by the gateway's process and by the sandbox's (0 if none)."""
+def _cpu(started: Started, api: list[Started]) -> tuple[float, float]:
+    """CPU seconds used so far by the gateway's processes and by the sandbox's (0 if none)."""
     sandbox = process_cpu_seconds(started.sandbox_pid) if started.sandbox_pid else 0.0
-    return started.cpu_seconds(), sandbox
+    return started.cpu_seconds() + sum(p.cpu_seconds() for p in api), sandbox
 
 
 def main() -> None:
@@ -119,9 +124,21 @@ def main() -> None:
         action="store_true",
         help="run the sandbox in a process of its own (default: in the gateway's)",
     )
+    parser.add_argument(
+        "--api",
+        type=int,
+        default=0,
+        metavar="N",
+        help="`serve --role api` processes beside the gateway, sharing its port (default 0)",
+    )
     args = parser.parse_args()
-    with launch_with_sandbox("gateway", args.people, separate=args.separate_sandbox) as started:
-        asyncio.run(run(args.messages, args.in_flight, started))
+    if args.api < 0:
+        parser.error("--api must be 0 or more")
+    with (
+        launch_with_sandbox("gateway", args.people, separate=args.separate_sandbox) as started,
+        with_api_processes(started, args.api) as api,
+    ):
+        asyncio.run(run(args.messages, args.in_flight, started, api))
 
 
 if __name__ == "__main__":
