@@ -175,14 +175,14 @@ class DeferredReleaser(OnSchedule):
         carrier = carrier_row(self._cipher, [m.message for m in members], payload, now)
         session.add(carrier)
         await session.flush()  # the carriers' foreign key points at it
-        # The members' content now lives in the digest only; they settle when it does.
+        # The members settle when the digest does (their content is wiped then; kept until
+        # then for the case Telegram refuses the digest and they go one by one).
         return await deferred.take(
             session,
             [m.message.id for m in members],
             status=MessageStatus.QUEUED,
             next_attempt_at=now,
             carried_by=carrier.id,
-            encrypted_content=None,
         )
 
     async def _timezone(self, session: AsyncSession, user_id: int) -> str | None:

@@ -1,8 +1,9 @@
 """The row of a digest: one new outbox message that carries several others.
 
 Shared by the two places that fold messages together: quiet hours (gateway.deferred) and bursts
-(gateway.delivery.coalesce). The members then point at it (`carried_by`), lose their own content
-and settle when it does (`outbox.settle_carried`).
+(gateway.delivery.coalesce). The members then point at it (`carried_by`) and settle when it does
+(`outbox.settle_carried`), their own content wiped then; a digest refused for its content gives
+them back to the queue instead, to go one by one (`outbox.unfold`).
 """
 
 from __future__ import annotations

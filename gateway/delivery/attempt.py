@@ -23,6 +23,7 @@ from gateway.channels.base import (
     DestinationGone,
     OutcomeUnknown,
     RateLimited,
+    Rejected,
     Transient,
 )
 from gateway.channels.telegram import TelegramAddress
@@ -160,7 +161,7 @@ class Deliverer:
             sealed = self._cipher.open(message.id, message.encrypted_content)
             payload = OutboxPayload.from_dict(sealed)
         except (ContentDecryptError, KeyError, TypeError, ValueError) as exc:
-            return await self._fail(claim, type(exc).__name__, REASON_UNREADABLE)
+            return await self._refused(claim, type(exc).__name__, REASON_UNREADABLE)
         if claim.channel is not Channel.TELEGRAM:
             return await self._elsewhere.attempt(self, claim, payload)
         group = await groups.linked_view_of(claim.session, message.recipient_id)
@@ -169,7 +170,7 @@ class Deliverer:
         try:
             parts = await self._render(payload, message)
         except (TypeError, ValueError) as exc:
-            return await self._fail(claim, type(exc).__name__, REASON_UNRENDERABLE)
+            return await self._refused(claim, type(exc).__name__, REASON_UNRENDERABLE)
         if not await self._cover(claim, len(parts)):
             return None
         handled = await self._send(claim, group, sealed, payload, parts)
@@ -288,6 +289,8 @@ class Deliverer:
             log.warning("chat %s gone (%s); personal log unlinked", group.chat_id, err.error_class)
             reason = REASON_CHAT_GONE if err.detail == "chat not found" else REASON_REMOVED
             return await self.give_up(claim, err.error_class, reason, err, sent)
+        if isinstance(err, Rejected) and not sent:
+            return await self._refused(claim, err.error_class, err.detail, err)
         return await self.give_up(claim, err.error_class, err.detail, err, sent)
 
     async def _held_back(
@@ -428,6 +431,7 @@ class Deliverer:
             delivered_at=now,
             delivered_via=claim.channel,
             failure_reason=None,
+            encrypted_content=None,
         )
         return await self._settle(
             claim,
@@ -562,6 +566,35 @@ class Deliverer:
         )
         return Handled(AttemptOutcome.FAILED)
 
+    async def _refused(
+        self,
+        claim: Claim,
+        error_class: str,
+        reason: str,
+        err: ChannelError | None = None,
+    ) -> Handled | None:
+        """The message's own content was refused (Telegram rejected it, or it does not open or
+        render), before any part went out. A digest's members then go back to the queue to go
+        one by one: the one at fault fails alone instead of taking hundreds with it, and the
+        digest fails. Any other message falls back or fails as usual (`give_up`)."""
+        message = claim.message
+        if message.sender_token_id is not None or claim.channel is not Channel.TELEGRAM:
+            return await self.give_up(claim, error_class, reason, err)
+        cause = f"{error_class}: {err.detail if err else reason}"
+        back = await outbox.unfold(
+            claim.session,
+            message.id,
+            self._clock(),
+            error=f"the digest carrying it was refused ({cause})",
+            reason=f"its digest was refused ({error_class}); sent on its own",
+        )
+        if not back:
+            return await self.give_up(claim, error_class, reason, err)
+        log.warning(
+            "digest %s refused (%s); its %d message(s) go one by one", message.id, error_class, back
+        )
+        return await self._fail(claim, error_class, f"{reason} (members sent one by one)", err)
+
     async def _fail(
         self,
         claim: Claim,
@@ -578,6 +611,7 @@ class Deliverer:
             error=f"{cause.error_class}: {cause.detail}",
             status=MessageStatus.FAILED,
             failure_reason=reason[:200],
+            encrypted_content=None,
         )
         # Nothing will deliver this content any more, so it is not kept either.
         done = await self._settle(

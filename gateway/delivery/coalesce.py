@@ -15,9 +15,11 @@ the topic that may not fold ends the run (folding past it would overtake it), a 
 single foldable message keeps it as it is, and a long run makes several digests of at most
 `MAX_DIGEST_CHARS`. The digest carries each message whole, oldest first, with its time to the
 second, and takes its oldest member's place in the queue. The members point to the digest
-(`carried_by`, visible in GET /messages/{id}), lose their own sealed content in the same commit,
-and settle when the digest does. Folding is a conditional UPDATE on the same state the worker's
-claim needs, so a message is either folded or claimed, never both (also with several workers).
+(`carried_by`, visible in GET /messages/{id}) and settle when the digest does; each keeps its
+own sealed content until then (it goes with the digest's outcome), so that a digest Telegram
+refuses is unfolded and its members go one by one (`gateway.delivery.attempt`). Folding is a
+conditional UPDATE on the same state the worker's claim needs, so a message is either folded or
+claimed, never both (also with several workers).
 While the pacer holds a chat, nothing of it is folded: it all folds, in order, when the chat
 may send again.
 """

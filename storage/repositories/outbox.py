@@ -364,6 +364,44 @@ async def settle_carried(
     return len(member_ids)
 
 
+async def unfold(
+    session: AsyncSession, carrier_id: str, at: datetime, *, error: str, reason: str
+) -> int:
+    """Give a refused digest's members back to the queue, due at `at`, each to go on its own:
+    their fold counts as a failed try (an attempt on Telegram with `error`, and an attempt
+    count of 1, which also keeps them from being folded again). Members without content of
+    their own (folded before members kept it) stay carried. Returns how many went back."""
+    member_ids = list(
+        await session.scalars(
+            select(Message.id).where(
+                Message.carried_by == carrier_id, Message.encrypted_content.is_not(None)
+            )
+        )
+    )
+    if not member_ids:
+        return 0
+    await _update(
+        session,
+        Message.id.in_(member_ids),
+        carried_by=None,
+        status=MessageStatus.QUEUED,
+        next_attempt_at=at,
+        claimed_until=None,
+        attempt_count=1,
+        channel_since=at,
+        failure_reason=reason[:200],
+    )
+    numbers = await next_attempt_numbers(session, [(m, Channel.TELEGRAM) for m in member_ids])
+    await add_attempts(
+        session,
+        [
+            attempt_row(m, Channel.TELEGRAM, numbers[m], AttemptOutcome.RETRY, at, error=error)
+            for m in member_ids
+        ],
+    )
+    return len(member_ids)
+
+
 def _waiting(now: datetime) -> tuple[ColumnElement[bool], ...]:
     """Queued and due, not carried, and not a digest itself (its members settle with it, not
     with a digest of digests)."""
@@ -419,12 +457,10 @@ async def waiting_of(
 async def fold(
     session: AsyncSession, message_ids: Sequence[str], carrier_id: str, now: datetime
 ) -> bool:
-    """Hand the messages to their carrier (their content goes: it lives in the carrier now) if
-    they are all still foldable; False means a worker took one meanwhile: roll back."""
+    """Hand the messages to their carrier if they are all still foldable; False means a worker
+    took one meanwhile: roll back. Each keeps its content until the carrier settles (see
+    `settle_carried` and `unfold`)."""
     taken = await _update(
-        session,
-        *by_key(Message.id.in_(message_ids), *_foldable(now)),
-        carried_by=carrier_id,
-        encrypted_content=None,
+        session, *by_key(Message.id.in_(message_ids), *_foldable(now)), carried_by=carrier_id
     )
     return taken == len(message_ids)

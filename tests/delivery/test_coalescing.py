@@ -476,3 +476,62 @@ async def test_a_topics_order_holds_around_a_message_that_goes_alone(
     order = [shown.index(f"{text}\n") for text in ["login 0", "login 2", "pin", "login 3"]]
     assert order == sorted(order)
     assert len(await sends(control)) < 10  # still folded, around the pin
+
+
+async def test_a_digest_telegram_refuses_is_unfolded_and_its_members_go_one_by_one(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    cipher: ContentCipher,
+    clock: UTCClock,
+    fake_clock: FakeClock,
+    paced: Callable[..., DeliveryWorker],
+) -> None:
+    """One refused digest failed every message it carried (hundreds, for one bad one): now
+    they go back to the queue, keep their own content, and go alone (never folded again)."""
+    await control.set_flood(enabled=True, group_per_minute=20, global_per_second=30)
+    texts = [f"alert {i:02d}" for i in range(10)]
+    ids = await put(sessionmaker, cipher, clock, personal.user_id, texts)
+    refusal = "Bad Request: can't parse entities: unsupported start tag"
+    await control.add_fault("sendMessage", error_code=400, description=refusal, times=1)
+
+    await drain(paced(TELEGRAM, coalesce_bursts=True), sessionmaker, clock, fake_clock)
+
+    calls = await sends(control, personal.chat_id)
+    assert [c.status for c in calls] == [400] + [200] * len(texts)
+    assert all(text in str(calls[0].params["text"]) for text in texts)  # the digest
+    assert [str(c.params["text"]).split("\n")[0] for c in calls[1:]] == texts  # alone, in order
+    for message_id in ids:
+        message = await load(sessionmaker, message_id)
+        assert message.status is MessageStatus.DELIVERED
+        assert message.carried_by is None
+        assert message.encrypted_content is None  # wiped at delivery, as always
+        first, last = message.attempts
+        assert first.error is not None
+        assert "digest" in first.error
+        assert "entities" in first.error
+        assert last.external_id
+    async with sessionmaker() as session:
+        [digest] = await session.scalars(
+            select(Message).where(Message.sender_token_id.is_(None), Message.id.not_in(ids))
+        )
+    assert digest.status is MessageStatus.FAILED
+    assert digest.failure_reason is not None
+    assert "one by one" in digest.failure_reason
+    assert digest.encrypted_content is None
+
+
+async def test_members_keep_their_content_until_their_digest_settles(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    cipher: ContentCipher,
+    clock: UTCClock,
+    personal: Personal,
+) -> None:
+    ids = await put(sessionmaker, cipher, clock, personal.user_id, ["one", "two", "three"])
+    coalescer = BurstCoalescer(sessionmaker, cipher, clock)
+    folded = await coalescer.fold(personal.user_id, 3, lambda chat_id, is_group: 1.0)
+    assert [f.member_ids for f in folded] == [tuple(ids)]
+    for message_id in ids:
+        message = await load(sessionmaker, message_id)
+        assert message.carried_by == folded[0].carrier_id
+        assert message.encrypted_content is not None

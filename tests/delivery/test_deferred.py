@@ -148,7 +148,7 @@ async def test_several_held_for_one_topic_become_one_digest(
         }
 
 
-async def test_digest_failing_permanently_fails_the_messages_it_carries(
+async def test_a_refused_digest_sends_its_members_alone_and_each_fails_on_its_own(
     sessionmaker: async_sessionmaker[AsyncSession],
     control: SandboxClient,
     enqueue: Enqueue,
@@ -161,11 +161,47 @@ async def test_digest_failing_permanently_fails_the_messages_it_carries(
     ]
     assert await make_releaser().release_due() == 3
     await control.add_fault("sendMessage", error_code=400, description="Bad Request: nope")
+    worker = make_worker()
+    assert await worker.run_once() == 1  # the digest, refused: its members are queued again
+    assert await worker.run_once() == 3  # each alone, refused too
+    for message_id in ids:
+        message = await load(sessionmaker, message_id)
+        assert message.status is MessageStatus.FAILED
+        assert message.carried_by is None
+        assert message.failure_reason == "Bad Request: nope"
+        assert message.encrypted_content is None
+        assert [a.outcome for a in message.attempts] == [
+            AttemptOutcome.RETRY,
+            AttemptOutcome.FAILED,
+        ]
+    sent = [c for c in await control.get_calls() if c.method == "sendMessage"]
+    assert [str(c.params["text"]).split("\n")[0] for c in sent[1:]] == [
+        f"alert {n}" for n in range(3)
+    ]
+
+
+async def test_a_digest_whose_group_is_gone_fails_the_messages_it_carries(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    enqueue: Enqueue,
+    make_releaser: ReleaserFactory,
+    make_worker: WorkerFactory,
+) -> None:
+    """Only a refusal of the digest's content unfolds it: sent alone, each would fail too."""
+    ids = [
+        await enqueue(f"alert {n}", status=MessageStatus.DEFERRED, created_offset=n)
+        for n in range(3)
+    ]
+    assert await make_releaser().release_due() == 3
+    await control.add_fault(
+        "sendMessage", error_code=403, description="Forbidden: bot was kicked from the group"
+    )
     assert await make_worker().run_once() == 1
     for message_id in ids:
         message = await load(sessionmaker, message_id)
         assert message.status is MessageStatus.FAILED
-        assert message.failure_reason == "Bad Request: nope"
+        assert message.carried_by is not None
+        assert message.encrypted_content is None
         assert [a.outcome for a in message.attempts] == [AttemptOutcome.FAILED]
 
 
