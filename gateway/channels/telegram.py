@@ -125,11 +125,14 @@ class TelegramChannel:
     def channel(self) -> Channel:
         return Channel.TELEGRAM
 
-    def render(self, payload: OutboxPayload, category: Category) -> list[str]:
+    def render(self, payload: OutboxPayload, category: Category, owner: str = "") -> list[str]:
+        """The parts to send; `owner` is the message they are for (its parts may be kept a
+        while: gateway.rendering.memo)."""
         key = render_key(payload.kind, payload.value, category.value, payload.hashtags)
         return self._rendered.parts(
             key,
             lambda: render_message(payload.kind, payload.value, category.value, payload.hashtags),
+            owner,
         )
 
     def forget_rendered(self, payload: OutboxPayload, category: Category) -> None:
@@ -142,6 +145,13 @@ class TelegramChannel:
 
     def forget_all_rendered(self) -> None:
         self._rendered.clear()
+
+    def rendered_for(self) -> set[str]:
+        """The messages whose rendered parts are kept now."""
+        return self._rendered.owners()
+
+    def forget_rendered_for(self, message_ids: set[str]) -> None:
+        self._rendered.forget_owners(message_ids)
 
     async def send(
         self, address: TelegramAddress, part: str, payload: OutboxPayload, *, last: bool

@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.channels.base import (
     AddressGone,
-    ChannelAdapter,
     ChannelError,
     DestinationGone,
     OutcomeUnknown,
@@ -26,7 +25,7 @@ from gateway.channels.base import (
     Rejected,
     Transient,
 )
-from gateway.channels.telegram import TelegramAddress
+from gateway.channels.telegram import TelegramChannel
 from gateway.content_cipher import ContentCipher, ContentDecryptError
 from gateway.delivery import progress
 from gateway.delivery.chain import DEFAULT_POLICIES, MoveOn, RetryPolicy, after_temporary_failure
@@ -72,7 +71,7 @@ class Deliverer:
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         bot: Bot,
-        channel: ChannelAdapter[TelegramAddress],
+        channel: TelegramChannel,
         cipher: ContentCipher,
         create_topic: CreateTopic,
         clock: Clock,
@@ -186,8 +185,8 @@ class Deliverer:
         answering meanwhile (it takes the GIL back every few milliseconds). A short one is
         rendered sooner here than handed over."""
         if payload.size() <= RENDER_HERE_UP_TO:
-            return self._channel.render(payload, message.category)
-        return await asyncio.to_thread(self._channel.render, payload, message.category)
+            return self._channel.render(payload, message.category, message.id)
+        return await asyncio.to_thread(self._channel.render, payload, message.category, message.id)
 
     async def _send(
         self,

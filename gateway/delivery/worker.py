@@ -49,7 +49,7 @@ from gateway.delivery.routes import CreateTopic
 from gateway.personal_log import create_topic as personal_log_create_topic
 from storage import waiting
 from storage.enums import Channel
-from storage.repositories import outbox
+from storage.repositories import messages, outbox
 from storage.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -200,6 +200,19 @@ class DeliveryWorker:
         """A message was erased: no rendered text of it may stay (gateway.rendering.memo)."""
         self._telegram.forget_all_rendered()
 
+    async def _forget_erased_renders(self) -> None:
+        """Forget the rendered text of messages erased or settled elsewhere: an erasure in
+        a `serve --role api` process cannot reach this memo (`forget_rendered`) directly. A
+        read by primary key of the few messages kept (at most gateway.rendering.memo's
+        MAX_ENTRIES), and none while nothing is kept."""
+        kept = self._telegram.rendered_for()
+        if not kept:
+            return
+        async with self._sessionmaker() as session:
+            gone = kept - await messages.with_content(session, kept)
+        if gone:
+            self._telegram.forget_rendered_for(gone)
+
     def state(self) -> WorkerState:
         return WorkerState(
             self._running,
@@ -215,6 +228,7 @@ class DeliveryWorker:
         """
         # Rendered text past its time goes now, not when the next long message is rendered.
         self._telegram.forget_expired_renders()
+        await self._forget_erased_renders()
         results: list[int | BaseException] = []
         try:
             async with self._sessionmaker() as session:

@@ -10,7 +10,10 @@ Only messages of more than one part are kept (the rest are cheap to render and m
 at most `MAX_ENTRIES` of them and for `TTL_SECONDS` at most: the parts are the message's text,
 and it should not stay in memory much longer than its sending takes. The delivery worker sweeps
 out expired entries after every run (`forget_expired`), so the bound holds also when no other
-long message comes to render, and an erasure through the API forgets them all (`clear`).
+long message comes to render. An erasure through the API in the same process forgets them all
+(`clear`); one in another process (`serve --role api`) is found by the worker, which asks the
+database after every run whether the messages it keeps parts for (`owners`) still exist, and
+forgets those that do not (`forget_owners`).
 """
 
 from __future__ import annotations
@@ -47,26 +50,44 @@ class PartsMemo:
         self._max = max_entries
         self._ttl = ttl_seconds
         self._clock = clock
-        self._entries: OrderedDict[bytes, tuple[tuple[str, ...], float]] = OrderedDict()
+        # key -> (parts, expiry, the messages rendered to them: usually one).
+        self._entries: OrderedDict[bytes, tuple[tuple[str, ...], float, frozenset[str]]] = (
+            OrderedDict()
+        )
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def parts(self, key: bytes, render: Callable[[], list[str]]) -> list[str]:
-        """The parts for `key`: remembered ones, or `render()`'s (kept if more than one)."""
+    def parts(self, key: bytes, render: Callable[[], list[str]], owner: str = "") -> list[str]:
+        """The parts for `key`: remembered ones, or `render()`'s (kept if more than one).
+        `owner`: the message they are rendered for (see `forget_owners`)."""
+        owners = frozenset((owner,)) if owner else frozenset()
         with self._lock:
             self._forget_expired(self._clock())
             entry = self._entries.get(key)
-        if entry is not None:
-            return list(entry[0])
-        parts = render()
-        if len(parts) > 1:
+            if entry is not None:
+                parts, expires_at, known = entry
+                self._entries[key] = (parts, expires_at, known | owners)
+                return list(parts)
+        parts_list = render()
+        if len(parts_list) > 1:
             with self._lock:
-                self._entries[key] = (tuple(parts), self._clock() + self._ttl)
+                self._entries[key] = (tuple(parts_list), self._clock() + self._ttl, owners)
                 while len(self._entries) > self._max:
                     self._entries.popitem(last=False)
-        return parts
+        return parts_list
+
+    def owners(self) -> set[str]:
+        """The messages whose rendered parts are kept now."""
+        with self._lock:
+            return {owner for _, _, known in self._entries.values() for owner in known}
+
+    def forget_owners(self, gone: set[str]) -> None:
+        """Forget the parts rendered for any of these messages (erased elsewhere, say)."""
+        with self._lock:
+            for key in [k for k, (_, _, known) in self._entries.items() if known & gone]:
+                del self._entries[key]
 
     def forget(self, key: bytes) -> None:
         """The message went out (or will not): its text need not stay."""
@@ -85,7 +106,7 @@ class PartsMemo:
     def _forget_expired(self, now: float) -> None:
         # Entries are in order of insertion, and all live as long: the expired come first.
         while self._entries:
-            key, (_, expires_at) = next(iter(self._entries.items()))
+            key, (_, expires_at, _) = next(iter(self._entries.items()))
             if expires_at > now:
                 return
             del self._entries[key]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
@@ -123,3 +123,15 @@ async def undelivered(session: AsyncSession, message_id: str) -> bool:
     """Whether the message is still on its way (queued, held or being sent)."""
     status = await session.scalar(select(Message.status).where(Message.id == message_id))
     return status in (MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING)
+
+
+async def with_content(session: AsyncSession, message_ids: Collection[str]) -> set[str]:
+    """Those of these messages that still exist with their content (not erased, not settled)."""
+    if not message_ids:
+        return set()
+    rows = await session.scalars(
+        select(Message.id).where(
+            Message.id.in_(list(message_ids)), Message.encrypted_content.is_not(None)
+        )
+    )
+    return set(rows)

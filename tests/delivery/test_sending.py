@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.channels.telegram import TelegramChannel
@@ -149,9 +150,11 @@ async def test_a_long_text_is_rendered_off_the_event_loop_and_a_short_one_on_it(
     rendered_on: dict[int, int] = {}
     render = TelegramChannel.render
 
-    def recording(self: TelegramChannel, payload: OutboxPayload, category: Category) -> list[str]:
+    def recording(
+        self: TelegramChannel, payload: OutboxPayload, category: Category, owner: str = ""
+    ) -> list[str]:
         rendered_on[payload.size()] = threading.get_ident()
-        return render(self, payload, category)
+        return render(self, payload, category, owner)
 
     monkeypatch.setattr(TelegramChannel, "render", recording)
     long_text = "\n".join(f"line {i:05d} of the build log" for i in range(400))
@@ -198,6 +201,31 @@ async def test_a_long_text_is_forgotten_once_it_is_settled_and_kept_for_a_retry(
     await make_worker().run_once()
 
     assert forgets == ([len(long_text)] if forgotten else [])
+
+
+async def test_a_run_forgets_what_it_rendered_for_a_message_erased_by_another_process(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    enqueue: Enqueue,
+    make_worker: WorkerFactory,
+) -> None:
+    """An erasure in a `serve --role api` process cannot call this process's worker: the
+    worker finds it in the database after its next run."""
+    long_text = "\n".join(f"line {i:05d} of the build log" for i in range(400))
+    message_id = await enqueue(long_text, category=Category.SYSTEM)
+    await control.add_fault("sendMessage", error_code=500, description="Internal Server Error")
+    worker = make_worker()
+    await worker.run_once()  # failed, for a retry: its parts are kept meanwhile
+    telegram = worker._telegram
+    assert telegram.rendered_for() == {message_id}
+    await worker.run_once()  # nothing due yet: only the look at what is kept
+    assert telegram.rendered_for() == {message_id}  # still there: kept
+
+    async with sessionmaker() as session, session.begin():
+        await session.execute(delete(Message).where(Message.id == message_id))  # as DELETE does
+    await worker.run_once()
+
+    assert telegram.rendered_for() == set()
 
 
 async def test_json_data_is_shown_as_a_code_block(

@@ -179,3 +179,20 @@ def test_the_telegram_channel_forgets_all_it_rendered_on_request(
     channel.forget_all_rendered()  # a message was erased
     channel.render(long, Category.SYSTEM)
     assert calls == ["render"] * 2
+
+
+def test_parts_are_forgotten_with_any_message_they_were_rendered_for() -> None:
+    memo = PartsMemo(clock=Clock())
+    two = Renderer(["(1/2) a", "(2/2) b"])
+    memo.parts(b"shared", two, "m1")
+    memo.parts(b"shared", two, "m2")  # the same content for another message
+    memo.parts(b"other", Renderer(["(1/2) c", "(2/2) d"]), "m3")
+    memo.parts(b"short", Renderer(["short"]), "m4")  # one part: not kept
+    assert two.calls == 1
+    assert memo.owners() == {"m1", "m2", "m3"}
+
+    memo.forget_owners({"m2", "unknown"})
+
+    assert memo.owners() == {"m3"}
+    memo.parts(b"shared", two, "m1")
+    assert two.calls == 2  # rendered anew
