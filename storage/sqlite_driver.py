@@ -14,8 +14,8 @@ to cost. Two things keep the loop from ever waiting on SQLite's lock:
 - Writers of one engine take turns through a `WriteGate` on the event loop. A transaction
   enters the gate before its first write and leaves it when it commits or rolls back (or ends
   by itself, in autocommit), so in one process no write ever finds the lock taken. Without it
-  the waiters would also sleep in SQLite's busy handler (1, 2, 5, 10 ms and longer) while the
-  lock stood free.
+  the waiters would also go to the thread and sleep there between tries (see `_waiting`),
+  on and off while the lock stood free.
 - The connection's busy timeout is 0 on the loop. When the lock is taken all the same (by
   another process: the CLI, a second gateway), SQLite answers "database is locked" at once
   without doing anything, and the statement is run again on aiosqlite's thread, which waits

@@ -87,6 +87,18 @@ def safe_description(description: str) -> str:
     return head[:_MAX_DETAIL]
 
 
+# What a refusal says when it is the message's own text Telegram will not take (not the chat,
+# the topic or the bot's rights), lower-cased: "Bad Request: can't parse entities: ...",
+# "message is too long", "text must be non-empty", "request entity too large".
+_CONTENT_REFUSALS = ("can't parse", "too long", "too large", "must be non-empty", "text is empty")
+
+
+def refuses_content(err: ChannelError) -> bool:
+    """Whether Telegram refused the message for its content (another text might go)."""
+    detail = err.detail.lower()
+    return isinstance(err, Rejected) and any(words in detail for words in _CONTENT_REFUSALS)
+
+
 def translate(exc: TelegramAPIError) -> ChannelError:
     """aiogram's exception as the channel-neutral error the worker acts on."""
     name = type(exc).__name__

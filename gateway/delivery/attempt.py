@@ -22,10 +22,9 @@ from gateway.channels.base import (
     DestinationGone,
     OutcomeUnknown,
     RateLimited,
-    Rejected,
     Transient,
 )
-from gateway.channels.telegram import TelegramChannel
+from gateway.channels.telegram import TelegramChannel, refuses_content
 from gateway.content_cipher import ContentCipher, ContentDecryptError
 from gateway.delivery import progress
 from gateway.delivery.chain import DEFAULT_POLICIES, MoveOn, RetryPolicy, after_temporary_failure
@@ -48,6 +47,8 @@ REASON_REMOVED = "bot was removed from the personal log group"
 REASON_CHAT_GONE = "the personal log group no longer exists"
 REASON_UNREADABLE = "stored content does not decrypt with the configured key"
 REASON_UNRENDERABLE = "content could not be rendered for Telegram"
+# Added to a digest's failure reason when its members were given back to go one by one.
+UNFOLDED = " (its messages were sent one by one)"
 # Content up to this many characters is rendered on the event loop (one Telegram message's
 # worth: quicker than a hand-over to a thread); longer content on a thread.
 RENDER_HERE_UP_TO = 4096
@@ -160,7 +161,7 @@ class Deliverer:
             sealed = self._cipher.open(message.id, message.encrypted_content)
             payload = OutboxPayload.from_dict(sealed)
         except (ContentDecryptError, KeyError, TypeError, ValueError) as exc:
-            return await self._refused(claim, type(exc).__name__, REASON_UNREADABLE)
+            return await self._fail(claim, type(exc).__name__, REASON_UNREADABLE)
         if claim.channel is not Channel.TELEGRAM:
             return await self._elsewhere.attempt(self, claim, payload)
         group = await groups.linked_view_of(claim.session, message.recipient_id)
@@ -169,7 +170,12 @@ class Deliverer:
         try:
             parts = await self._render(payload, message)
         except (TypeError, ValueError) as exc:
-            return await self._refused(claim, type(exc).__name__, REASON_UNRENDERABLE)
+            error_class = type(exc).__name__
+            # A digest that no longer renders (its members may, each alone); not once a part
+            # of it went out, or those members would arrive twice.
+            if not progress.any_sent(sealed) and await self._unfold(claim, error_class):
+                return await self._fail(claim, error_class, REASON_UNRENDERABLE + UNFOLDED)
+            return await self._fail(claim, error_class, REASON_UNRENDERABLE)
         if not await self._cover(claim, len(parts)):
             return None
         handled = await self._send(claim, group, sealed, payload, parts)
@@ -200,6 +206,7 @@ class Deliverer:
         route: Route | None = None
         sent: list[str] = []
         recreated = False
+        sending = False  # a part is with Telegram (an error now is the send's, not the route's)
         while True:
             try:
                 if route is None:
@@ -218,9 +225,11 @@ class Deliverer:
                         if hold is not None:
                             return await self._held_back(claim, route, sealed, sent, hold)
                     last = index == len(parts) - 1
+                    sending = True
                     sent.append(
                         await self._channel.send(route.address, parts[index], payload, last=last)
                     )
+                    sending = False
                     self._keep_copy(claim, route, sent, payload)
                 return await self._delivered(claim, route, sent, payload)
             except AddressGone as err:
@@ -247,6 +256,11 @@ class Deliverer:
                 if not await self._cover(claim, len(parts)):
                     return None
             except ChannelError as err:
+                # A digest whose first part Telegram refused for its content: its members go
+                # one by one, and the one at fault fails alone.
+                refused = sending and not sent and refuses_content(err)
+                if refused and await self._unfold(claim, err.error_class, err.detail):
+                    return await self._fail(claim, err.error_class, err.detail + UNFOLDED, err)
                 return await self._failed_send(claim, group, err, sent, route, sealed)
 
     async def _failed_send(
@@ -288,8 +302,6 @@ class Deliverer:
             log.warning("chat %s gone (%s); personal log unlinked", group.chat_id, err.error_class)
             reason = REASON_CHAT_GONE if err.detail == "chat not found" else REASON_REMOVED
             return await self.give_up(claim, err.error_class, reason, err, sent)
-        if isinstance(err, Rejected) and not sent:
-            return await self._refused(claim, err.error_class, err.detail, err)
         return await self.give_up(claim, err.error_class, err.detail, err, sent)
 
     async def _held_back(
@@ -565,21 +577,14 @@ class Deliverer:
         )
         return Handled(AttemptOutcome.FAILED)
 
-    async def _refused(
-        self,
-        claim: Claim,
-        error_class: str,
-        reason: str,
-        err: ChannelError | None = None,
-    ) -> Handled | None:
-        """The message's own content was refused (Telegram rejected it, or it does not open or
-        render), before any part went out. A digest's members then go back to the queue to go
-        one by one: the one at fault fails alone instead of taking hundreds with it, and the
-        digest fails. Any other message falls back or fails as usual (`give_up`)."""
+    async def _unfold(self, claim: Claim, error_class: str, detail: str = "") -> int:
+        """If the claimed message is a digest, give its members back to the queue to go one
+        by one (`outbox.unfold`) and return how many; else 0. For a digest refused for its
+        own content only: any other failure would fail each of them alone just the same."""
         message = claim.message
         if message.sender_token_id is not None or claim.channel is not Channel.TELEGRAM:
-            return await self.give_up(claim, error_class, reason, err)
-        cause = f"{error_class}: {err.detail if err else reason}"
+            return 0  # a message a token sent carries none, and the query is spared
+        cause = f"{error_class}: {detail}" if detail else error_class
         back = await outbox.unfold(
             claim.session,
             message.id,
@@ -587,12 +592,14 @@ class Deliverer:
             error=f"the digest carrying it was refused ({cause})",
             reason=f"its digest was refused ({error_class}); sent on its own",
         )
-        if not back:
-            return await self.give_up(claim, error_class, reason, err)
-        log.warning(
-            "digest %s refused (%s); its %d message(s) go one by one", message.id, error_class, back
-        )
-        return await self._fail(claim, error_class, f"{reason} (members sent one by one)", err)
+        if back:
+            log.warning(
+                "digest %s refused (%s); its %d message(s) go one by one",
+                message.id,
+                error_class,
+                back,
+            )
+        return back
 
     async def _fail(
         self,

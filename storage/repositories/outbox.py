@@ -371,26 +371,26 @@ async def unfold(
     their fold counts as a failed try (an attempt on Telegram with `error`, and an attempt
     count of 1, which also keeps them from being folded again). Members without content of
     their own (folded before members kept it) stay carried. Returns how many went back."""
-    member_ids = list(
-        await session.scalars(
-            select(Message.id).where(
-                Message.carried_by == carrier_id, Message.encrypted_content.is_not(None)
-            )
+    # One conditional statement: only rows still carried by it (and with their content)
+    # go back, and the attempts below are written for exactly those.
+    returned = await core.execute(
+        session,
+        update(Message)
+        .where(Message.carried_by == carrier_id, Message.encrypted_content.is_not(None))
+        .values(
+            carried_by=None,
+            status=MessageStatus.QUEUED,
+            next_attempt_at=at,
+            claimed_until=None,
+            attempt_count=1,
+            channel_since=at,
+            failure_reason=reason[:200],
         )
+        .returning(Message.id),
     )
+    member_ids = list(returned.scalars())
     if not member_ids:
         return 0
-    await _update(
-        session,
-        Message.id.in_(member_ids),
-        carried_by=None,
-        status=MessageStatus.QUEUED,
-        next_attempt_at=at,
-        claimed_until=None,
-        attempt_count=1,
-        channel_since=at,
-        failure_reason=reason[:200],
-    )
     numbers = await next_attempt_numbers(session, [(m, Channel.TELEGRAM) for m in member_ids])
     await add_attempts(
         session,

@@ -13,8 +13,14 @@ from aiogram import Bot
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.channels.base import OutcomeUnknown, Transient
-from gateway.channels.telegram import TelegramAddress, TelegramChannel
+from gateway.channels.base import (
+    ChannelError,
+    DestinationGone,
+    OutcomeUnknown,
+    Rejected,
+    Transient,
+)
+from gateway.channels.telegram import TelegramAddress, TelegramChannel, refuses_content
 from gateway.outbox_payload import OutboxPayload
 from gateway.runtime import build_bot
 from sandbox.client import SandboxClient
@@ -125,3 +131,25 @@ async def test_server_errors_are_known_outcomes(sandbox: Sandbox) -> None:
         await channel.send(TelegramAddress(sandbox.chat_id, None), "hello", PAYLOAD, last=True)
     assert not isinstance(raised.value, OutcomeUnknown)
     assert channel.outcomes.unknown == 0
+
+
+@pytest.mark.parametrize(
+    ("error", "of_content"),
+    [
+        (Rejected("TelegramBadRequest", "Bad Request: can't parse entities"), True),
+        (Rejected("TelegramBadRequest", "Bad Request: message is too long"), True),
+        (Rejected("TelegramBadRequest", "Bad Request: text must be non-empty"), True),
+        (Rejected("TelegramBadRequest", "Bad Request: message text is empty"), True),
+        (Rejected("TelegramEntityTooLarge", "request entity too large"), True),
+        # The chat, the topic or the bot's rights: any other text is refused the same.
+        (Rejected("TelegramBadRequest", "Bad Request: not enough rights to send text"), False),
+        (Rejected("TelegramBadRequest", "Bad Request: TOPIC_CLOSED"), False),
+        (Rejected("NoPersonalLog", "no personal log linked"), False),
+        (DestinationGone("TelegramForbiddenError", "Forbidden: bot was kicked"), False),
+        (Transient("TelegramServerError", "message is too long"), False),  # not a refusal
+    ],
+)
+def test_refuses_content_tells_a_refused_text_from_a_refused_chat(
+    error: ChannelError, of_content: bool
+) -> None:
+    assert refuses_content(error) is of_content

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.content_cipher import ContentCipher
@@ -534,4 +534,76 @@ async def test_members_keep_their_content_until_their_digest_settles(
     for message_id in ids:
         message = await load(sessionmaker, message_id)
         assert message.carried_by == folded[0].carrier_id
+        assert message.encrypted_content is not None
+
+
+async def _refused_burst(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    cipher: ContentCipher,
+    clock: UTCClock,
+    paced: Callable[..., DeliveryWorker],
+    refusal: str,
+) -> list[str]:
+    """Ten messages folded into a digest whose first send Telegram answers with a 400 saying
+    `refusal` (once); the worker's first run. Returns the messages' ids."""
+    await control.set_flood(enabled=True, group_per_minute=20, global_per_second=30)
+    ids = await put(sessionmaker, cipher, clock, personal.user_id, [f"m{i}" for i in range(10)])
+    await control.add_fault("sendMessage", error_code=400, description=refusal, times=1)
+    await paced(TELEGRAM, coalesce_bursts=True).run_once()
+    return ids
+
+
+async def test_a_digest_refused_for_the_groups_sake_fails_the_messages_it_carries(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    cipher: ContentCipher,
+    clock: UTCClock,
+    paced: Callable[..., DeliveryWorker],
+) -> None:
+    """Sent alone, each would be refused just the same (and the burst would take the group
+    an hour at 20 a minute): only a refusal of the text unfolds a digest."""
+    refusal = "Bad Request: not enough rights to send text messages to the chat"
+    ids = await _refused_burst(sessionmaker, control, personal, cipher, clock, paced, refusal)
+    for message_id in ids:
+        message = await load(sessionmaker, message_id)
+        assert message.status is MessageStatus.FAILED
+        assert message.carried_by is not None
+        assert message.encrypted_content is None
+    assert len(await sends(control, personal.chat_id)) == 1
+
+
+async def test_a_member_without_content_of_its_own_fails_with_its_refused_digest(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    cipher: ContentCipher,
+    clock: UTCClock,
+    paced: Callable[..., DeliveryWorker],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Folded before members kept their content, it has nothing to go alone with."""
+    fold = outbox.fold
+
+    async def fold_then_wipe_the_first(
+        session: AsyncSession, message_ids: Any, carrier_id: str, now: datetime
+    ) -> bool:
+        done = await fold(session, message_ids, carrier_id, now)
+        await session.execute(
+            update(Message).where(Message.id == message_ids[0]).values(encrypted_content=None)
+        )
+        return done
+
+    monkeypatch.setattr(outbox, "fold", fold_then_wipe_the_first)
+    refusal = "Bad Request: can't parse entities: unsupported start tag"
+    ids = await _refused_burst(sessionmaker, control, personal, cipher, clock, paced, refusal)
+    first = await load(sessionmaker, ids[0])
+    assert first.status is MessageStatus.FAILED
+    assert first.carried_by is not None
+    for message_id in ids[1:]:
+        message = await load(sessionmaker, message_id)
+        assert message.status is MessageStatus.QUEUED
+        assert message.carried_by is None
         assert message.encrypted_content is not None

@@ -160,7 +160,8 @@ async def test_a_refused_digest_sends_its_members_alone_and_each_fails_on_its_ow
         for n in range(3)
     ]
     assert await make_releaser().release_due() == 3
-    await control.add_fault("sendMessage", error_code=400, description="Bad Request: nope")
+    refusal = "Bad Request: can't parse entities: unsupported start tag"
+    await control.add_fault("sendMessage", error_code=400, description=refusal)
     worker = make_worker()
     assert await worker.run_once() == 1  # the digest, refused: its members are queued again
     assert await worker.run_once() == 3  # each alone, refused too
@@ -168,7 +169,7 @@ async def test_a_refused_digest_sends_its_members_alone_and_each_fails_on_its_ow
         message = await load(sessionmaker, message_id)
         assert message.status is MessageStatus.FAILED
         assert message.carried_by is None
-        assert message.failure_reason == "Bad Request: nope"
+        assert message.failure_reason == "Bad Request: can't parse entities"
         assert message.encrypted_content is None
         assert [a.outcome for a in message.attempts] == [
             AttemptOutcome.RETRY,
