@@ -370,11 +370,16 @@ def launch(kind: str, *args: str) -> Iterator[Started]:
 
 
 @contextmanager
-def with_api_processes(started: Started, count: int) -> Iterator[list[Started]]:
-    """`count` `serve --role api` processes beside the gateway `started`, sharing its port."""
+def with_api_processes(
+    started: Started, count: int, *, own_port: bool = False
+) -> Iterator[list[Started]]:
+    """`count` `serve --role api` processes beside the gateway `started`, sharing its port;
+    with `own_port`, sharing a port of their own instead (the gateway's then takes none of
+    the requests sent there: see their `url`)."""
+    url = f"http://127.0.0.1:{_free_port()}" if own_port else started.url
     with contextlib.ExitStack() as stack:
         yield [
-            stack.enter_context(launch("api", started.database, started.url, started.sandbox))
+            stack.enter_context(launch("api", started.database, url, started.sandbox))
             for _ in range(count)
         ]
 

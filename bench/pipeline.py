@@ -10,13 +10,14 @@ worker's capacity (it serves a few chats at once). With flood control and pacing
 bench/pipeline_paced.py.
 
 Usage: .venv/bin/python bench/pipeline.py [messages, default 1000] [in flight, default 32]
-       [people, default 20] [--separate-sandbox] [--api N]
+       [people, default 20] [--separate-sandbox] [--api N [--api-only]]
 
 --separate-sandbox runs the sandbox in a process of its own (bench/_servers.py `sandbox`)
 instead of in the gateway's. --api N runs N `serve --role api` processes beside the gateway,
 sharing its port (README, Running several processes): they take their share of the requests,
-and the delivering process has more of its CPU for delivering. The CPU per message counts
-them all.
+and the delivering process has more of its CPU for delivering; with --api-only, on a port of
+their own, where every request goes, so that the gateway's process only delivers. The CPU
+per message counts them all.
 """
 
 from __future__ import annotations
@@ -61,8 +62,11 @@ class Sends:
         return self.count
 
 
-async def run(total: int, in_flight: int, started: Started, api: list[Started]) -> None:
+async def run(
+    total: int, in_flight: int, started: Started, api: list[Started], *, api_only: bool
+) -> None:
     people = started.people
+    url = api[0].url if api_only else started.url
     groups = [group for _token, group in people]
     counter = iter(range(total))
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight)) as http:
@@ -74,7 +78,7 @@ async def run(total: int, in_flight: int, started: Started, api: list[Started]) 
                 token, _group = people[n % len(people)]
                 body = {"category": "system", "content": {"text": f"pipeline {n}"}}
                 headers = {"Authorization": f"Bearer {token}"}
-                async with http.post(started.url + SEND, json=body, headers=headers) as resp:
+                async with http.post(url + SEND, json=body, headers=headers) as resp:
                     if resp.status != 202:
                         raise RuntimeError(f"answer {resp.status}: {await resp.text()}")
 
@@ -91,7 +95,8 @@ async def run(total: int, in_flight: int, started: Started, api: list[Started]) 
     print(
         f"{total} messages to {len(people)} {'person' if len(people) == 1 else 'people'}, "
         f"{in_flight} in flight, "
-        f"{len(api)} api process{'' if len(api) == 1 else 'es'} beside the gateway, "
+        f"{len(api)} api process{'' if len(api) == 1 else 'es'} beside the gateway"
+        f"{' taking every request' if api_only else ''}, "
         f"{os.cpu_count()} CPUs, flood control off"
     )
     print(f"accepted  {total / accepted:8.0f} msg/s  ({accepted:.1f} s)")
@@ -131,14 +136,21 @@ def main() -> None:
         metavar="N",
         help="`serve --role api` processes beside the gateway, sharing its port (default 0)",
     )
+    parser.add_argument(
+        "--api-only",
+        action="store_true",
+        help="the api processes listen on a port of their own and take every request",
+    )
     args = parser.parse_args()
     if args.api < 0:
         parser.error("--api must be 0 or more")
+    if args.api_only and not args.api:
+        parser.error("--api-only needs --api 1 or more")
     with (
         launch_with_sandbox("gateway", args.people, separate=args.separate_sandbox) as started,
-        with_api_processes(started, args.api) as api,
+        with_api_processes(started, args.api, own_port=args.api_only) as api,
     ):
-        asyncio.run(run(args.messages, args.in_flight, started, api))
+        asyncio.run(run(args.messages, args.in_flight, started, api, api_only=args.api_only))
 
 
 if __name__ == "__main__":
