@@ -489,11 +489,9 @@ async def test_a_digest_telegram_refuses_is_unfolded_and_its_members_go_one_by_o
 ) -> None:
     """One refused digest failed every message it carried (hundreds, for one bad one): now
     they go back to the queue, keep their own content, and go alone (never folded again)."""
-    await control.set_flood(enabled=True, group_per_minute=20, global_per_second=30)
-    texts = [f"alert {i:02d}" for i in range(10)]
-    ids = await put(sessionmaker, cipher, clock, personal.user_id, texts)
     refusal = "Bad Request: can't parse entities: unsupported start tag"
-    await control.add_fault("sendMessage", error_code=400, description=refusal, times=1)
+    ids = await _refused_burst(sessionmaker, control, personal, cipher, clock, paced, refusal)
+    texts = [f"m{i}" for i in range(10)]
 
     await drain(paced(TELEGRAM, coalesce_bursts=True), sessionmaker, clock, fake_clock)
 

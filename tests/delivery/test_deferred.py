@@ -148,6 +148,23 @@ async def test_several_held_for_one_topic_become_one_digest(
         }
 
 
+async def _three_in_a_refused_digest(
+    control: SandboxClient,
+    enqueue: Enqueue,
+    make_releaser: ReleaserFactory,
+    error_code: int,
+    refusal: str,
+) -> list[str]:
+    """Three held messages released into one digest; every send refused from now on."""
+    ids = [
+        await enqueue(f"alert {n}", status=MessageStatus.DEFERRED, created_offset=n)
+        for n in range(3)
+    ]
+    assert await make_releaser().release_due() == 3
+    await control.add_fault("sendMessage", error_code=error_code, description=refusal)
+    return ids
+
+
 async def test_a_refused_digest_sends_its_members_alone_and_each_fails_on_its_own(
     sessionmaker: async_sessionmaker[AsyncSession],
     control: SandboxClient,
@@ -155,13 +172,8 @@ async def test_a_refused_digest_sends_its_members_alone_and_each_fails_on_its_ow
     make_releaser: ReleaserFactory,
     make_worker: WorkerFactory,
 ) -> None:
-    ids = [
-        await enqueue(f"alert {n}", status=MessageStatus.DEFERRED, created_offset=n)
-        for n in range(3)
-    ]
-    assert await make_releaser().release_due() == 3
     refusal = "Bad Request: can't parse entities: unsupported start tag"
-    await control.add_fault("sendMessage", error_code=400, description=refusal)
+    ids = await _three_in_a_refused_digest(control, enqueue, make_releaser, 400, refusal)
     worker = make_worker()
     assert await worker.run_once() == 1  # the digest, refused: its members are queued again
     assert await worker.run_once() == 3  # each alone, refused too
@@ -189,14 +201,8 @@ async def test_a_digest_whose_group_is_gone_fails_the_messages_it_carries(
     make_worker: WorkerFactory,
 ) -> None:
     """Only a refusal of the digest's content unfolds it: sent alone, each would fail too."""
-    ids = [
-        await enqueue(f"alert {n}", status=MessageStatus.DEFERRED, created_offset=n)
-        for n in range(3)
-    ]
-    assert await make_releaser().release_due() == 3
-    await control.add_fault(
-        "sendMessage", error_code=403, description="Forbidden: bot was kicked from the group"
-    )
+    refusal = "Forbidden: bot was kicked from the group"
+    ids = await _three_in_a_refused_digest(control, enqueue, make_releaser, 403, refusal)
     assert await make_worker().run_once() == 1
     for message_id in ids:
         message = await load(sessionmaker, message_id)
