@@ -206,8 +206,8 @@ class Deliverer:
         route: Route | None = None
         sent: list[str] = []
         recreated = False
-        sending = False  # a part is with Telegram (an error now is the send's, not the route's)
         while True:
+            sending = False  # a part is with Telegram (an error now is the send's, not the route's)
             try:
                 if route is None:
                     route = await resolve(
@@ -258,7 +258,8 @@ class Deliverer:
             except ChannelError as err:
                 # A digest whose first part Telegram refused for its content: its members go
                 # one by one, and the one at fault fails alone.
-                refused = sending and not sent and refuses_content(err)
+                none_sent = not sent and not progress.any_sent(sealed)
+                refused = sending and none_sent and refuses_content(err)
                 if refused and await self._unfold(claim, err.error_class, err.detail):
                     return await self._fail(claim, err.error_class, err.detail + UNFOLDED, err)
                 return await self._failed_send(claim, group, err, sent, route, sealed)

@@ -67,6 +67,8 @@ HELD_RUN_SPACING = 0.02
 # Passes a run makes at most while each finds nothing but held chats' Telegram messages (see
 # run_once): enough to get past a flood of a few thousand a second into one group.
 MAX_HELD_PASSES = 20
+# Seconds between the worker's looks for erased messages whose rendered text it keeps.
+ERASED_RENDERS_EVERY = 1.0
 
 
 class PacedSends:
@@ -191,6 +193,7 @@ class DeliveryWorker:
         self._coalescer = (
             coalesce.BurstCoalescer(sessionmaker, cipher, clock) if coalesce_bursts else None
         )
+        self._erased_looked_at: datetime | None = None  # see _forget_erased_renders
 
     def notify(self) -> None:
         """A message was just committed: look at the outbox now rather than at the next poll."""
@@ -203,11 +206,17 @@ class DeliveryWorker:
     async def _forget_erased_renders(self) -> None:
         """Forget the rendered text of messages erased or settled elsewhere: an erasure in
         a `serve --role api` process cannot reach this memo (`forget_rendered`) directly. A
-        read by primary key of the few messages kept (at most gateway.rendering.memo's
-        MAX_ENTRIES), and none while nothing is kept."""
+        read by primary key of the few messages kept (gateway.rendering.memo keeps at most
+        MAX_ENTRIES texts), none while nothing is kept, and at most one every
+        ERASED_RENDERS_EVERY seconds (a flood's runs come every few milliseconds)."""
         kept = self._telegram.rendered_for()
-        if not kept:
+        now = self._clock()
+        if not kept or (
+            self._erased_looked_at is not None
+            and now - self._erased_looked_at < timedelta(seconds=ERASED_RENDERS_EVERY)
+        ):
             return
+        self._erased_looked_at = now
         async with self._sessionmaker() as session:
             gone = kept - await messages.with_content(session, kept)
         if gone:
@@ -228,9 +237,9 @@ class DeliveryWorker:
         """
         # Rendered text past its time goes now, not when the next long message is rendered.
         self._telegram.forget_expired_renders()
-        await self._forget_erased_renders()
         results: list[int | BaseException] = []
         try:
+            await self._forget_erased_renders()
             async with self._sessionmaker() as session:
                 # Audit lines of deliveries elsewhere go to logs that are reachable again.
                 if await audit.flush_ready(session, self._cipher, self._clock()):

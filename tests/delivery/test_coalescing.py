@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.channels.telegram import TelegramChannel
 from gateway.content_cipher import ContentCipher
 from gateway.delivery import DeliveryWorker, coalesce
 from gateway.delivery.coalesce import BurstCoalescer, Folded, Queued, plan_folds, requeue
@@ -605,3 +606,95 @@ async def test_a_member_without_content_of_its_own_fails_with_its_refused_digest
         assert message.status is MessageStatus.QUEUED
         assert message.carried_by is None
         assert message.encrypted_content is not None
+
+
+async def _long_burst_part_one_sent(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    cipher: ContentCipher,
+    clock: UTCClock,
+    fake_clock: FakeClock,
+    paced: Callable[..., DeliveryWorker],
+) -> tuple[list[str], DeliveryWorker]:
+    """Ten long messages folded into a digest of two parts, its first part sent and the second
+    held for the chat's one a second, the clocks moved on to when it may go; (their ids, the
+    worker)."""
+    await control.set_flood(enabled=True, group_per_minute=20, global_per_second=30)
+    texts = [f"m{i} " + "word " * 140 for i in range(10)]
+    ids = await put(sessionmaker, cipher, clock, personal.user_id, texts)
+    worker = paced(TELEGRAM, coalesce_bursts=True)
+    await worker.run_once()
+    [first] = await sends(control, personal.chat_id)
+    assert str(first.params["text"]).startswith("(1/2)")
+    clock.advance(2)
+    fake_clock.advance(2)
+    return ids, worker
+
+
+async def _failed_with_their_digest(
+    sessionmaker: async_sessionmaker[AsyncSession], ids: list[str]
+) -> None:
+    for message_id in ids:
+        message = await load(sessionmaker, message_id)
+        assert message.status is MessageStatus.FAILED
+        assert message.carried_by is not None
+
+
+async def test_a_digest_refused_after_its_first_part_went_out_is_not_unfolded(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    cipher: ContentCipher,
+    clock: UTCClock,
+    fake_clock: FakeClock,
+    paced: Callable[..., DeliveryWorker],
+) -> None:
+    """Some of its messages were shown already: sent alone they would come twice."""
+    ids, worker = await _long_burst_part_one_sent(
+        sessionmaker, control, personal, cipher, clock, fake_clock, paced
+    )
+    refusal = "Bad Request: message is too long"
+    await control.add_fault("sendMessage", error_code=400, description=refusal, times=1)
+    await worker.run_once()
+    await _failed_with_their_digest(sessionmaker, ids)
+
+
+@pytest.mark.parametrize("part_sent", [False, True])
+async def test_a_digest_that_does_not_render_is_unfolded_unless_a_part_went_out(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    cipher: ContentCipher,
+    clock: UTCClock,
+    fake_clock: FakeClock,
+    paced: Callable[..., DeliveryWorker],
+    monkeypatch: pytest.MonkeyPatch,
+    part_sent: bool,
+) -> None:
+    render = TelegramChannel.render
+
+    def no_digest(
+        self: TelegramChannel, payload: OutboxPayload, category: Category, owner: str = ""
+    ) -> list[str]:
+        if str(payload.value).startswith("🗞"):
+            raise ValueError("no digest renders")
+        return render(self, payload, category, owner)
+
+    if part_sent:
+        ids, worker = await _long_burst_part_one_sent(
+            sessionmaker, control, personal, cipher, clock, fake_clock, paced
+        )
+        monkeypatch.setattr(TelegramChannel, "render", no_digest)
+        await worker.run_once()
+        await _failed_with_their_digest(sessionmaker, ids)
+        return
+    monkeypatch.setattr(TelegramChannel, "render", no_digest)
+    ids = await put(sessionmaker, cipher, clock, personal.user_id, [f"m{i}" for i in range(10)])
+    await control.set_flood(enabled=True, group_per_minute=20, global_per_second=30)
+    await drain(paced(TELEGRAM, coalesce_bursts=True), sessionmaker, clock, fake_clock)
+    for message_id in ids:
+        message = await load(sessionmaker, message_id)
+        assert message.status is MessageStatus.DELIVERED
+        assert message.carried_by is None
+    assert len(await sends(control, personal.chat_id)) == len(ids)

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.channels.telegram import TelegramChannel
 from gateway.delivery.attempt import Deliverer
 from gateway.delivery.claim import Claimed
+from gateway.delivery.worker import ERASED_RENDERS_EVERY
 from gateway.outbox_payload import OutboxPayload
 from sandbox.client import SandboxClient
 from storage.enums import AttemptOutcome, Category, Channel, MessageStatus
@@ -205,6 +206,7 @@ async def test_a_long_text_is_forgotten_once_it_is_settled_and_kept_for_a_retry(
 
 async def test_a_run_forgets_what_it_rendered_for_a_message_erased_by_another_process(
     sessionmaker: async_sessionmaker[AsyncSession],
+    clock: UTCClock,
     control: SandboxClient,
     enqueue: Enqueue,
     make_worker: WorkerFactory,
@@ -223,6 +225,9 @@ async def test_a_run_forgets_what_it_rendered_for_a_message_erased_by_another_pr
 
     async with sessionmaker() as session, session.begin():
         await session.execute(delete(Message).where(Message.id == message_id))  # as DELETE does
+    await worker.run_once()
+    assert telegram.rendered_for() == {message_id}  # looked less than a second ago
+    clock.advance(ERASED_RENDERS_EVERY)
     await worker.run_once()
 
     assert telegram.rendered_for() == set()
