@@ -89,8 +89,17 @@ def safe_description(description: str) -> str:
 
 # What a refusal says when it is the message's own text Telegram will not take (not the chat,
 # the topic or the bot's rights), lower-cased: "Bad Request: can't parse entities: ...",
-# "message is too long", "text must be non-empty", "request entity too large".
-_CONTENT_REFUSALS = ("can't parse", "too long", "too large", "must be non-empty", "text is empty")
+# "message is too long", "text must be non-empty", "request entity too large", and the same
+# as Telegram's codes ("ENTITIES_TOO_LONG", "MESSAGE_TOO_LONG", "MESSAGE_EMPTY").
+_CONTENT_REFUSALS = (
+    "can't parse",
+    "too long",
+    "too_long",
+    "too large",
+    "must be non-empty",
+    "text is empty",
+    "message_empty",
+)
 
 
 def refuses_content(err: ChannelError) -> bool:

@@ -141,6 +141,9 @@ async def test_server_errors_are_known_outcomes(sandbox: Sandbox) -> None:
         (Rejected("TelegramBadRequest", "Bad Request: text must be non-empty"), True),
         (Rejected("TelegramBadRequest", "Bad Request: message text is empty"), True),
         (Rejected("TelegramEntityTooLarge", "request entity too large"), True),
+        (Rejected("TelegramBadRequest", "Bad Request: ENTITIES_TOO_LONG"), True),
+        (Rejected("TelegramBadRequest", "Bad Request: MESSAGE_TOO_LONG"), True),
+        (Rejected("TelegramBadRequest", "Bad Request: MESSAGE_EMPTY"), True),
         # The chat, the topic or the bot's rights: any other text is refused the same.
         (Rejected("TelegramBadRequest", "Bad Request: not enough rights to send text"), False),
         (Rejected("TelegramBadRequest", "Bad Request: TOPIC_CLOSED"), False),
