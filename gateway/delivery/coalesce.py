@@ -213,21 +213,18 @@ class BurstCoalescer:
         async with self._sessionmaker() as session:
             now = self._clock()
             rows = await outbox.waiting_of(session, recipient_id, now, MAX_FOLD)
-            # Opening and grouping a thousand messages, and composing and sealing their digests
-            # below, is tens of milliseconds of CPU each: done on a thread, the event loop goes
-            # on answering requests meanwhile (it takes the GIL back every few milliseconds).
-            # Only loaded rows and new objects are used there, never the session.
-            plans = await asyncio.to_thread(self._plan, rows, threads, now)
-            if not plans:
-                return [], len(rows)
+            # Opening and grouping a thousand messages, and composing and sealing their digests,
+            # is tens of milliseconds of CPU: done on a thread (in one hand-over), the event
+            # loop goes on answering requests meanwhile (it takes the GIL back every few
+            # milliseconds). Only loaded rows and new objects are used there, never the session.
             # Every digest is composed before the first write: from then on the transaction
             # holds the write lock (in this process, storage.sqlite_driver's gate), which the
             # API's commits of new messages wait for.
-            carriers = await asyncio.to_thread(
-                lambda: [self._carrier(members, zone, now) for members in plans]
-            )
+            digests = await asyncio.to_thread(self._compose, rows, threads, zone, now)
+            if not digests:
+                return [], len(rows)
             made: list[Folded] = []
-            for members, carrier in zip(plans, carriers, strict=True):
+            for members, carrier in digests:
                 folded = await self._fold_one(session, members, carrier, now)
                 if folded is None:
                     await session.rollback()
@@ -251,10 +248,16 @@ class BurstCoalescer:
             return None
         return Folded(carrier.id, ids)
 
-    def _plan(
-        self, rows: Sequence[Message], threads: Mapping[Category, int | None], now: datetime
-    ) -> list[list[tuple[Message, OutboxPayload]]]:
-        return plan_folds([_open(self._cipher, row, now) for row in rows], threads)
+    def _compose(
+        self,
+        rows: Sequence[Message],
+        threads: Mapping[Category, int | None],
+        zone: ZoneInfo,
+        now: datetime,
+    ) -> list[tuple[list[tuple[Message, OutboxPayload]], Message]]:
+        """Each digest to make of `rows`: its members and its row, sealed."""
+        plans = plan_folds([_open(self._cipher, row, now) for row in rows], threads)
+        return [(members, self._carrier(members, zone, now)) for members in plans]
 
     def _carrier(
         self, members: Sequence[tuple[Message, OutboxPayload]], zone: ZoneInfo, now: datetime

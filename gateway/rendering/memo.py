@@ -12,8 +12,8 @@ and it should not stay in memory much longer than its sending takes. The deliver
 out expired entries after every run (`forget_expired`), so the bound holds also when no other
 long message comes to render. An erasure through the API in the same process forgets them all
 (`clear`); one in another process (`serve --role api`) is found by the worker, which asks the
-database after every run whether the messages it keeps parts for (`owners`) still exist, and
-forgets those that do not (`forget_owners`).
+database at the start of a run (at most once a second) whether the messages it keeps parts for
+(`owners`) still exist, and forgets those that do not (`forget_owners`).
 """
 
 from __future__ import annotations

@@ -345,23 +345,32 @@ async def settle_carried(
     if not member_ids:
         return 0
     await _update(session, Message.id.in_(member_ids), **values)
+    await _add_member_attempts(
+        session, member_ids, channel, outcome, at, external_id=external_id, error=error
+    )
+    return len(member_ids)
+
+
+async def _add_member_attempts(
+    session: AsyncSession,
+    member_ids: Sequence[str],
+    channel: Channel,
+    outcome: AttemptOutcome,
+    at: datetime,
+    *,
+    external_id: str | None = None,
+    error: str | None = None,
+) -> None:
+    """One attempt each for a digest's members, numbered after their earlier ones: what the
+    digest's outcome was for them."""
     numbers = await next_attempt_numbers(session, [(m, channel) for m in member_ids])
     await add_attempts(
         session,
         [
-            attempt_row(
-                member_id,
-                channel,
-                numbers[member_id],
-                outcome,
-                at,
-                external_id=external_id,
-                error=error,
-            )
-            for member_id in member_ids
+            attempt_row(m, channel, numbers[m], outcome, at, external_id=external_id, error=error)
+            for m in member_ids
         ],
     )
-    return len(member_ids)
 
 
 async def unfold(
@@ -389,16 +398,10 @@ async def unfold(
         .returning(Message.id),
     )
     member_ids = list(returned.scalars())
-    if not member_ids:
-        return 0
-    numbers = await next_attempt_numbers(session, [(m, Channel.TELEGRAM) for m in member_ids])
-    await add_attempts(
-        session,
-        [
-            attempt_row(m, Channel.TELEGRAM, numbers[m], AttemptOutcome.RETRY, at, error=error)
-            for m in member_ids
-        ],
-    )
+    if member_ids:
+        await _add_member_attempts(
+            session, member_ids, Channel.TELEGRAM, AttemptOutcome.RETRY, at, error=error
+        )
     return len(member_ids)
 
 
