@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import migrate
 from storage.engine import create_engine, create_sessionmaker
-from storage.enums import MessageStatus
+from storage.enums import Channel, MessageStatus
 from storage.models import Message
 from storage.repositories import deferred, messages, outbox
 from storage.repositories.planner import by_key
@@ -146,6 +146,9 @@ BY_KEY: dict[str, Callable[[list[str]], Look]] = {
     "outbox.postpone": lambda ids: lambda s: outbox.postpone(s, ids, LEASE),
     "outbox.release": lambda ids: lambda s: outbox.release(s, ids, NOW, LEASE),
     "outbox.fold": lambda ids: lambda s: outbox.fold(s, ids, "carrier", NOW),
+    "outbox.settle_delivered": lambda ids: lambda s: outbox.settle_delivered(
+        s, [(i, LEASE) for i in ids], NOW, Channel.TELEGRAM
+    ),
     "deferred.take": lambda ids: lambda s: deferred.take(s, ids, status="queued"),
 }
 BY_PRIMARY_KEY = "SEARCH messages USING INDEX sqlite_autoindex_messages_1 (id=?)"

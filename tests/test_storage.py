@@ -339,3 +339,43 @@ async def test_a_claim_is_won_once_and_only_its_holder_settles(
         )
     async with sessionmaker() as session:
         assert await session.scalar(select(Message.status)) is MessageStatus.DELIVERED
+
+
+async def test_deliveries_are_settled_together_only_where_the_claim_still_holds(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    now = datetime.now(UTC)
+    async with sessionmaker() as session, session.begin():
+        user = await _person(session)
+        ids = []
+        for n in range(4):
+            message = await _message(session, user, None)
+            message.id = f"d{n}"
+            message.idempotency_key_hash = None
+            message.next_attempt_at = now
+            message.attempt_count = n
+            ids.append(message.id)
+    lease = now + timedelta(seconds=30)
+    async with sessionmaker() as session, session.begin():
+        assert len(await outbox.claim_many(session, ids[:3], now, lease)) == 3
+    at = now + timedelta(seconds=1)
+    async with sessionmaker() as session, session.begin():
+        held = await outbox.settle_delivered(
+            session,
+            # d1 with another worker's token; d3 was never claimed.
+            [("d0", lease), ("d1", lease + timedelta(seconds=1)), ("d2", lease), ("d3", lease)],
+            at,
+            Channel.EMAIL,
+        )
+        assert held == {"d0", "d2"}
+        assert await outbox.settle_delivered(session, [], at, Channel.EMAIL) == set()
+    async with sessionmaker() as session:
+        rows = {m.id: m for m in await session.scalars(select(Message))}
+    for delivered, count in (("d0", 1), ("d2", 3)):
+        row = rows[delivered]
+        assert row.status is MessageStatus.DELIVERED
+        assert (row.delivered_at, row.delivered_via) == (at, Channel.EMAIL)
+        assert (row.attempt_count, row.encrypted_content, row.claimed_until) == (count, None, None)
+    assert rows["d1"].status is MessageStatus.SENDING
+    assert rows["d1"].encrypted_content is not None
+    assert rows["d3"].status is MessageStatus.QUEUED

@@ -29,6 +29,7 @@ from gateway.content_cipher import ContentCipher, ContentDecryptError
 from gateway.delivery import progress
 from gateway.delivery.chain import DEFAULT_POLICIES, MoveOn, RetryPolicy, after_temporary_failure
 from gateway.delivery.claim import Claim, Claimed, Handled, Policy, current_channel
+from gateway.delivery.delivered_commit import DeliveredCommits, Delivery
 from gateway.delivery.elsewhere import Elsewhere
 from gateway.delivery.routes import CreateTopic, Route, recreate, resolve
 from gateway.ephemeral import deletion_due
@@ -98,6 +99,7 @@ class Deliverer:
             cap=DEFAULT_POLICIES[Channel.TELEGRAM].cap,
         )
         self._elsewhere = elsewhere
+        self.delivered_commits = DeliveredCommits(sessionmaker, clock)
 
     async def claim(self, message_ids: Sequence[str]) -> dict[str, Claimed]:
         """Take these messages for this worker, in one statement, with the numbers their
@@ -435,6 +437,8 @@ class Deliverer:
         """Mark the message delivered by its current channel, and the messages it carries (a
         digest's, also one that fell back to another channel) with it, pointing to where it
         landed. The content is wiped in the same commit. False: the claim was lost."""
+        if claim.channel is Channel.TELEGRAM and claim.message.sender_token_id is not None:
+            return await self._settle_sent(claim)
         await self._settle_members(
             claim,
             AttemptOutcome.DELIVERED,
@@ -455,6 +459,24 @@ class Deliverer:
             failure_reason=None,
             attempt_count=claim.message.attempt_count + 1,
         )
+
+    async def _settle_sent(self, claim: Claim) -> bool:
+        """`_settle_delivered` of a message sent by Telegram that carries no others, in a
+        transaction it shares with the deliveries finishing with it (`DeliveredCommits`).
+        Everything else the attempt wrote (a lease extended, a topic created) is committed
+        by now: the claim's session only read since, and lets its connection go meanwhile."""
+        delivery = Delivery(
+            claim.message.id, claim.token, list(claim.attempt_rows), list(claim.copy_rows)
+        )
+        claim.drop_rows()
+        await claim.session.close()
+        try:
+            held = await self.delivered_commits.settle(delivery)
+        finally:
+            claim.session.add(claim.message)  # back, for the caller's error handling
+        if not held:
+            log.warning("message %s: claim lost; outcome dropped", delivery.message_id)
+        return held
 
     async def _delivered(
         self, claim: Claim, route: Route, sent: list[str], payload: OutboxPayload

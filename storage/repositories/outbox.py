@@ -32,6 +32,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    tuple_,
     union,
     update,
 )
@@ -217,6 +218,44 @@ async def extend_claim(
 async def settle(session: AsyncSession, message_id: str, token: datetime, **values: Any) -> bool:
     """Write an outcome (status and friends) if this worker still holds the claim."""
     return await _update_held(session, message_id, token, values)
+
+
+_SETTLE_DELIVERED = (
+    update(Message)
+    .where(
+        *by_key(
+            Message.id.in_(bindparam("message_ids", expanding=True)),
+            Message.status == MessageStatus.SENDING,
+            tuple_(Message.id, Message.claimed_until).in_(bindparam("held", expanding=True)),
+        )
+    )
+    .values(
+        status=MessageStatus.DELIVERED,
+        delivered_at=bindparam("at", type_=Message.delivered_at.type),
+        delivered_via=bindparam("via", type_=Message.delivered_via.type),
+        attempt_count=Message.attempt_count + 1,
+        encrypted_content=None,
+        claimed_until=None,
+        failure_reason=None,
+    )
+    .returning(Message.id)
+)
+
+
+async def settle_delivered(
+    session: AsyncSession, held: Sequence[tuple[str, datetime]], at: datetime, via: Channel
+) -> set[str]:
+    """Mark delivered at `at` by `via`, content wiped, those of these (message id, claim token)
+    whose claim this worker still holds, in one statement (`settle` of each, as a delivery
+    writes it, for many messages at once); the ids it marked."""
+    if not held:
+        return set()
+    result = await core.execute(
+        session,
+        _SETTLE_DELIVERED,
+        {"message_ids": [m for m, _ in held], "held": list(held), "at": at, "via": via},
+    )
+    return set(result.scalars())
 
 
 async def postpone(session: AsyncSession, message_ids: Sequence[str], until: datetime) -> None:
