@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.batching import Batcher
 from storage import commit_watch
 from storage.repositories.messages import NewMessage, insert_new
 
@@ -39,7 +40,7 @@ class Overloaded(Exception):
     """More rows wait for their commit than `max_pending`: this one was not taken."""
 
 
-class GroupCommitter:
+class GroupCommitter(Batcher[NewMessage, None]):
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
@@ -51,22 +52,15 @@ class GroupCommitter:
         """`announce`: each commit tells a listening process that new messages are in
         (PostgreSQL's NOTIFY, see storage.commit_watch), for a process whose worker is
         elsewhere."""
+        super().__init__(max_batch=max_batch, name="group-commit")
         self._sessionmaker = sessionmaker
-        self._max_batch = max_batch
         self._max_pending = max_pending
         self._announce = announce
-        self._pending: list[tuple[NewMessage, asyncio.Future[None]]] = []
-        self._flusher: asyncio.Task[None] | None = None
         self.commits = 0  # transactions so far (for benchmarks)
         self.rows = 0
         self.refused = 0  # rows refused as Overloaded so far
         self._refusals_logged = 0  # of `refused`, as of the last warning
         self._refusals_logged_at = float("-inf")  # event loop time of that warning
-
-    @property
-    def backlog(self) -> int:
-        """Rows waiting for a batch (not counting the one committing now)."""
-        return len(self._pending)
 
     async def commit(self, message: NewMessage) -> None:
         """Return once `message` is committed; raises what its commit raised, or
@@ -74,11 +68,7 @@ class GroupCommitter:
         if self.backlog >= self._max_pending:
             self._refuse()
             raise Overloaded
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((message, done))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="group-commit")
-        await asyncio.shield(done)  # a client hanging up must not cancel others' commit
+        await self._submit(message)
 
     def _refuse(self) -> None:
         self.refused += 1
@@ -91,22 +81,12 @@ class GroupCommitter:
             )
             self._refusals_logged, self._refusals_logged_at = self.refused, now
 
-    async def _flush(self) -> None:
-        while self._pending:
-            batch = self._pending[: self._max_batch]
-            del self._pending[: self._max_batch]
-            try:
-                await self._commit([m for m, _ in batch])
-            except IntegrityError:
-                await self._one_by_one(batch)
-            except Exception as exc:  # the database is down, say: every waiter hears of it
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-            else:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
+    async def _handle(self, messages: Sequence[NewMessage]) -> Sequence[BaseException | None]:
+        try:
+            await self._commit(messages)
+        except IntegrityError:
+            return [await self._alone(message) for message in messages]
+        return [None] * len(messages)
 
     async def _commit(self, messages: Sequence[NewMessage]) -> None:
         async with self._sessionmaker() as session:
@@ -117,13 +97,11 @@ class GroupCommitter:
         self.commits += 1
         self.rows += len(messages)
 
-    async def _one_by_one(self, batch: Sequence[tuple[NewMessage, asyncio.Future[None]]]) -> None:
-        for message, done in batch:
-            try:
-                await self._commit([message])
-            except Exception as exc:
-                if not done.done():
-                    done.set_exception(exc)
-            else:
-                if not done.done():
-                    done.set_result(None)
+    async def _alone(self, message: NewMessage) -> BaseException | None:
+        """A row of a batch that broke a constraint, committed on its own: None, or what its
+        commit raised."""
+        try:
+            await self._commit([message])
+        except Exception as exc:
+            return exc
+        return None

@@ -146,8 +146,8 @@ BY_KEY: dict[str, Callable[[list[str]], Look]] = {
     "outbox.postpone": lambda ids: lambda s: outbox.postpone(s, ids, LEASE),
     "outbox.release": lambda ids: lambda s: outbox.release(s, ids, NOW, LEASE),
     "outbox.fold": lambda ids: lambda s: outbox.fold(s, ids, "carrier", NOW),
-    "outbox.settle_delivered": lambda ids: lambda s: outbox.settle_delivered(
-        s, [(i, LEASE) for i in ids], NOW, Channel.TELEGRAM
+    "outbox.settle_delivered": lambda ids: (
+        lambda s: outbox.settle_delivered(s, [(i, LEASE) for i in ids], NOW, Channel.TELEGRAM)
     ),
     "deferred.take": lambda ids: lambda s: deferred.take(s, ids, status="queued"),
 }

@@ -261,19 +261,27 @@ async def test_dropping_expired_records_reports_only_what_this_statement_deleted
         assert await session.scalar(select(func.count()).select_from(Message)) == 1
 
 
+async def _numbered(session: AsyncSession, prefix: str, count: int, due: datetime) -> list[Message]:
+    """`count` messages to a new person, named prefix0, prefix1, ..., due at `due`."""
+    user = await _person(session)
+    numbered = []
+    for n in range(count):
+        message = await _message(session, user, None)
+        message.id = f"{prefix}{n}"
+        message.idempotency_key_hash = None
+        message.next_attempt_at = due
+        numbered.append(message)
+    return numbered
+
+
 async def test_a_queue_is_claimed_in_one_statement_and_what_is_not_tried_handed_back(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     now = datetime.now(UTC)
     async with sessionmaker() as session, session.begin():
-        user = await _person(session)
-        ids = []
-        for n in range(4):
-            message = await _message(session, user, None)
-            message.id = f"q{n}"
-            message.idempotency_key_hash = None
-            message.next_attempt_at = now if n < 3 else now + timedelta(hours=1)  # q3: not due
-            ids.append(message.id)
+        queue = await _numbered(session, "q", 4, now)
+        queue[3].next_attempt_at = now + timedelta(hours=1)  # q3: not due
+    ids = [message.id for message in queue]
     lease = now + timedelta(seconds=30)
     async with sessionmaker() as session, session.begin():
         other_worker = now + timedelta(seconds=31)
@@ -346,15 +354,10 @@ async def test_deliveries_are_settled_together_only_where_the_claim_still_holds(
 ) -> None:
     now = datetime.now(UTC)
     async with sessionmaker() as session, session.begin():
-        user = await _person(session)
-        ids = []
-        for n in range(4):
-            message = await _message(session, user, None)
-            message.id = f"d{n}"
-            message.idempotency_key_hash = None
-            message.next_attempt_at = now
+        queue = await _numbered(session, "d", 4, now)
+        for n, message in enumerate(queue):
             message.attempt_count = n
-            ids.append(message.id)
+    ids = [message.id for message in queue]
     lease = now + timedelta(seconds=30)
     async with sessionmaker() as session, session.begin():
         assert len(await outbox.claim_many(session, ids[:3], now, lease)) == 3

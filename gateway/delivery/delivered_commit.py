@@ -13,7 +13,6 @@ that message's outcome and rows only: the UPDATE names each message with its cla
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.batching import Batcher
 from storage.enums import Channel
 from storage.repositories import copies, outbox
 
@@ -37,7 +37,7 @@ class Delivery:
     copy_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
-class DeliveredCommits:
+class DeliveredCommits(Batcher[Delivery, bool]):
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
@@ -46,39 +46,17 @@ class DeliveredCommits:
         max_batch: int = MAX_BATCH,
     ) -> None:
         """`clock` gives the delivery time written (that of the batch's commit)."""
+        super().__init__(max_batch=max_batch, name="delivered-commit")
         self._sessionmaker = sessionmaker
         self._clock = clock
-        self._max_batch = max_batch
-        self._pending: list[tuple[Delivery, asyncio.Future[bool]]] = []
-        self._flusher: asyncio.Task[None] | None = None
         self.commits = 0  # transactions so far (for tests and benchmarks)
 
     async def settle(self, delivery: Delivery) -> bool:
         """Return once the delivery is committed: True, or False if the claim was lost (then
         nothing of it was written). Raises what the batch's commit raised."""
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.append((delivery, done))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="delivered-commit")
-        # Shielded: a cancelled worker task must not cancel the others' commit.
-        return await asyncio.shield(done)
+        return await self._submit(delivery)
 
-    async def _flush(self) -> None:
-        while self._pending:
-            batch = self._pending[: self._max_batch]
-            del self._pending[: self._max_batch]
-            try:
-                held = await self._commit([delivery for delivery, _ in batch])
-            except Exception as exc:  # the database is down, say: every waiter hears of it
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-            else:
-                for delivery, done in batch:
-                    if not done.done():
-                        done.set_result(delivery.message_id in held)
-
-    async def _commit(self, deliveries: Sequence[Delivery]) -> set[str]:
+    async def _handle(self, deliveries: Sequence[Delivery]) -> Sequence[bool | BaseException]:
         async with self._sessionmaker() as session:
             held = await outbox.settle_delivered(
                 session,
@@ -91,4 +69,4 @@ class DeliveredCommits:
             await copies.insert_rows(session, [row for d in kept for row in d.copy_rows])
             await session.commit()
         self.commits += 1
-        return held
+        return [d.message_id in held for d in deliveries]
