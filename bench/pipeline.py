@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import sys
 import time
@@ -42,6 +43,7 @@ from _servers import (  # sibling module: bench/ is on sys.path
 from sandbox.client import SandboxClient
 
 POLL = 0.5  # seconds between looks at the sandbox's calls
+PERIOD = 10.0  # seconds of each rate printed as the run goes on
 
 
 class Sends:
@@ -82,14 +84,23 @@ async def run(
                     if resp.status != 202:
                         raise RuntimeError(f"answer {resp.status}: {await resp.text()}")
 
+        # (seconds since the first POST, deliveries so far): the rate as the run goes on.
+        seen: list[tuple[float, int]] = []
+
+        async def watch() -> None:
+            while (count := await delivered_so_far.look() - before) < total:
+                seen.append((time.perf_counter() - started_at, count))
+                await asyncio.sleep(POLL)  # another process's state: nothing to await
+
         cpu_before = _cpu(started, api)
         started_at = time.perf_counter()
+        watching = asyncio.create_task(watch())
         await asyncio.gather(*(worker() for _ in range(in_flight)))
         accepted = time.perf_counter() - started_at
         async with asyncio.timeout(600):
-            while await delivered_so_far.look() - before < total:  # noqa: ASYNC110
-                await asyncio.sleep(POLL)  # another process's state: nothing to await
+            await watching
         delivered = time.perf_counter() - started_at
+        seen.append((delivered, total))
         cpu_after = _cpu(started, api)
         gateway_cpu, sandbox_cpu = (cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1])
     print(
@@ -101,6 +112,7 @@ async def run(
     )
     print(f"accepted  {total / accepted:8.0f} msg/s  ({accepted:.1f} s)")
     print(f"delivered {total / delivered:8.0f} msg/s  ({delivered:.1f} s to the last one)")
+    print(f"delivered in each {PERIOD:.0f} s: " + " ".join(str(n) for n in _per_period(seen)))
     # CPU time per message is steadier than the rates on a shared machine, and says where the
     # ceiling is: one process cannot use more than one CPU second per second.
     if started.sandbox_pid:
@@ -111,6 +123,19 @@ async def run(
     else:
         print(f"CPU per message: gateway and sandbox {gateway_cpu / total * 1000:.2f} ms")
     print("reproduce: .venv/bin/python bench/pipeline.py " + " ".join(sys.argv[1:]))
+
+
+def _per_period(seen: list[tuple[float, int]]) -> list[int]:
+    """Deliveries in each PERIOD from the first POST (the last one maybe shorter), from the
+    (time, count so far) looks of the run, in time order."""
+    ends: list[int] = []  # the count at the end of each period: its last look's
+    last = 0
+    for at, count in seen:
+        while at >= PERIOD * (len(ends) + 1):
+            ends.append(last)
+        last = count
+    ends.append(last)
+    return [after - before for before, after in itertools.pairwise([0, *ends])]
 
 
 def _cpu(started: Started, api: list[Started]) -> tuple[float, float]:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.batching import Batcher
+from gateway.batching import Batcher, Pending
 from storage import commit_watch
 from storage.repositories.messages import NewMessage, insert_new
 
@@ -81,12 +81,15 @@ class GroupCommitter(Batcher[NewMessage, None]):
             )
             self._refusals_logged, self._refusals_logged_at = self.refused, now
 
-    async def _handle(self, messages: Sequence[NewMessage]) -> Sequence[BaseException | None]:
+    async def _handle(self, batch: Sequence[Pending[NewMessage, None]]) -> None:
         try:
-            await self._commit(messages)
+            await self._commit([pending.item for pending in batch])
         except IntegrityError:
-            return [await self._alone(message) for message in messages]
-        return [None] * len(messages)
+            # Two requests with the same idempotency key, say: only the offending row fails.
+            await self._one_by_one(batch, lambda message: self._commit([message]))
+            return
+        for pending in batch:
+            pending.answer(None)
 
     async def _commit(self, messages: Sequence[NewMessage]) -> None:
         async with self._sessionmaker() as session:
@@ -96,12 +99,3 @@ class GroupCommitter(Batcher[NewMessage, None]):
             await session.commit()
         self.commits += 1
         self.rows += len(messages)
-
-    async def _alone(self, message: NewMessage) -> BaseException | None:
-        """A row of a batch that broke a constraint, committed on its own: None, or what its
-        commit raised."""
-        try:
-            await self._commit([message])
-        except Exception as exc:
-            return exc
-        return None

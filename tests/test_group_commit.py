@@ -7,8 +7,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.group_commit import GroupCommitter
@@ -87,7 +87,7 @@ async def test_a_duplicate_key_fails_alone(
     assert await _count(sessionmaker) == 10
 
 
-async def test_a_dead_database_fails_every_waiter(
+async def test_a_lone_refused_row_fails_and_the_next_batch_is_fine(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     user_id, token_id = await _owner(sessionmaker)
@@ -96,6 +96,28 @@ async def test_a_dead_database_fails_every_waiter(
     with pytest.raises(IntegrityError):
         await committer.commit(orphan)
     await committer.commit(_message(user_id, token_id))  # and the next batch is fine
+    assert await _count(sessionmaker) == 1
+
+
+async def test_a_database_refusing_every_statement_fails_every_waiter(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    user_id, token_id = await _owner(sessionmaker)
+    committer = GroupCommitter(sessionmaker)
+    async with sessionmaker() as session, session.begin():
+        await session.execute(text("ALTER TABLE messages RENAME TO messages_away"))
+    results = await asyncio.gather(
+        *(committer.commit(_message(user_id, token_id)) for _ in range(3)),
+        return_exceptions=True,
+    )
+    # Not a constraint of one row (which would be tried alone): each hears the same error.
+    assert [type(r) for r in results] == [type(results[0])] * 3
+    assert isinstance(results[0], DBAPIError)
+    assert not isinstance(results[0], IntegrityError)
+    assert committer.commits == 0
+    async with sessionmaker() as session, session.begin():
+        await session.execute(text("ALTER TABLE messages_away RENAME TO messages"))
+    await committer.commit(_message(user_id, token_id))
     assert await _count(sessionmaker) == 1
 
 

@@ -437,7 +437,12 @@ class Deliverer:
         """Mark the message delivered by its current channel, and the messages it carries (a
         digest's, also one that fell back to another channel) with it, pointing to where it
         landed. The content is wiped in the same commit. False: the claim was lost."""
-        if claim.channel is Channel.TELEGRAM and claim.message.sender_token_id is not None:
+        session = claim.session
+        if (
+            claim.channel is Channel.TELEGRAM
+            and claim.message.sender_token_id is not None
+            and not (session.new or session.dirty or session.deleted)
+        ):
             return await self._settle_sent(claim)
         await self._settle_members(
             claim,
@@ -464,13 +469,14 @@ class Deliverer:
         """`_settle_delivered` of a message sent by Telegram that carries no others, in a
         transaction it shares with the deliveries finishing with it (`DeliveredCommits`).
         Everything else the attempt wrote (a lease extended, a topic created) is committed
-        by now: the claim's session only read since, and lets its connection go meanwhile."""
+        by now, and no ORM change is pending (the caller checks): the claim's session only
+        read since, and lets its connection (and SQLite's write gate) go meanwhile."""
         delivery = Delivery(
             claim.message.id, claim.token, list(claim.attempt_rows), list(claim.copy_rows)
         )
         claim.drop_rows()
-        await claim.session.close()
         try:
+            await claim.session.close()
             held = await self.delivered_commits.settle(delivery)
         finally:
             claim.session.add(claim.message)  # back, for the caller's error handling

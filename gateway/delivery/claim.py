@@ -43,8 +43,9 @@ class Claim:
     token: datetime  # the claimed_until we set: proof we still own the row
     attempt: int  # the DeliveryAttempt number of the current try
     channel: Channel  # where in its fallback chain the message stands
-    # Attempt and kept-copy rows recorded so far, written with the outcome (Deliverer._settle):
-    # as Core INSERTs, one per table, not through the ORM's flush.
+    # Attempt and kept-copy rows recorded so far, written with the outcome (Deliverer._settle,
+    # or a delivery's shared commit, DeliveredCommits): as Core INSERTs, one per table, not
+    # through the ORM's flush.
     attempt_rows: list[dict[str, Any]] = field(default_factory=list)
     copy_rows: list[dict[str, Any]] = field(default_factory=list)
 

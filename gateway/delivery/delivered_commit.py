@@ -8,7 +8,9 @@ UPDATE (`outbox.settle_delivered`) and inserts their rows with one statement per
 one batch commits the next gathers, and a lone outcome still commits at once.
 
 A claim lost meanwhile (the lease ran out and another worker took the message over) drops
-that message's outcome and rows only: the UPDATE names each message with its claim token.
+that message's outcome and rows only: the UPDATE names each message with its claim token. A
+batch the database refuses is tried again one delivery at a time, so that only the one at
+fault fails (and is sent again).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.batching import Batcher
+from gateway.batching import Batcher, Pending
 from storage.enums import Channel
 from storage.repositories import copies, outbox
 
@@ -56,7 +59,26 @@ class DeliveredCommits(Batcher[Delivery, bool]):
         nothing of it was written). Raises what the batch's commit raised."""
         return await self._submit(delivery)
 
-    async def _handle(self, deliveries: Sequence[Delivery]) -> Sequence[bool | BaseException]:
+    async def _handle(self, batch: Sequence[Pending[Delivery, bool]]) -> None:
+        try:
+            held = await self._commit([pending.item for pending in batch])
+        except DBAPIError:
+            if len(batch) == 1:
+                raise
+            # A row of one delivery (or a deadlock with an erasure) must not fail the others:
+            # every message of the batch is in Telegram already, and one failed here is sent
+            # again. Each on its own then (the UPDATE checks each claim anew).
+            await self._one_by_one(batch, self._alone)
+            return
+        for pending in batch:
+            pending.answer(pending.item.message_id in held)
+
+    async def _alone(self, delivery: Delivery) -> bool:
+        return delivery.message_id in await self._commit([delivery])
+
+    async def _commit(self, deliveries: Sequence[Delivery]) -> set[str]:
+        """The ids of those whose claim held, marked delivered and their rows written. A
+        message is in a batch once at most: its chat's deliveries go one after another."""
         async with self._sessionmaker() as session:
             held = await outbox.settle_delivered(
                 session,
@@ -69,4 +91,4 @@ class DeliveredCommits(Batcher[Delivery, bool]):
             await copies.insert_rows(session, [row for d in kept for row in d.copy_rows])
             await session.commit()
         self.commits += 1
-        return [d.message_id in held for d in deliveries]
+        return held

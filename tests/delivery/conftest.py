@@ -23,7 +23,7 @@ from gateway.delivery.pacing import TelegramRates
 from gateway.outbox_payload import OutboxPayload
 from gateway.topics import CREATED_TOPICS, TOPICS
 from storage.enums import Category, MessageStatus, Priority
-from storage.models import LogGroup, Message, Topic, User
+from storage.models import ApiToken, LogGroup, Message, Topic, User
 from tests.sandbox import conftest as sandbox_fixtures
 from tests.sandbox.conftest import Scene
 
@@ -71,6 +71,7 @@ class Personal:
     group_id: int
     chat_id: int
     threads: dict[Category, int | None]
+    token_id: int  # an API token of theirs, which `enqueue` sends with by default
 
 
 @pytest.fixture
@@ -97,7 +98,9 @@ async def personal(
                     name=TOPICS[category].name,
                 )
             )
-    return Personal(user.id, group.id, scene.group_id, threads)
+        token = ApiToken(owner_id=user.id, token_hash="t" * 64, prefix="lgp_test", scopes=["send"])
+        session.add(token)
+    return Personal(user.id, group.id, scene.group_id, threads, token.id)
 
 
 Enqueue = Callable[..., Any]
@@ -126,8 +129,10 @@ def enqueue(
         status: MessageStatus = MessageStatus.QUEUED,
         claimed_until: datetime | None = None,
         created_offset: float = 0.0,
+        from_token: bool = True,
     ) -> str:
         # created_offset orders messages due at the same time (the queue is oldest first).
+        # from_token=False: a message of the gateway's own (a notice), which no token sent.
         message_id = str(uuid.uuid4())
         payload = OutboxPayload.from_dict(
             {
@@ -146,6 +151,7 @@ def enqueue(
             session.add(
                 Message(
                     id=message_id,
+                    sender_token_id=personal.token_id if from_token else None,
                     recipient_id=personal.user_id,
                     category=category,
                     priority=Priority.NORMAL,

@@ -8,8 +8,8 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.delivery.delivered_commit import DeliveredCommits, Delivery
@@ -95,6 +95,7 @@ async def test_deliveries_finishing_together_share_one_commit(
         message = messages[message_id]
         assert message.status is MessageStatus.DELIVERED
         assert message.delivered_at == NOW + timedelta(seconds=1)
+        assert message.delivered_via is Channel.TELEGRAM
         assert (message.encrypted_content, message.claimed_until) == (None, None)
     # The lost claim's outcome and rows were dropped; its holder decides.
     assert messages["m1"].status is MessageStatus.SENDING
@@ -102,20 +103,45 @@ async def test_deliveries_finishing_together_share_one_commit(
     assert attempts == kept == ["m0", "m2", "m3"]
 
 
-async def test_a_failed_commit_fails_every_delivery_in_it_and_writes_none(
+async def test_a_delivery_the_database_refuses_fails_alone(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    user_id = await _claimed(sessionmaker, 3)
+    commits = DeliveredCommits(sessionmaker, lambda: NOW)
+    # The same Telegram message kept twice in one chat breaks a unique constraint: the batch
+    # fails, and each delivery is committed on its own, so only the second one fails.
+    outcomes = await asyncio.gather(
+        commits.settle(_delivery(user_id, "m0", part=20)),
+        commits.settle(_delivery(user_id, "m1", part=20)),
+        commits.settle(_delivery(user_id, "m2", part=22)),
+        return_exceptions=True,
+    )
+    assert [type(o) for o in outcomes] == [bool, IntegrityError, bool]
+    assert [outcomes[0], outcomes[2]] == [True, True]
+    messages, attempts, kept = await _rows(sessionmaker)
+    assert messages["m1"].status is MessageStatus.SENDING
+    assert messages["m1"].encrypted_content is not None
+    assert attempts == kept == ["m0", "m2"]
+
+
+async def test_a_database_refusing_every_statement_fails_every_delivery_and_writes_none(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     user_id = await _claimed(sessionmaker, 2)
     commits = DeliveredCommits(sessionmaker, lambda: NOW)
-    good = _delivery(user_id, "m0", part=20)
-    # The same Telegram message id kept twice in one chat breaks a unique constraint.
-    clash = _delivery(user_id, "m1", part=20)
+    async with sessionmaker() as session, session.begin():
+        await session.execute(text("ALTER TABLE telegram_copies RENAME TO copies_away"))
     outcomes = await asyncio.gather(
-        commits.settle(good), commits.settle(clash), return_exceptions=True
+        commits.settle(_delivery(user_id, "m0", part=30)),
+        commits.settle(_delivery(user_id, "m1", part=31)),
+        return_exceptions=True,
     )
-    assert [type(o) for o in outcomes] == [IntegrityError, IntegrityError]
+    assert all(isinstance(o, DBAPIError) for o in outcomes), outcomes
+    async with sessionmaker() as session, session.begin():
+        await session.execute(text("ALTER TABLE copies_away RENAME TO telegram_copies"))
     messages, attempts, kept = await _rows(sessionmaker)
+    # Each UPDATE was rolled back with its failed INSERT: both are still this worker's.
     assert {m.status for m in messages.values()} == {MessageStatus.SENDING}
     assert attempts == kept == []
     # The next batch is not held up by the failed one.
-    assert await commits.settle(_delivery(user_id, "m0", part=21))
+    assert await commits.settle(_delivery(user_id, "m0", part=30))

@@ -16,7 +16,7 @@ from gateway.outbox_payload import OutboxPayload
 from gateway.retention import RetentionPurger
 from storage.enums import Category, MessageStatus
 from storage.models import DeliveryAttempt, Message, TelegramCopy
-from storage.repositories import copies, tokens
+from storage.repositories import copies
 from tests.delivery.conftest import Enqueue, Personal, UTCClock, WorkerFactory
 
 pytestmark = pytest.mark.both_databases
@@ -98,11 +98,10 @@ async def _sent_by_a_token(
 ) -> None:
     """Make the messages sent through the API, by a token of the person's (and set `values`)."""
     async with sessionmaker() as session:
-        token = await tokens.add(session, personal.user_id, "h" * 64, "lgw_test", ["send"])
         await session.execute(
             update(Message)
             .where(Message.id.in_(message_ids))
-            .values(sender_token_id=token.id, **values)
+            .values(sender_token_id=personal.token_id, **values)
         )
         await session.commit()
 
@@ -148,7 +147,7 @@ async def test_a_digest_dropped_undelivered_reports_the_messages_it_carried(
     make_purger: PurgerFactory,
     clock: UTCClock,
 ) -> None:
-    digest = await enqueue("the digest")  # the gateway's own message: no sender token
+    digest = await enqueue("the digest", from_token=False)  # the gateway's own message
     carried = [await enqueue(f"carried {n}", created_offset=n) for n in range(3)]
     await _sent_by_a_token(
         sessionmaker, personal, carried, carried_by=digest, encrypted_content=None
@@ -232,7 +231,8 @@ async def test_a_message_inside_a_digest_on_its_way_waits_for_the_digest(
     make_purger: PurgerFactory,
     clock: UTCClock,
 ) -> None:
-    digest = await enqueue("the digest", created_offset=3600)  # retention an hour longer
+    # The gateway's own message, its retention an hour longer.
+    digest = await enqueue("the digest", created_offset=3600, from_token=False)
     member = await enqueue("carried", created_offset=0)
     async with sessionmaker() as session, session.begin():
         row = await session.get(Message, member)
