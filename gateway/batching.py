@@ -55,7 +55,8 @@ class Batcher(ABC, Generic[T, R]):
         every caller not answered yet."""
 
     async def _submit(self, item: T) -> R:
-        pending = Pending[T, R](item, asyncio.get_running_loop().create_future())
+        done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        pending = Pending(item, done)
         self._pending.append(pending)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name=self._name)
