@@ -113,12 +113,14 @@ class Deliverer:
             if not messages:
                 await session.rollback()
                 return {}
-            # Committed before Telegram is called: a crash from here on leaves leases that
-            # simply run out, and another worker picks the messages up.
-            await session.commit()
+            # Read in the claim's transaction: a read after its commit was a transaction (and a
+            # pooled connection's checkout) of its own, for each chat's run.
             numbers = await outbox.next_attempt_numbers(
                 session, [(m.id, current_channel(m)) for m in messages.values()]
             )
+            # Committed before Telegram is called: a crash from here on leaves leases that
+            # simply run out, and another worker picks the messages up.
+            await session.commit()
         return {
             message_id: Claimed(message, token, numbers[message_id])
             for message_id, message in messages.items()
