@@ -28,7 +28,7 @@ from gateway.channels.telegram import TelegramChannel, refuses_content
 from gateway.content_cipher import ContentCipher, ContentDecryptError
 from gateway.delivery import progress
 from gateway.delivery.chain import DEFAULT_POLICIES, MoveOn, RetryPolicy, after_temporary_failure
-from gateway.delivery.claim import ChatRun, Claim, Claimed, Handled, Policy, current_channel
+from gateway.delivery.claim import Claim, Claimed, Handled, Policy, current_channel
 from gateway.delivery.delivered_commit import DeliveredCommits, Delivery
 from gateway.delivery.elsewhere import Elsewhere
 from gateway.delivery.routes import CreateTopic, Route, recreate, resolve
@@ -50,8 +50,6 @@ REASON_UNREADABLE = "stored content does not decrypt with the configured key"
 REASON_UNRENDERABLE = "content could not be rendered for Telegram"
 # Added to a digest's failure reason when its members were given back to go one by one.
 UNFOLDED = " (its messages were sent one by one)"
-# How long a chat's run goes on sending with the personal log it read (see Deliverer._view).
-VIEW_FRESH = timedelta(seconds=1)
 # Content up to this many characters is rendered on the event loop (one Telegram message's
 # worth: quicker than a hand-over to a thread); longer content on a thread.
 RENDER_HERE_UP_TO = 4096
@@ -128,10 +126,8 @@ class Deliverer:
             for message_id, message in messages.items()
         }
 
-    async def deliver_claimed(self, claimed: Claimed, run: ChatRun | None = None) -> Handled | None:
-        """Try a message `claim` took, once; None if another worker took it over meanwhile.
-        `run`: what the messages of its chat's run share (the personal log as read)."""
-        run = run or ChatRun()
+    async def deliver_claimed(self, claimed: Claimed) -> Handled | None:
+        """Try a message `claim` took, once; None if another worker took it over meanwhile."""
         message = claimed.message
         async with self._sessionmaker() as session:
             session.add(message)  # loaded by the claim's session, which is closed
@@ -145,9 +141,8 @@ class Deliverer:
                 lease = self._policy.lease
                 if claim.token < now + lease / 2 and not await self._extend(claim, now + lease):
                     return None
-                handled = await self._attempt(claim, run)
+                return await self._attempt(claim)
             except Exception as exc:
-                run.forget()
                 # A bug or an unforeseen error must not retry forever at every lease expiry:
                 # it counts as a transient failure, so the retry bound applies.
                 await session.rollback()
@@ -161,24 +156,8 @@ class Deliverer:
                 )
                 unexpected = Transient(type(exc).__name__, "unexpected error while delivering")
                 return await self._failed_send(claim, None, unexpected, [])
-            if handled is None or handled.outcome is not AttemptOutcome.DELIVERED:
-                run.forget()  # the log may have changed (unlinked, a topic gone): read it again
-            return handled
 
-    async def _view(self, claim: Claim, run: ChatRun) -> LogView | None:
-        """The recipient's linked personal log, as read for an earlier message of this chat's
-        run if that was less than VIEW_FRESH ago and went out as it said (any other outcome,
-        or a topic made meanwhile, forgets it): one read and one connection checkout a
-        message fewer at full speed. Erasing the person waits while their messages are
-        claimed (`person_data.being_sent`); an unlink reaches the run within VIEW_FRESH."""
-        now = self._clock()
-        if run.view is not None and run.read_at is not None and now - run.read_at < VIEW_FRESH:
-            return run.view
-        view = await groups.linked_view_of(claim.session, claim.message.recipient_id)
-        run.view, run.read_at = view, now
-        return view
-
-    async def _attempt(self, claim: Claim, run: ChatRun) -> Handled | None:
+    async def _attempt(self, claim: Claim) -> Handled | None:
         message = claim.message
         try:
             if message.encrypted_content is None:
@@ -189,7 +168,7 @@ class Deliverer:
             return await self._fail(claim, type(exc).__name__, REASON_UNREADABLE)
         if claim.channel is not Channel.TELEGRAM:
             return await self._elsewhere.attempt(self, claim, payload)
-        group = await self._view(claim, run)
+        group = await groups.linked_view_of(claim.session, message.recipient_id)
         if group is None:
             return await self.give_up(claim, "NoPersonalLog", REASON_NO_LOG)
         try:
@@ -203,7 +182,7 @@ class Deliverer:
             return await self._fail(claim, error_class, REASON_UNRENDERABLE)
         if not await self._cover(claim, len(parts)):
             return None
-        handled = await self._send(claim, group, sealed, payload, parts, run)
+        handled = await self._send(claim, group, sealed, payload, parts)
         if handled is not None and handled.retry_at is None and not handled.paced:
             # Sent, failed for good or moved on to another channel: its rendered text need not
             # stay in memory (a retry here, or a hold, renders it again from the memo).
@@ -226,7 +205,6 @@ class Deliverer:
         sealed: dict[str, Any],
         payload: OutboxPayload,
         parts: list[str],
-        run: ChatRun,
     ) -> Handled | None:
         message = claim.message
         route: Route | None = None
@@ -244,8 +222,6 @@ class Deliverer:
                         message.category,
                         payload.thread_id,
                     )
-                    if group.threads.get(route.topic_category) != route.address.message_thread_id:
-                        run.forget()  # the category's topic was made just now
                 sent = progress.sent_parts(sealed, route.address)
                 for index in range(len(sent), len(parts)):
                     if self._pacing is not None:
@@ -275,7 +251,6 @@ class Deliverer:
                 )
                 claim.attempt += 1
                 recreated = True
-                run.forget()
                 try:
                     route = await recreate(
                         claim.session, self._bot, self._create_topic, group, route

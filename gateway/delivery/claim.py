@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.enums import AttemptOutcome, Channel
 from storage.models import Message
-from storage.repositories.groups import LogView
 
 
 @dataclass(frozen=True)
@@ -35,18 +34,6 @@ class Claimed:
     message: Message
     token: datetime  # the claimed_until set
     attempt: int  # the number its attempt gets
-
-
-@dataclass
-class ChatRun:
-    """What the deliveries of one chat's run share: its personal log as last read, and when
-    (see Deliverer._view)."""
-
-    view: LogView | None = None
-    read_at: datetime | None = None
-
-    def forget(self) -> None:
-        self.view = self.read_at = None
 
 
 @dataclass

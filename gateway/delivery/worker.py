@@ -42,7 +42,7 @@ from gateway.content_cipher import ContentCipher
 from gateway.delivery import coalesce
 from gateway.delivery.attempt import Clock, Deliverer
 from gateway.delivery.chain import DEFAULT_POLICIES, RetryPolicy
-from gateway.delivery.claim import ChatRun, Claimed, Policy
+from gateway.delivery.claim import Claimed, Policy
 from gateway.delivery.elsewhere import Elsewhere
 from gateway.delivery.pacing import SHORT_MARGIN, Pacer, TelegramRates
 from gateway.delivery.routes import CreateTopic
@@ -354,7 +354,6 @@ class DeliveryWorker:
 
             # The rest is claimed in one statement, not one per message.
             claimed = await self._deliverer.claim([c.message_id for c in queue if not held_back(c)])
-            run = ChatRun()
             held: list[str] = []
             try:
                 for index, candidate in enumerate(queue):
@@ -364,7 +363,7 @@ class DeliveryWorker:
                     taken = claimed.pop(candidate.message_id, None)
                     if taken is None:
                         continue  # another worker has it
-                    result = await self._deliverer.deliver_claimed(taken, run)
+                    result = await self._deliverer.deliver_claimed(taken)
                     if result is None:
                         continue  # another worker took it over
                     if result.paced:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.channels.telegram import TelegramChannel
 from gateway.delivery.attempt import Deliverer
-from gateway.delivery.claim import ChatRun, Claimed
+from gateway.delivery.claim import Claimed
 from gateway.delivery.worker import ERASED_RENDERS_EVERY
 from gateway.outbox_payload import OutboxPayload
 from sandbox.client import SandboxClient
@@ -315,7 +315,7 @@ async def test_what_a_failed_run_claimed_and_did_not_try_is_handed_back_at_once(
     ids = [await enqueue(f"line {n}", category=Category.SYSTEM, created_offset=n) for n in range(3)]
     worker = make_worker()
 
-    async def broken(self: Deliverer, claimed: Claimed, run: ChatRun | None = None) -> None:
+    async def broken(self: Deliverer, claimed: Claimed) -> None:
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(Deliverer, "deliver_claimed", broken)
