@@ -21,7 +21,7 @@ from storage.models import (
     User,
     UserPreferences,
 )
-from storage.repositories import groups, outbox, retention, users
+from storage.repositories import groups, outbox, person_data, retention, users
 
 pytestmark = pytest.mark.both_databases
 
@@ -382,3 +382,25 @@ async def test_deliveries_are_settled_together_only_where_the_claim_still_holds(
     assert rows["d1"].status is MessageStatus.SENDING
     assert rows["d1"].encrypted_content is not None
     assert rows["d3"].status is MessageStatus.QUEUED
+
+
+async def test_an_erase_that_must_not_race_a_send_deletes_nothing_while_one_is_claimed(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    now = datetime.now(UTC)
+    async with sessionmaker() as session, session.begin():
+        [message] = await _numbered(session, "e", 1, now)
+        user_id = message.recipient_id
+    lease = now + timedelta(seconds=30)
+    async with sessionmaker() as session, session.begin():
+        assert await outbox.claim(session, "e0", now, lease) is not None
+    async with sessionmaker() as session, session.begin():
+        assert not await person_data.erase(session, user_id, unless_being_sent_at=now)
+        assert await session.get(User, user_id) is not None
+    # Once the lease ran out (the worker died), the erase goes ahead.
+    later = lease + timedelta(seconds=1)
+    async with sessionmaker() as session, session.begin():
+        assert await person_data.erase(session, user_id, unless_being_sent_at=later)
+    async with sessionmaker() as session:
+        assert await session.get(User, user_id) is None
+        assert await session.get(Message, "e0") is None

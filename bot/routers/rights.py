@@ -170,7 +170,12 @@ async def confirm_erase(
     deleted, not_deleted = await _delete_log_messages(
         session, bot, user_id, scheduled_only=not callback_data.delete_log
     )
-    await person_data.erase(session, user_id)
+    if not await person_data.erase(session, user_id, unless_being_sent_at=utcnow()):
+        # A message to them was claimed meanwhile (or a second press erased them first).
+        await session.rollback()
+        busy = await person_data.being_sent(session, user_id, utcnow())
+        await _answer(query, texts.ERASE_BUSY if busy else texts.ERASE_NOTHING_LEFT, alert=True)
+        return
     await session.commit()  # gone for real before the person is told so
     if token_cache is not None:  # their tokens stop working at once
         token_cache.forget_owner(user_id)

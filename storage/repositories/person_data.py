@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, func, select
+from sqlalchemy import CursorResult, delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -86,13 +86,27 @@ async def being_sent(session: AsyncSession, user_id: int, now: datetime) -> bool
     return found is not None
 
 
-async def erase(session: AsyncSession, user_id: int) -> bool:
+async def erase(
+    session: AsyncSession, user_id: int, *, unless_being_sent_at: datetime | None = None
+) -> bool:
     """Delete the person's row and, by cascade, every row that belongs to them; False if they
-    were already gone. Messages sent with their tokens to others lose only the token link."""
-    result = await session.execute(
-        delete(User).where(User.id == user_id),
-        execution_options={"synchronize_session": False},
-    )
+    were already gone. Messages sent with their tokens to others lose only the token link.
+
+    With `unless_being_sent_at` (now), also False, deleting nothing, while a worker holds a
+    live lease on a message to them (`being_sent`), checked in the DELETE itself: checked only
+    before (the bot deletes its Telegram messages in between, seconds), a worker could claim a
+    message in the gap and send it to the log of a person being forgotten, with no record left
+    of it to delete."""
+    statement = delete(User).where(User.id == user_id)
+    if unless_being_sent_at is not None:
+        statement = statement.where(
+            ~exists().where(
+                Message.recipient_id == user_id,
+                Message.status == MessageStatus.SENDING,
+                Message.claimed_until >= unless_being_sent_at,
+            )
+        )
+    result = await session.execute(statement, execution_options={"synchronize_session": False})
     # Objects loaded before now describe rows that no longer exist: flushing a change to one
     # of them later would fail, so the session forgets them all.
     session.expunge_all()

@@ -7,7 +7,9 @@ import json
 import re
 import uuid
 from datetime import timedelta
+from typing import Any
 
+import pytest
 from aiogram.types import InlineKeyboardMarkup
 from sqlalchemy import select
 
@@ -15,7 +17,7 @@ from bot import keyboards, texts
 from sandbox.client import MessageView
 from storage.enums import AttemptOutcome, Category, Channel, MessageStatus, Priority
 from storage.models import ApiToken, DeliveryAttempt, Message, User, UserPreferences
-from storage.repositories import copies
+from storage.repositories import copies, person_data
 from storage.types import utcnow
 from tests.bot.conftest import RunningBot, buttons, has_text
 from tests.bot.test_tokens import new_token
@@ -429,6 +431,32 @@ async def test_erase_waits_while_a_message_is_being_sent(running: RunningBot) ->
         row.claimed_until = utcnow() + timedelta(minutes=1)
     question = await ask_erase(running, ada)
     answer = await running.press(ada, ada, question, data_of(question, texts.ERASE_BUTTON))
+    assert answer["show_alert"] is True
+    assert answer["text"] == texts.ERASE_BUSY
+    assert await user_of(running, ada) is not None
+
+
+async def test_a_message_claimed_while_the_log_is_cleared_stops_the_erase(
+    running: RunningBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check before deleting the bot's messages is not enough: a worker can claim a message
+    to the person while those deletions run (seconds), and would send it into the log of a
+    person being forgotten. The erase itself refuses then."""
+    ada, _ = await a_full_person(running, "Ada")
+    message_id = await add_message(running, ada, delivered=False)
+    find = person_data.deletable_copies
+
+    async def claimed_meanwhile(*args: Any, **kwargs: Any) -> dict[int, list[int]]:
+        async with running.sessionmaker() as session, session.begin():
+            row = await session.get(Message, message_id)
+            assert row is not None
+            row.status = MessageStatus.SENDING
+            row.claimed_until = utcnow() + timedelta(minutes=1)
+        return await find(*args, **kwargs)
+
+    monkeypatch.setattr(person_data, "deletable_copies", claimed_meanwhile)
+    question = await ask_erase(running, ada)
+    answer = await running.press(ada, ada, question, data_of(question, texts.ERASE_WITH_LOG_BUTTON))
     assert answer["show_alert"] is True
     assert answer["text"] == texts.ERASE_BUSY
     assert await user_of(running, ada) is not None
