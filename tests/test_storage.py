@@ -21,7 +21,7 @@ from storage.models import (
     User,
     UserPreferences,
 )
-from storage.repositories import groups, outbox, person_data, retention, users
+from storage.repositories import copies, groups, outbox, person_data, retention, users
 
 pytestmark = pytest.mark.both_databases
 
@@ -404,3 +404,26 @@ async def test_an_erase_that_must_not_race_a_send_deletes_nothing_while_one_is_c
     async with sessionmaker() as session:
         assert await session.get(User, user_id) is None
         assert await session.get(Message, "e0") is None
+
+
+async def test_an_erase_deletes_nothing_if_the_bot_wrote_to_the_log_since_it_listed_it(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    listed = datetime.now(UTC)
+    async with sessionmaker() as session, session.begin():
+        user = await _person(session)
+        user_id = user.id
+        copies.add(
+            session,
+            user_id=user_id,
+            message_id=None,
+            chat_id=-100,
+            telegram_ids=[7],
+            sent_at=listed + timedelta(seconds=1),
+            delete_at=None,
+        )
+    async with sessionmaker() as session, session.begin():
+        assert not await person_data.erase(session, user_id, unless_sent_since=listed)
+    async with sessionmaker() as session, session.begin():
+        later = listed + timedelta(seconds=2)
+        assert await person_data.erase(session, user_id, unless_sent_since=later)

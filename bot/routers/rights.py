@@ -16,6 +16,7 @@ from aiogram.enums import ChatType
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 from aiogram.types import BufferedInputFile, CallbackQuery, Message
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards, texts
@@ -167,14 +168,19 @@ async def confirm_erase(
         return
     # Deletions already promised (self-destruct, unread ephemeral) happen now, whichever button:
     # erasing their schedule must not leave those messages in the log for good.
+    listed = utcnow()
     deleted, not_deleted = await _delete_log_messages(
         session, bot, user_id, scheduled_only=not callback_data.delete_log
     )
-    if not await person_data.erase(session, user_id, unless_being_sent_at=utcnow()):
-        # A message to them was claimed meanwhile (or a second press erased them first).
+    erased = await person_data.erase(
+        session, user_id, unless_being_sent_at=utcnow(), unless_sent_since=listed
+    )
+    if not erased:
+        # A message to them was claimed or sent meanwhile (or a second press erased them
+        # first): the next press deletes it too.
         await session.rollback()
-        busy = await person_data.being_sent(session, user_id, utcnow())
-        await _answer(query, texts.ERASE_BUSY if busy else texts.ERASE_NOTHING_LEFT, alert=True)
+        present = await session.scalar(select(User.id).where(User.id == user_id))
+        await _answer(query, texts.ERASE_BUSY if present else texts.ERASE_NOTHING_LEFT, alert=True)
         return
     await session.commit()  # gone for real before the person is told so
     if token_cache is not None:  # their tokens stop working at once

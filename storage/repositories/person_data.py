@@ -87,16 +87,21 @@ async def being_sent(session: AsyncSession, user_id: int, now: datetime) -> bool
 
 
 async def erase(
-    session: AsyncSession, user_id: int, *, unless_being_sent_at: datetime | None = None
+    session: AsyncSession,
+    user_id: int,
+    *,
+    unless_being_sent_at: datetime | None = None,
+    unless_sent_since: datetime | None = None,
 ) -> bool:
     """Delete the person's row and, by cascade, every row that belongs to them; False if they
     were already gone. Messages sent with their tokens to others lose only the token link.
 
-    With `unless_being_sent_at` (now), also False, deleting nothing, while a worker holds a
-    live lease on a message to them (`being_sent`), checked in the DELETE itself: checked only
-    before (the bot deletes its Telegram messages in between, seconds), a worker could claim a
-    message in the gap and send it to the log of a person being forgotten, with no record left
-    of it to delete."""
+    The bot deletes its Telegram messages in the person's log first (seconds), and a worker
+    may claim and send a message to them meanwhile: into the log of a person being forgotten,
+    its record then erased with them, so never deleted. So the DELETE itself can refuse (False,
+    nothing deleted): with `unless_being_sent_at` (now) while a worker holds a live lease on a
+    message to them (`being_sent`), with `unless_sent_since` if the bot recorded a message in
+    their log since then (when it listed what to delete)."""
     statement = delete(User).where(User.id == user_id)
     if unless_being_sent_at is not None:
         statement = statement.where(
@@ -104,6 +109,12 @@ async def erase(
                 Message.recipient_id == user_id,
                 Message.status == MessageStatus.SENDING,
                 Message.claimed_until >= unless_being_sent_at,
+            )
+        )
+    if unless_sent_since is not None:
+        statement = statement.where(
+            ~exists().where(
+                TelegramCopy.user_id == user_id, TelegramCopy.sent_at >= unless_sent_since
             )
         )
     result = await session.execute(statement, execution_options={"synchronize_session": False})

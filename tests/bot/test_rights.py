@@ -460,3 +460,42 @@ async def test_a_message_claimed_while_the_log_is_cleared_stops_the_erase(
     assert answer["show_alert"] is True
     assert answer["text"] == texts.ERASE_BUSY
     assert await user_of(running, ada) is not None
+
+
+async def test_a_message_sent_while_the_log_is_cleared_stops_the_erase_until_pressed_again(
+    running: RunningBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message claimed and delivered while the bot deletes its messages in the log would stay
+    there, its record erased: the erase refuses, and the next press deletes it too."""
+    ada, ada_group = await a_full_person(running, "Ada")
+    user_id = await db_id(running, ada)
+    find = person_data.deletable_copies
+    sent: list[int] = []
+
+    async def delivered_meanwhile(*args: Any, **kwargs: Any) -> dict[int, list[int]]:
+        if not sent:
+            message = await running.bot.send_message(ada_group, "delivered meanwhile")
+            sent.append(message.message_id)
+            async with running.sessionmaker() as session, session.begin():
+                copies.add(
+                    session,
+                    user_id=user_id,
+                    message_id=None,
+                    chat_id=ada_group,
+                    telegram_ids=sent,
+                    sent_at=utcnow(),
+                    delete_at=None,
+                )
+        return await find(*args, **kwargs)
+
+    monkeypatch.setattr(person_data, "deletable_copies", delivered_meanwhile)
+    question = await ask_erase(running, ada)
+    button = data_of(question, texts.ERASE_WITH_LOG_BUTTON)
+    answer = await running.press(ada, ada, question, button)
+    assert answer["text"] == texts.ERASE_BUSY
+    assert await user_of(running, ada) is not None
+    answer = await running.press(ada, ada, question, button)
+    assert answer["show_alert"] is False
+    assert await user_of(running, ada) is None
+    chat = await running.control.get_chat(ada_group)
+    assert chat.message(sent[0]).deleted_at is not None
