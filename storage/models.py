@@ -12,6 +12,7 @@ from enum import StrEnum
 from sqlalchemy import (
     JSON,
     BigInteger,
+    ColumnElement,
     Enum,
     ForeignKey,
     Index,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     MetaData,
     String,
     UniqueConstraint,
+    and_,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -256,6 +258,11 @@ class Message(Base):
         passive_deletes=True,
         order_by="DeliveryAttempt.id",
     )
+
+    @classmethod
+    def being_sent(cls, now: datetime) -> ColumnElement[bool]:
+        """A message a worker holds a live lease on: its send's outcome is still to come."""
+        return and_(cls.status == MessageStatus.SENDING, cls.claimed_until >= now)
 
 
 class DeliveryAttempt(Base):

@@ -420,10 +420,8 @@ class Deliverer:
     async def _settle_members(
         self, claim: Claim, outcome: AttemptOutcome, *, error: str | None = None, **values: Any
     ) -> None:
-        """Settle the messages the claimed one carries (a digest's), in the same session. Only
-        the gateway's own messages are digests: a message a token sent carries none, and the
-        query is spared."""
-        if claim.message.sender_token_id is not None:
+        """Settle the messages the claimed one carries (a digest's), in the same session."""
+        if claim.carries_none:
             return
         await outbox.settle_carried(
             claim.session,
@@ -442,7 +440,7 @@ class Deliverer:
         session = claim.session
         if (
             claim.channel is Channel.TELEGRAM
-            and claim.message.sender_token_id is not None
+            and claim.carries_none
             and not (session.new or session.dirty or session.deleted)
         ):
             return await self._settle_sent(claim)
@@ -613,8 +611,8 @@ class Deliverer:
         by one (`outbox.unfold`) and return how many; else 0. For a digest refused for its
         own content only: any other failure would fail each of them alone just the same."""
         message = claim.message
-        if message.sender_token_id is not None or claim.channel is not Channel.TELEGRAM:
-            return 0  # a message a token sent carries none, and the query is spared
+        if claim.carries_none or claim.channel is not Channel.TELEGRAM:
+            return 0
         cause = f"{error_class}: {detail}" if detail else error_class
         back = await outbox.unfold(
             claim.session,

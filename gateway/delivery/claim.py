@@ -55,6 +55,12 @@ class Claim:
         self.copy_rows.clear()
 
     @property
+    def carries_none(self) -> bool:
+        """Only the gateway's own messages are digests: a message a token sent carries no
+        others (and the queries for its members are spared)."""
+        return self.message.sender_token_id is not None
+
+    @property
     def has_next(self) -> bool:
         return self.message.channel_index + 1 < len(self.message.channels)
 

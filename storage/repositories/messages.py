@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, delete, exists, func, not_, select
+from sqlalchemy import CursorResult, delete, exists, func, not_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 
@@ -103,7 +103,6 @@ async def erase_sent_by(
     """Delete the record if this token sent it, no worker is sending it right now and it is
     still carried by `carried_by` (what the caller read): a message folded into a digest since
     has its content on the way out there, so erasing the record alone would not stop it."""
-    being_sent = and_(Message.status == MessageStatus.SENDING, Message.claimed_until >= now)
     same_carrier = (
         Message.carried_by.is_(None) if carried_by is None else Message.carried_by == carried_by
     )
@@ -111,7 +110,7 @@ async def erase_sent_by(
         delete(Message).where(
             Message.id == message_id,
             Message.sender_token_id == token_id,
-            not_(being_sent),
+            not_(Message.being_sent(now)),
             same_carrier,
         ),
         execution_options={"synchronize_session": False},

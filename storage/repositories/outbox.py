@@ -247,7 +247,8 @@ async def settle_delivered(
 ) -> set[str]:
     """Mark delivered at `at` by `via`, content wiped, those of these (message id, claim token)
     whose claim this worker still holds, in one statement (`settle` of each, as a delivery
-    writes it, for many messages at once); the ids it marked."""
+    writes it, for many messages at once); the ids it marked. The ids are bound twice: alone
+    they are what SQLite searches the primary key for (`by_key`), the pairs are the check."""
     if not held:
         return set()
     result = await core.execute(

@@ -13,7 +13,6 @@ from sqlalchemy import CursorResult, delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from storage.enums import MessageStatus
 from storage.models import ApiToken, AuditEntry, Message, TelegramCopy, User, UserPreferences
 
 
@@ -75,13 +74,7 @@ async def being_sent(session: AsyncSession, user_id: int, now: datetime) -> bool
     """Whether a worker holds a live lease on a message to the person (erasing now would race
     a send whose result could not be recorded)."""
     found = await session.scalar(
-        select(Message.id)
-        .where(
-            Message.recipient_id == user_id,
-            Message.status == MessageStatus.SENDING,
-            Message.claimed_until >= now,
-        )
-        .limit(1)
+        select(Message.id).where(Message.recipient_id == user_id, Message.being_sent(now)).limit(1)
     )
     return found is not None
 
@@ -106,9 +99,7 @@ async def erase(
     if unless_being_sent_at is not None:
         statement = statement.where(
             ~exists().where(
-                Message.recipient_id == user_id,
-                Message.status == MessageStatus.SENDING,
-                Message.claimed_until >= unless_being_sent_at,
+                Message.recipient_id == user_id, Message.being_sent(unless_being_sent_at)
             )
         )
     if unless_sent_since is not None:

@@ -28,12 +28,13 @@ def _past(now: datetime) -> ColumnElement[bool]:
     # A message a worker is sending right now waits for the outcome (its lease bounds that);
     # so does one carried by a digest on its way out (its content is in the digest, which
     # settles it either way).
-    being_sent = and_(Message.status == MessageStatus.SENDING, Message.claimed_until >= now)
     carrier = aliased(Message)
     in_pending_digest = exists().where(
         carrier.id == Message.carried_by, carrier.status.in_(UNDELIVERED)
     )
-    return and_(Message.retention_expires_at <= now, not_(being_sent), not_(in_pending_digest))
+    return and_(
+        Message.retention_expires_at <= now, not_(Message.being_sent(now)), not_(in_pending_digest)
+    )
 
 
 async def expired(session: AsyncSession, now: datetime, limit: int) -> list[Expired]:

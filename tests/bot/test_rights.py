@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -436,6 +437,23 @@ async def test_erase_waits_while_a_message_is_being_sent(running: RunningBot) ->
     assert await user_of(running, ada) is not None
 
 
+def _while_the_log_is_cleared(
+    monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], Awaitable[None]]
+) -> None:
+    """Run `meanwhile` once, as /erase lists the bot's messages to delete (after its first
+    check for a message being sent, before its DELETE)."""
+    find = person_data.deletable_copies
+    done: list[bool] = []
+
+    async def listing(*args: Any, **kwargs: Any) -> dict[int, list[int]]:
+        if not done:
+            done.append(True)
+            await meanwhile()
+        return await find(*args, **kwargs)
+
+    monkeypatch.setattr(person_data, "deletable_copies", listing)
+
+
 async def test_a_message_claimed_while_the_log_is_cleared_stops_the_erase(
     running: RunningBot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -444,17 +462,15 @@ async def test_a_message_claimed_while_the_log_is_cleared_stops_the_erase(
     person being forgotten. The erase itself refuses then."""
     ada, _ = await a_full_person(running, "Ada")
     message_id = await add_message(running, ada, delivered=False)
-    find = person_data.deletable_copies
 
-    async def claimed_meanwhile(*args: Any, **kwargs: Any) -> dict[int, list[int]]:
+    async def claim() -> None:
         async with running.sessionmaker() as session, session.begin():
             row = await session.get(Message, message_id)
             assert row is not None
             row.status = MessageStatus.SENDING
             row.claimed_until = utcnow() + timedelta(minutes=1)
-        return await find(*args, **kwargs)
 
-    monkeypatch.setattr(person_data, "deletable_copies", claimed_meanwhile)
+    _while_the_log_is_cleared(monkeypatch, claim)
     question = await ask_erase(running, ada)
     answer = await running.press(ada, ada, question, data_of(question, texts.ERASE_WITH_LOG_BUTTON))
     assert answer["show_alert"] is True
@@ -469,26 +485,23 @@ async def test_a_message_sent_while_the_log_is_cleared_stops_the_erase_until_pre
     there, its record erased: the erase refuses, and the next press deletes it too."""
     ada, ada_group = await a_full_person(running, "Ada")
     user_id = await db_id(running, ada)
-    find = person_data.deletable_copies
     sent: list[int] = []
 
-    async def delivered_meanwhile(*args: Any, **kwargs: Any) -> dict[int, list[int]]:
-        if not sent:
-            message = await running.bot.send_message(ada_group, "delivered meanwhile")
-            sent.append(message.message_id)
-            async with running.sessionmaker() as session, session.begin():
-                copies.add(
-                    session,
-                    user_id=user_id,
-                    message_id=None,
-                    chat_id=ada_group,
-                    telegram_ids=sent,
-                    sent_at=utcnow(),
-                    delete_at=None,
-                )
-        return await find(*args, **kwargs)
+    async def deliver() -> None:
+        message = await running.bot.send_message(ada_group, "delivered meanwhile")
+        sent.append(message.message_id)
+        async with running.sessionmaker() as session, session.begin():
+            copies.add(
+                session,
+                user_id=user_id,
+                message_id=None,
+                chat_id=ada_group,
+                telegram_ids=sent,
+                sent_at=utcnow(),
+                delete_at=None,
+            )
 
-    monkeypatch.setattr(person_data, "deletable_copies", delivered_meanwhile)
+    _while_the_log_is_cleared(monkeypatch, deliver)
     question = await ask_erase(running, ada)
     button = data_of(question, texts.ERASE_WITH_LOG_BUTTON)
     answer = await running.press(ada, ada, question, button)
