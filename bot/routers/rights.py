@@ -163,17 +163,20 @@ async def confirm_erase(
         await _answer(query, texts.ERASE_NOTHING_LEFT, alert=True)
         return
     user_id = user.id
-    if await person_data.being_sent(session, user_id, utcnow()):
+    # Taken before the check: a message sent after it was claimed after it, or it would have
+    # been seen being sent. Not the time of the listing below, which misses a message sent just
+    # before it but recorded (in its commit) just after it.
+    checked = utcnow()
+    if await person_data.being_sent(session, user_id, checked):
         await _answer(query, texts.ERASE_BUSY, alert=True)
         return
     # Deletions already promised (self-destruct, unread ephemeral) happen now, whichever button:
     # erasing their schedule must not leave those messages in the log for good.
-    listed = utcnow()
     deleted, not_deleted = await _delete_log_messages(
         session, bot, user_id, scheduled_only=not callback_data.delete_log
     )
     erased = await person_data.erase(
-        session, user_id, unless_being_sent_at=utcnow(), unless_sent_since=listed
+        session, user_id, unless_being_sent_at=utcnow(), unless_sent_since=checked
     )
     if not erased:
         # A message to them was claimed or sent meanwhile (or a second press erased them

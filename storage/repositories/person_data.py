@@ -94,7 +94,8 @@ async def erase(
     its record then erased with them, so never deleted. So the DELETE itself can refuse (False,
     nothing deleted): with `unless_being_sent_at` (now) while a worker holds a live lease on a
     message to them (`being_sent`), with `unless_sent_since` if the bot recorded a message in
-    their log since then (when it listed what to delete)."""
+    their log sent since then (the caller's check for a message being sent, before it listed
+    what to delete: a send's record is committed a little after the send)."""
     statement = delete(User).where(User.id == user_id)
     if unless_being_sent_at is not None:
         statement = statement.where(

@@ -7,7 +7,7 @@ import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -502,6 +502,56 @@ async def test_a_message_sent_while_the_log_is_cleared_stops_the_erase_until_pre
             )
 
     _while_the_log_is_cleared(monkeypatch, deliver)
+    question = await ask_erase(running, ada)
+    button = data_of(question, texts.ERASE_WITH_LOG_BUTTON)
+    answer = await running.press(ada, ada, question, button)
+    assert answer["text"] == texts.ERASE_BUSY
+    assert await user_of(running, ada) is not None
+    answer = await running.press(ada, ada, question, button)
+    assert answer["show_alert"] is False
+    assert await user_of(running, ada) is None
+    chat = await running.control.get_chat(ada_group)
+    assert chat.message(sent[0]).deleted_at is not None
+
+
+async def test_a_message_sent_before_the_listing_but_recorded_after_it_stops_the_erase(
+    running: RunningBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A send is recorded in a commit a little after it (shared with the deliveries finishing
+    with it). One sent after /erase's check for a message being sent, just before it listed
+    the log's messages, and recorded just after the listing, is not listed: the erase refuses,
+    and the next press deletes it too."""
+    ada, ada_group = await a_full_person(running, "Ada")
+    user_id = await db_id(running, ada)
+    sent: list[int] = []
+    sent_at: list[datetime] = []
+    check, find = person_data.being_sent, person_data.deletable_copies
+
+    async def checked_then_sent(*args: Any, **kwargs: Any) -> bool:
+        busy = await check(*args, **kwargs)
+        if not sent_at:
+            sent_at.append(utcnow())  # claimed after the check read, sent at once
+        return busy
+
+    async def listed_then_recorded(*args: Any, **kwargs: Any) -> dict[int, list[int]]:
+        listed = await find(*args, **kwargs)
+        if not sent:
+            message = await running.bot.send_message(ada_group, "sent as the log was listed")
+            sent.append(message.message_id)
+            async with running.sessionmaker() as session, session.begin():
+                copies.add(
+                    session,
+                    user_id=user_id,
+                    message_id=None,
+                    chat_id=ada_group,
+                    telegram_ids=sent,
+                    sent_at=sent_at[0],
+                    delete_at=None,
+                )
+        return listed
+
+    monkeypatch.setattr(person_data, "being_sent", checked_then_sent)
+    monkeypatch.setattr(person_data, "deletable_copies", listed_then_recorded)
     question = await ask_erase(running, ada)
     button = data_of(question, texts.ERASE_WITH_LOG_BUTTON)
     answer = await running.press(ada, ada, question, button)
