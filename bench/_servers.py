@@ -28,7 +28,7 @@ Usage (by the bench scripts):
 With BENCH_LOOP_LAG=1 in the environment, a server measures how late its event loop wakes a
 task that sleeps 1 ms, over and over, and prints the percentiles of that lateness to stderr
 when it stops: how long the loop was held by one piece of work, which every request in
-flight waits out. BENCH_PROFILE=PATH writes a cProfile of the server to PATH.
+flight waits out. BENCH_PROFILE=PATH writes a cProfile of each server process to PATH.KIND.PID.
 """
 
 from __future__ import annotations
@@ -514,6 +514,7 @@ if __name__ == "__main__":
 
         with cProfile.Profile() as profiler:
             _main()
-        profiler.dump_stats(profile_to)
+        # One file for each server process (the gateway's, the sandbox's, an api's...).
+        profiler.dump_stats(f"{profile_to}.{sys.argv[1]}.{os.getpid()}")
     else:
         _main()
