@@ -478,6 +478,43 @@ async def test_a_message_claimed_while_the_log_is_cleared_stops_the_erase(
     assert await user_of(running, ada) is not None
 
 
+async def _deliver_into_log(
+    running: RunningBot, user_id: int, group: int, sent_at: datetime | None = None
+) -> int:
+    """A message the bot sends into the person's log and records, as a delivery does (sent
+    now, or at `sent_at`); its Telegram id."""
+    message = await running.bot.send_message(group, "delivered meanwhile")
+    async with running.sessionmaker() as session, session.begin():
+        copies.add(
+            session,
+            user_id=user_id,
+            message_id=None,
+            chat_id=group,
+            telegram_ids=[message.message_id],
+            sent_at=sent_at or utcnow(),
+            delete_at=None,
+        )
+    return message.message_id
+
+
+async def _busy_then_erased(
+    running: RunningBot, person: int, group: int, delivered_meanwhile: list[int]
+) -> None:
+    """/erase with the log refuses once (ERASE_BUSY), and the next press erases the person and
+    deletes the message delivered meanwhile too."""
+    question = await ask_erase(running, person)
+    button = data_of(question, texts.ERASE_WITH_LOG_BUTTON)
+    answer = await running.press(person, person, question, button)
+    assert answer["text"] == texts.ERASE_BUSY
+    assert await user_of(running, person) is not None
+    answer = await running.press(person, person, question, button)
+    assert answer["show_alert"] is False
+    assert await user_of(running, person) is None
+    assert len(delivered_meanwhile) == 1
+    chat = await running.control.get_chat(group)
+    assert chat.message(delivered_meanwhile[0]).deleted_at is not None
+
+
 async def test_a_message_sent_while_the_log_is_cleared_stops_the_erase_until_pressed_again(
     running: RunningBot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -488,30 +525,10 @@ async def test_a_message_sent_while_the_log_is_cleared_stops_the_erase_until_pre
     sent: list[int] = []
 
     async def deliver() -> None:
-        message = await running.bot.send_message(ada_group, "delivered meanwhile")
-        sent.append(message.message_id)
-        async with running.sessionmaker() as session, session.begin():
-            copies.add(
-                session,
-                user_id=user_id,
-                message_id=None,
-                chat_id=ada_group,
-                telegram_ids=sent,
-                sent_at=utcnow(),
-                delete_at=None,
-            )
+        sent.append(await _deliver_into_log(running, user_id, ada_group))
 
     _while_the_log_is_cleared(monkeypatch, deliver)
-    question = await ask_erase(running, ada)
-    button = data_of(question, texts.ERASE_WITH_LOG_BUTTON)
-    answer = await running.press(ada, ada, question, button)
-    assert answer["text"] == texts.ERASE_BUSY
-    assert await user_of(running, ada) is not None
-    answer = await running.press(ada, ada, question, button)
-    assert answer["show_alert"] is False
-    assert await user_of(running, ada) is None
-    chat = await running.control.get_chat(ada_group)
-    assert chat.message(sent[0]).deleted_at is not None
+    await _busy_then_erased(running, ada, ada_group, sent)
 
 
 async def test_a_message_sent_before_the_listing_but_recorded_after_it_stops_the_erase(
@@ -536,29 +553,9 @@ async def test_a_message_sent_before_the_listing_but_recorded_after_it_stops_the
     async def listed_then_recorded(*args: Any, **kwargs: Any) -> dict[int, list[int]]:
         listed = await find(*args, **kwargs)
         if not sent:
-            message = await running.bot.send_message(ada_group, "sent as the log was listed")
-            sent.append(message.message_id)
-            async with running.sessionmaker() as session, session.begin():
-                copies.add(
-                    session,
-                    user_id=user_id,
-                    message_id=None,
-                    chat_id=ada_group,
-                    telegram_ids=sent,
-                    sent_at=sent_at[0],
-                    delete_at=None,
-                )
+            sent.append(await _deliver_into_log(running, user_id, ada_group, sent_at[0]))
         return listed
 
     monkeypatch.setattr(person_data, "being_sent", checked_then_sent)
     monkeypatch.setattr(person_data, "deletable_copies", listed_then_recorded)
-    question = await ask_erase(running, ada)
-    button = data_of(question, texts.ERASE_WITH_LOG_BUTTON)
-    answer = await running.press(ada, ada, question, button)
-    assert answer["text"] == texts.ERASE_BUSY
-    assert await user_of(running, ada) is not None
-    answer = await running.press(ada, ada, question, button)
-    assert answer["show_alert"] is False
-    assert await user_of(running, ada) is None
-    chat = await running.control.get_chat(ada_group)
-    assert chat.message(sent[0]).deleted_at is not None
+    await _busy_then_erased(running, ada, ada_group, sent)
