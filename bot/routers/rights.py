@@ -165,7 +165,9 @@ async def confirm_erase(
     user_id = user.id
     # Taken before the check: a message sent after it was claimed after it, or it would have
     # been seen being sent. Not the time of the listing below, which misses a message sent just
-    # before it but recorded (in its commit) just after it.
+    # before it but recorded (in its commit) just after it. This holds while each read sees
+    # what was committed before it (SQLite outside a write transaction, PostgreSQL's READ
+    # COMMITTED), not a snapshot from the start of the update's session.
     checked = utcnow()
     if await person_data.being_sent(session, user_id, checked):
         await _answer(query, texts.ERASE_BUSY, alert=True)
