@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import os
 import sys
 import time
@@ -57,25 +58,30 @@ async def run(
             group: (await bot.create_forum_topic(group, "Alerts")).message_thread_id
             for group in groups
         }
-        # Each group gets its share; K groups are served at a time, each one's in order.
-        queues = {group: total // group_count for group in groups}
-        queues[groups[0]] += total - sum(queues.values())
-        slots = asyncio.Semaphore(at_once)
+        # Each group gets its share. K sends are under way at a time, each to a group none of
+        # the others is sending to, and a group goes to the back of the line after each send:
+        # each group's messages go in order, and K stay busy until fewer groups have any left.
+        left = {group: total // group_count for group in groups}
+        left[groups[0]] += total - sum(left.values())
+        waiting = collections.deque(group for group in groups if left[group])
 
-        async def serve(group: int) -> None:
-            async with slots:
-                for _ in range(queues[group]):
-                    await bot.send_message(
-                        chat_id=group,
-                        text=TEXT,
-                        message_thread_id=threads[group],
-                        parse_mode=ParseMode.HTML,
-                        request_timeout=20,
-                    )
+        async def sender() -> None:
+            while waiting:
+                group = waiting.popleft()
+                await bot.send_message(
+                    chat_id=group,
+                    text=TEXT,
+                    message_thread_id=threads[group],
+                    parse_mode=ParseMode.HTML,
+                    request_timeout=20,
+                )
+                left[group] -= 1
+                if left[group]:
+                    waiting.append(group)
 
         cpu, sandbox_cpu = time.process_time(), process_cpu_seconds(sandbox_pid)
         start = time.perf_counter()
-        await asyncio.gather(*(serve(group) for group in groups))
+        await asyncio.gather(*(sender() for _ in range(at_once)))
         elapsed = time.perf_counter() - start
         cpu = time.process_time() - cpu
         sandbox_cpu = process_cpu_seconds(sandbox_pid) - sandbox_cpu
@@ -101,6 +107,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.messages < 1 or args.at_once < 1 or args.groups < 1:
         sys.exit("send_floor.py: messages, chats at once and groups must be at least 1")
+    if args.at_once > args.groups:
+        sys.exit(
+            "send_floor.py: chats at once cannot exceed groups (a group's messages go one by one)"
+        )
     with launch("sandbox") as started:
         asyncio.run(run(args.messages, args.at_once, args.groups, started.url, started.pid))
 
