@@ -3,7 +3,9 @@
 `gateway.submission` checks every message against the recipient's state: their linked personal
 log and its topics, their verified contacts, their preferences. Those change rarely (the person
 runs /setup, /prefs, adds an address), yet reading them cost three database round trips per
-request. `RecipientCache` keeps an immutable `RecipientSnapshot` per person instead.
+request. `RecipientCache` keeps an immutable `RecipientSnapshot` per person instead. The
+delivery worker, in the process that runs the bot, takes each message's personal log from the
+same snapshots (`log_view`; gateway.delivery.attempt `Deliverer._log_of`).
 
 Invalidation cannot be forgotten: binding a cache to a sessionmaker gives that sessionmaker a
 session class of its own whose events report every write to the tables a snapshot is made of.
@@ -51,6 +53,7 @@ from gateway.shared_reads import SharedReads
 from storage.enums import Category, Channel
 from storage.models import Contact, LogGroup, Topic, User, UserPreferences
 from storage.repositories import contacts, groups
+from storage.repositories.groups import LogView
 
 MAX_ENTRIES = 10_000
 DEFAULT_TTL_SECONDS = 60.0
@@ -89,8 +92,11 @@ class RecipientSnapshot:
     stored_preferences: Preferences | Exception
     default_retention_seconds: int | None
     default_ephemeral: bool
+    chat_id: int | None = None  # the linked personal log's Telegram chat
     routing: RecipientState = field(init=False)
     thread_ids: frozenset[int] = field(init=False)
+    # The linked personal log as the delivery worker reads it (None: none linked).
+    log_view: LogView | None = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -104,6 +110,10 @@ class RecipientSnapshot:
         )
         thread_ids = frozenset(t for t in self.topics.values() if t is not None)
         object.__setattr__(self, "thread_ids", thread_ids)
+        view = None
+        if self.group_id is not None and self.chat_id is not None:
+            view = LogView(self.group_id, self.chat_id, self.topics)
+        object.__setattr__(self, "log_view", view)
 
     @property
     def linked_group(self) -> bool:
@@ -141,6 +151,7 @@ async def read_snapshot(session: AsyncSession, owner_id: int) -> RecipientSnapsh
         stored_preferences=prefs,
         default_retention_seconds=stored.default_retention_seconds if stored else None,
         default_ephemeral=stored.default_ephemeral if stored else False,
+        chat_id=group.chat_id if group is not None else None,
     )
 
 

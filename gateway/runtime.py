@@ -125,6 +125,16 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
     )
     channels = build_channels(config.channels, clock)
     monitor = ChannelMonitor(channels.adapters, clock=clock)
+    api_only = config.role == "api"
+    # What accepting and delivering need to know of a recipient, forgotten at once by this
+    # process's writes (gateway.recipient_cache); built before any session, as it hooks the
+    # sessionmaker's. An "api" process hears of none of the bot's (it runs elsewhere): what it
+    # keeps lives for seconds, not a minute.
+    recipients = (
+        RecipientCache(sessionmaker, ttl_seconds=API_ROLE_CACHE_TTL.total_seconds())
+        if api_only
+        else RecipientCache(sessionmaker)
+    )
     worker = DeliveryWorker(
         sessionmaker,
         bot,
@@ -137,6 +147,7 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
         rates=config.telegram_rates,
         request_timeout=config.telegram_request_timeout,
         poll_interval=config.worker_poll_interval,
+        recipients=recipients,
     )
     if worker.pacing is not None:
         # The bot's own messages take their slots from the same buckets as deliveries.
@@ -144,10 +155,8 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
     releaser = DeferredReleaser(
         sessionmaker, cipher, scheduler, on_released=worker.notify, clock=clock
     )
-    # The API's verified tokens and recipients, forgotten at once by the bot's revocations
-    # and changes in this process. An "api" process hears of none (the bot runs elsewhere):
-    # what it keeps lives for seconds, not a minute.
-    api_only = config.role == "api"
+    # The API's verified tokens, forgotten at once by the bot's revocations in this process;
+    # in an "api" process, kept for seconds only (as the recipients above).
     token_cache = TokenCache(ttl=API_ROLE_CACHE_TTL) if api_only else TokenCache()
     contact_setup = ContactSetup(
         cipher,
@@ -164,12 +173,7 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
         on_queued=worker.notify,
         on_deferred=releaser.due_at,
         on_retention=purger.due_at,
-        # Before any session: it hooks the sessionmaker's writes (gateway.recipient_cache).
-        recipients=(
-            RecipientCache(sessionmaker, ttl_seconds=API_ROLE_CACHE_TTL.total_seconds())
-            if api_only
-            else RecipientCache(sessionmaker)
-        ),
+        recipients=recipients,
         # The worker is in the "all" process, which on PostgreSQL listens for these (on SQLite
         # it sees every commit: storage.commit_watch).
         announce_commits=api_only and is_postgresql(config.database_url),

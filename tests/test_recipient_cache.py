@@ -234,6 +234,23 @@ async def test_unlinking_and_relinking_the_log_is_seen_by_the_next_submit(
     assert (await send(submitter, person)).created
 
 
+async def test_the_snapshot_gives_the_log_as_a_delivery_reads_it(
+    person: Person, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """The delivery worker takes the personal log from the snapshot instead of reading it:
+    the same log, and none once it is unlinked."""
+    cache = RecipientCache(sessionmaker)
+    async with sessionmaker() as session:
+        read = await groups.linked_view_of(session, person.user_id)
+    assert read is not None
+    assert len(read.threads) > 1
+    assert (await cache.load(person.user_id)).log_view == read
+    async with sessionmaker() as session:
+        assert await personal_log.unlink_chat(session, read.chat_id) is not None
+        await session.commit()
+    assert (await cache.load(person.user_id)).log_view is None
+
+
 async def test_a_topic_removed_added_or_moved_is_seen_by_the_next_submit(
     submitter: Submitter, person: Person, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:

@@ -47,6 +47,7 @@ from gateway.delivery.elsewhere import Elsewhere
 from gateway.delivery.pacing import SHORT_MARGIN, Pacer, TelegramRates
 from gateway.delivery.routes import CreateTopic
 from gateway.personal_log import create_topic as personal_log_create_topic
+from gateway.recipient_cache import RecipientCache
 from storage import waiting
 from storage.enums import Channel
 from storage.repositories import messages, outbox
@@ -138,6 +139,7 @@ class DeliveryWorker:
         rates: TelegramRates | None = None,
         sleep: Sleep = asyncio.sleep,
         coalesce_bursts: bool = True,
+        recipients: RecipientCache | None = None,
     ) -> None:
         """`clock` returns aware UTC datetimes and `rng` floats in [0, 1) (backoff jitter); both
         are injectable so tests are deterministic. `lease` must exceed the slowest single send;
@@ -147,7 +149,9 @@ class DeliveryWorker:
         links. `rates` are the Telegram limits to pace to (default: Telegram's own;
         `TelegramRates.unlimited()` turns pacing off); `sleep` waits out a short pacing wait
         (injectable so tests can move a fake clock instead). `coalesce_bursts` folds a chat's
-        queue into digests when it exceeds what pacing lets through soon (needs pacing)."""
+        queue into digests when it exceeds what pacing lets through soon (needs pacing).
+        `recipients` (bound to `sessionmaker`): where each delivery finds the recipient's
+        personal log, instead of reading it (`Deliverer._log_of`)."""
         self._sessionmaker = sessionmaker
         self._clock = clock
         self._poll_interval = poll_interval
@@ -185,6 +189,7 @@ class DeliveryWorker:
                 policies=policies,
             ),
             self.pacing,
+            recipients,
         )
         self._cipher = cipher
         # Chats the pacer holds back, by recipient: their Telegram messages committed meanwhile

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gateway.topics import TOPICS
 from storage.enums import Category
-from tests.e2e.conftest import Running
+from tests.e2e.conftest import ADMIN_RIGHTS, Running
 from tests.waiting import eventually
 
 SEND = "/api/v1/communication/send"
@@ -114,6 +114,39 @@ async def test_failures_through_the_running_gateway(running: Running) -> None:
     await eventually(unlinked, within=10, what="the removal to unlink the log")
     async with running.http.post(url, json={"content": {"text": "gone"}}, headers=headers) as r:
         assert r.status == 409  # the removal already unlinked the log: nothing is accepted
+
+
+async def test_after_the_log_moves_the_next_message_goes_to_the_new_group(running: Running) -> None:
+    """The worker finds the personal log in its cache of recipient state: the move, written
+    by the bot, must reach it at once, not when the entry expires."""
+    user, first, token = await running.person_with_log("Ada")
+    headers = {"Authorization": f"Bearer {token}"}
+    url = running.api_url + SEND
+    async with running.http.post(url, json={"content": {"text": "to the first"}}, headers=headers):
+        pass
+    await running.world.wait_for_bot_message(
+        first, lambda m: (m.text or "").startswith("to the first"), within=10
+    )  # the worker's cache holds the first group now
+
+    second = await running.world.create_group("Ada's new log", owner_id=user, is_forum=True)
+    await running.world.set_bot_membership(
+        second, by_id=user, status="administrator", rights=ADMIN_RIGHTS
+    )
+    ask = await running.world.wait_for_bot_message(second, lambda m: bool(m.reply_markup))
+    assert ask.reply_markup is not None
+    data = ask.reply_markup["inline_keyboard"][0][0]["callback_data"]
+    await running.world.press_button(user, second, ask.message_id, data)
+    await running.world.wait_for_chat(second, lambda c: len(c.topics) == 5)
+
+    async with running.http.post(
+        url, json={"content": {"text": "to the new"}}, headers=headers
+    ) as r:
+        assert r.status == 202
+    await running.world.wait_for_bot_message(
+        second, lambda m: (m.text or "").startswith("to the new"), within=10
+    )
+    old = await running.world.get_chat(first)
+    assert not any((m.text or "").startswith("to the new") for m in old.bot_messages())
 
 
 async def test_a_token_revoked_in_the_bot_stops_working_at_once(running: Running) -> None:
