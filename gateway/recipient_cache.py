@@ -71,7 +71,7 @@ _PINS: dict[str, tuple[tuple[str, bool], ...]] = {
 # snapshot. None: every column (a snapshot holds the preferences whole).
 _READ_COLUMNS: dict[str, frozenset[str] | None] = {
     "users": frozenset({"id"}),
-    "log_groups": frozenset({"id", "owner_id", "unlinked_at"}),
+    "log_groups": frozenset({"id", "owner_id", "chat_id", "unlinked_at"}),
     "topics": frozenset({"id", "group_id", "category", "message_thread_id"}),
     "contacts": frozenset({"id", "user_id", "channel", "state"}),
     "user_preferences": None,

@@ -251,6 +251,24 @@ async def test_the_snapshot_gives_the_log_as_a_delivery_reads_it(
     assert (await cache.load(person.user_id)).log_view is None
 
 
+async def test_a_group_given_another_chat_id_is_seen_by_the_next_delivery(
+    person: Person, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """The snapshot holds the log's chat id (where deliveries go): a bulk UPDATE of it (a
+    group upgraded to a supergroup changes its id) forgets the person."""
+    cache = RecipientCache(sessionmaker)
+    view = (await cache.load(person.user_id)).log_view
+    assert view is not None
+    async with sessionmaker() as session:
+        await session.execute(
+            update(LogGroup).where(LogGroup.id == view.id).values(chat_id=view.chat_id - 1)
+        )
+        await session.commit()
+    moved = (await cache.load(person.user_id)).log_view
+    assert moved is not None
+    assert moved.chat_id == view.chat_id - 1
+
+
 async def test_a_topic_removed_added_or_moved_is_seen_by_the_next_submit(
     submitter: Submitter, person: Person, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:

@@ -18,6 +18,7 @@ from gateway.channels.base import Rejected
 from gateway.channels.telegram import TelegramAddress, translate
 from storage.enums import Category
 from storage.models import LogGroup, Topic
+from storage.repositories import groups
 from storage.repositories.groups import LogView
 
 CreateTopic = Callable[[AsyncSession, Bot, LogGroup, Category], Awaitable[Topic]]
@@ -53,7 +54,7 @@ async def resolve(
         return Route(TelegramAddress(chat_id, None), Category.GENERAL)
     thread = log_view.threads.get(category)
     if thread is None:
-        thread = (await _create(session, bot, create_topic, log_view, category)).message_thread_id
+        thread = await _create(session, bot, create_topic, log_view, category, replacing=None)
     return Route(TelegramAddress(chat_id, thread), category)
 
 
@@ -68,8 +69,15 @@ async def recreate(
     if route.topic_category == Category.GENERAL:
         # General cannot be deleted in a forum; if Telegram says it is gone, nothing to rebuild.
         raise Rejected("TelegramBadRequest", "message thread not found")
-    topic = await _create(session, bot, create_topic, log_view, route.topic_category)
-    return Route(TelegramAddress(log_view.chat_id, topic.message_thread_id), route.topic_category)
+    thread = await _create(
+        session,
+        bot,
+        create_topic,
+        log_view,
+        route.topic_category,
+        replacing=route.address.message_thread_id,
+    )
+    return Route(TelegramAddress(log_view.chat_id, thread), route.topic_category)
 
 
 async def _create(
@@ -78,16 +86,26 @@ async def _create(
     create_topic: CreateTopic,
     log_view: LogView,
     category: Category,
-) -> Topic:
+    *,
+    replacing: int | None,
+) -> int | None:
+    """The thread of a topic made for `category` (in place of thread `replacing`, which
+    Telegram no longer knows), or of one stored meanwhile."""
     # Read afresh (populate_existing): after a first topic was made in this session, its
     # LogGroup is in the identity map as it was then.
     group = await session.get(LogGroup, log_view.id, populate_existing=True)
     if group is None or group.unlinked_at is not None:
         raise Rejected("NoPersonalLog", "no personal log linked")  # unlinked meanwhile
+    # `log_view` may be older than the topics (the worker takes it from the cache of recipient
+    # state, which another process's writes reach only when the entry expires; /setup may have
+    # made the topic a moment ago): a topic stored since is used, not made a second time.
+    stored = await groups.stored_thread(session, group.id, category)
+    if stored is not None and stored != replacing:
+        return stored
     try:
         topic = await create_topic(session, bot, group, category)
     except TelegramAPIError as exc:
         raise translate(exc) from None
     # The new thread id is worth keeping whatever happens to this message.
     await session.commit()
-    return topic
+    return topic.message_thread_id

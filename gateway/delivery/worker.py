@@ -1,7 +1,11 @@
 """The delivery worker: picks up due outbox messages and delivers them, in the gateway process.
 
 Several workers (in one process or many) may run against one database: messages are claimed
-with a conditional UPDATE before they are sent, so at most one worker sends each at a time. A
+with a conditional UPDATE before they are sent, so at most one worker sends each at a time.
+A worker takes each recipient's personal log from its process's cache of recipient state,
+which that process's writes keep fresh (the bot's, in the one `all` process); a worker in
+another process would see those writes only when its entry expires (a minute), and routes
+then re-read a topic before making one (`gateway.delivery.routes`). A
 chat's queue is claimed in one statement (one per message cost a transaction each), and what
 the run then does not try (the chat turned out to be held back) is handed back. Messages of one
 recipient (one personal log chat) go out one after another, in order; different chats are

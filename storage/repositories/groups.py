@@ -75,6 +75,16 @@ _LINKED_VIEW = (
 )
 
 
+async def stored_thread(session: AsyncSession, group_id: int, category: Category) -> int | None:
+    """The thread id stored for the group's topic of `category` now, if any."""
+    thread: int | None = await session.scalar(
+        select(Topic.message_thread_id).where(
+            Topic.group_id == group_id, Topic.category == category
+        )
+    )
+    return thread
+
+
 async def linked_view_of(session: AsyncSession, user_id: int) -> LogView | None:
     """`linked_group_of` as a `LogView`, read in the session's transaction."""
     rows = (await core.execute(session, _LINKED_VIEW, {"user_id": user_id})).all()

@@ -10,7 +10,8 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.channels.base import Rejected
-from gateway.delivery.routes import resolve
+from gateway.channels.telegram import TelegramAddress
+from gateway.delivery.routes import Route, recreate, resolve
 from sandbox.client import SandboxClient
 from storage.enums import AttemptOutcome, Category, MessageStatus
 from storage.models import LogGroup, Topic
@@ -234,4 +235,36 @@ async def test_no_topic_is_created_in_a_group_unlinked_since_it_was_read(
         with pytest.raises(Rejected) as caught:
             await resolve(session, bot, create_topic, view, Category.SYSTEM, None)
     assert caught.value.error_class == "NoPersonalLog"
+    assert created == []
+
+
+async def test_a_topic_stored_since_the_log_was_read_is_used_not_made_again(
+    sessionmaker: async_sessionmaker[AsyncSession], bot: Bot, personal: Personal
+) -> None:
+    """The log a delivery routes by may be older than the topics (taken from the cache of
+    recipient state, which another process's writes reach only when it expires; or /setup
+    made the topic a moment ago): a topic stored meanwhile is used, with no second one made,
+    and a recreation that someone else already did is not done again."""
+    created: list[Category] = []
+
+    async def create_topic(
+        session: AsyncSession, bot: Bot, group: LogGroup, category: Category
+    ) -> Topic:
+        created.append(category)
+        raise AssertionError("the stored topic must be used")
+
+    async with sessionmaker() as session:
+        view = await groups.linked_view_of(session, personal.user_id)
+        assert view is not None
+        stored = view.threads[Category.SYSTEM]
+        assert stored is not None
+        older = dataclasses.replace(
+            view, threads={c: t for c, t in view.threads.items() if c is not Category.SYSTEM}
+        )
+        route = await resolve(session, bot, create_topic, older, Category.SYSTEM, None)
+        assert route.address.message_thread_id == stored
+        # Telegram lost thread `stored - 1` of an older view; `stored` replaced it since.
+        lost = Route(TelegramAddress(view.chat_id, stored - 1), Category.SYSTEM)
+        again = await recreate(session, bot, create_topic, view, lost)
+        assert again.address.message_thread_id == stored
     assert created == []
