@@ -11,11 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.channels.base import Rejected
 from gateway.channels.telegram import TelegramAddress
-from gateway.delivery.routes import Route, recreate, resolve
+from gateway.delivery.routes import CreateTopic, Route, recreate, resolve
 from sandbox.client import SandboxClient
 from storage.enums import AttemptOutcome, Category, MessageStatus
 from storage.models import LogGroup, Topic
 from storage.repositories import groups
+from storage.repositories.groups import LogView
 from storage.types import utcnow
 from tests.delivery.conftest import (
     Enqueue,
@@ -211,29 +212,41 @@ async def test_an_unexpected_error_is_retried_within_the_bound(
     assert [a.outcome for a in message.attempts] == [AttemptOutcome.RETRY, AttemptOutcome.FAILED]
 
 
-async def test_no_topic_is_created_in_a_group_unlinked_since_it_was_read(
-    sessionmaker: async_sessionmaker[AsyncSession], bot: Bot, personal: Personal
-) -> None:
-    created: list[Category] = []
+def _no_topic_may_be_made(created: list[Category]) -> CreateTopic:
+    """A `create_topic` that records its call and fails the test."""
 
     async def create_topic(
         session: AsyncSession, bot: Bot, group: LogGroup, category: Category
     ) -> Topic:
         created.append(category)
-        raise AssertionError("no topic may be created in an unlinked group")
+        raise AssertionError("no topic may be made here")
 
+    return create_topic
+
+
+async def _without_topic(session: AsyncSession, user_id: int, category: Category) -> LogView:
+    """The person's log as read now, but missing the topic of `category` (read before it was
+    made, say)."""
+    view = await groups.linked_view_of(session, user_id)
+    assert view is not None
+    assert view.threads.get(category) is not None
+    return dataclasses.replace(
+        view, threads={c: t for c, t in view.threads.items() if c is not category}
+    )
+
+
+async def test_no_topic_is_created_in_a_group_unlinked_since_it_was_read(
+    sessionmaker: async_sessionmaker[AsyncSession], bot: Bot, personal: Personal
+) -> None:
+    created: list[Category] = []
     async with sessionmaker() as session:
-        view = await groups.linked_view_of(session, personal.user_id)
-        assert view is not None
         # The system topic is missing (to be created) and, meanwhile, the person unlinks.
-        view = dataclasses.replace(
-            view, threads={c: t for c, t in view.threads.items() if c is not Category.SYSTEM}
-        )
+        view = await _without_topic(session, personal.user_id, Category.SYSTEM)
         await session.execute(
             update(LogGroup).where(LogGroup.id == view.id).values(unlinked_at=utcnow())
         )
         with pytest.raises(Rejected) as caught:
-            await resolve(session, bot, create_topic, view, Category.SYSTEM, None)
+            await resolve(session, bot, _no_topic_may_be_made(created), view, Category.SYSTEM, None)
     assert caught.value.error_class == "NoPersonalLog"
     assert created == []
 
@@ -246,21 +259,13 @@ async def test_a_topic_stored_since_the_log_was_read_is_used_not_made_again(
     made the topic a moment ago): a topic stored meanwhile is used, with no second one made,
     and a recreation that someone else already did is not done again."""
     created: list[Category] = []
-
-    async def create_topic(
-        session: AsyncSession, bot: Bot, group: LogGroup, category: Category
-    ) -> Topic:
-        created.append(category)
-        raise AssertionError("the stored topic must be used")
-
+    create_topic = _no_topic_may_be_made(created)
     async with sessionmaker() as session:
+        older = await _without_topic(session, personal.user_id, Category.SYSTEM)
         view = await groups.linked_view_of(session, personal.user_id)
         assert view is not None
         stored = view.threads[Category.SYSTEM]
         assert stored is not None
-        older = dataclasses.replace(
-            view, threads={c: t for c, t in view.threads.items() if c is not Category.SYSTEM}
-        )
         route = await resolve(session, bot, create_topic, older, Category.SYSTEM, None)
         assert route.address.message_thread_id == stored
         # Telegram lost thread `stored - 1` of an older view; `stored` replaced it since.
