@@ -180,6 +180,18 @@ class RecipientCache:
         self.hits = 0
         _hooks_of(sessionmaker).caches.add(self)
 
+    @classmethod
+    def of(
+        cls, sessionmaker: async_sessionmaker[AsyncSession], given: RecipientCache | None
+    ) -> RecipientCache:
+        """`given` (the composition root's, which must be bound to `sessionmaker`), else a
+        cache of the caller's own."""
+        if given is None:
+            return cls(sessionmaker)
+        if given.sessionmaker is not sessionmaker:
+            raise ValueError("the recipient cache must be bound to the caller's sessionmaker")
+        return given
+
     def __len__(self) -> int:
         return len(self._entries)
 

@@ -258,11 +258,9 @@ class Submitter:
         (by default one of this submitter's own). `announce_commits`: tell another process's
         worker of each commit (see gateway.group_commit). `max_pending`: how many messages may
         wait for their commit before new ones are refused (503, overloaded)."""
-        if recipients is not None and recipients.sessionmaker is not sessionmaker:
-            raise ValueError("the recipient cache must be bound to the submitter's sessionmaker")
         self._on_retention = on_retention
         self._sessionmaker = sessionmaker
-        self.recipients = RecipientCache(sessionmaker) if recipients is None else recipients
+        self.recipients = RecipientCache.of(sessionmaker, recipients)
         self.committer = GroupCommitter(
             sessionmaker, announce=announce_commits, max_pending=max_pending
         )

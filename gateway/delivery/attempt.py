@@ -36,7 +36,7 @@ from gateway.outbox_payload import OutboxPayload
 from gateway.recipient_cache import RecipientCache
 from storage.enums import AttemptOutcome, Channel, MessageStatus
 from storage.models import LogGroup, Message
-from storage.repositories import copies, groups, outbox
+from storage.repositories import copies, outbox
 from storage.repositories.groups import LogView
 
 log = logging.getLogger(__name__)
@@ -84,11 +84,10 @@ class Deliverer:
         pacing: SendPacing | None = None,
         recipients: RecipientCache | None = None,
     ) -> None:
-        """`recipients`: the process's cache of recipient state, bound to `sessionmaker`; the
-        personal log a message goes to is taken from it (see `_log_of`)."""
-        if recipients is not None and recipients.sessionmaker is not sessionmaker:
-            raise ValueError("the recipient cache must be bound to the deliverer's sessionmaker")
-        self._recipients = recipients
+        """`recipients`: the process's cache of recipient state, bound to `sessionmaker` (by
+        default one of this deliverer's own); the personal log a message goes to is taken from
+        it (see `_log_of`)."""
+        self._recipients = RecipientCache.of(sessionmaker, recipients)
         self._pacing = pacing
         self._on_deletion_scheduled = on_deletion_scheduled
         self._sessionmaker = sessionmaker
@@ -199,14 +198,12 @@ class Deliverer:
         return handled
 
     async def _log_of(self, claim: Claim) -> LogView | None:
-        """The recipient's linked personal log. From the recipient cache, when there is one: a
-        write to a person's group or topics through this sessionmaker (the bot's /setup, a
-        move to another group, an unlink, /erase, a topic the worker creates) drops their
-        snapshot when it commits, so a hit is what a read would return. Only the bot, in the
+        """The recipient's linked personal log, from the recipient cache: a write to a
+        person's group or topics through this sessionmaker (the bot's /setup, a move to
+        another group, an unlink, /erase, a topic the worker creates) drops their snapshot
+        when it commits, so a hit is what a read would return. Only the bot, in the
         process that delivers, writes those rows. A hit spares each delivery its read, and its
         session a connection: a sixth of the delivering process's CPU a message, measured."""
-        if self._recipients is None:
-            return await groups.linked_view_of(claim.session, claim.message.recipient_id)
         return (await self._recipients.load(claim.message.recipient_id)).log_view
 
     async def _render(self, payload: OutboxPayload, message: Message) -> list[str]:

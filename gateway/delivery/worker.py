@@ -154,8 +154,8 @@ class DeliveryWorker:
         `TelegramRates.unlimited()` turns pacing off); `sleep` waits out a short pacing wait
         (injectable so tests can move a fake clock instead). `coalesce_bursts` folds a chat's
         queue into digests when it exceeds what pacing lets through soon (needs pacing).
-        `recipients` (bound to `sessionmaker`): where each delivery finds the recipient's
-        personal log, instead of reading it (`Deliverer._log_of`)."""
+        `recipients` (bound to `sessionmaker`; by default one of the worker's own): where
+        each delivery finds the recipient's personal log (`Deliverer._log_of`)."""
         self._sessionmaker = sessionmaker
         self._clock = clock
         self._poll_interval = poll_interval

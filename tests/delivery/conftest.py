@@ -21,7 +21,6 @@ from gateway.content_cipher import ContentCipher
 from gateway.delivery import DeliveryWorker
 from gateway.delivery.pacing import TelegramRates
 from gateway.outbox_payload import OutboxPayload
-from gateway.recipient_cache import RecipientCache
 from gateway.topics import CREATED_TOPICS, TOPICS
 from storage.enums import Category, MessageStatus, Priority
 from storage.models import ApiToken, LogGroup, Message, Topic, User
@@ -189,9 +188,6 @@ def make_worker(
             "poll_interval": 0.05,
             "rates": TelegramRates.unlimited(),
             "coalesce_bursts": False,
-            # As the gateway runs it: each delivery finds the personal log in the cache of
-            # recipient state, which the tests' writes through `sessionmaker` keep fresh.
-            "recipients": RecipientCache(sessionmaker),
         }
         return DeliveryWorker(sessionmaker, bot, cipher, **(options | overrides))
 
