@@ -9,7 +9,6 @@ import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from aiogram import Bot, Dispatcher
@@ -47,7 +46,6 @@ from storage.commit_watch import (
 )
 from storage.engine import create_engine, create_sessionmaker
 from storage.types import utcnow
-from storage.wal_checkpoints import checkpoint_wal
 
 log = logging.getLogger(__name__)
 # How long the commit watch may take to end by itself at shutdown.
@@ -109,15 +107,11 @@ class Gateway:
     monitor: ChannelMonitor
     api: web.Application
     heartbeat: Heartbeat  # written only where the worker runs (role "all")
-    # The SQLite file whose write-ahead log run_gateway checkpoints (storage.wal_checkpoints):
-    # the engine's connections do not. None for PostgreSQL and a database in memory.
-    wal_of: Path | None = None
 
 
 def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow) -> Gateway:
     """Everything wired together; `clock` (aware UTC) is injectable for tests of quiet hours."""
-    wal_of = sqlite_file(config.database_url)
-    engine = create_engine(config.database_url, checkpoint_elsewhere=wal_of is not None)
+    engine = create_engine(config.database_url)
     sessionmaker = create_sessionmaker(engine)
     bot = build_bot(config.bot_token, config.telegram_api_url)
     cipher = ContentCipher(config.content_key)
@@ -218,7 +212,6 @@ def build_gateway(config: GatewayConfig, clock: Callable[[], datetime] = utcnow)
             token_cache=token_cache,
         ),
         heartbeat=Heartbeat(sessionmaker, worker.state, clock),
-        wal_of=wal_of,
     )
 
 
@@ -253,14 +246,6 @@ async def run_gateway(
     tasks: list[asyncio.Task[None]] = []
     watcher: asyncio.Task[None] | None = None
     beating = False
-    # Until the engine is disposed of, after everything else: its last commits are copied by
-    # the checkpoint SQLite makes when its last connection closes.
-    checkpoints_stop = asyncio.Event()
-    checkpoints = (
-        asyncio.create_task(checkpoint_wal(gw.wal_of, checkpoints_stop), name="wal-checkpoints")
-        if gw.wal_of is not None
-        else None
-    )
     gw.scheduler.start()
     try:
         site = web.TCPSite(
@@ -343,6 +328,3 @@ async def run_gateway(
         await gw.channels.close()
         await gw.bot.session.close()
         await gw.engine.dispose()
-        if checkpoints is not None:
-            checkpoints_stop.set()
-            await checkpoints

@@ -42,20 +42,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _no_automatic_checkpoints(dbapi_connection: Any, _record: Any) -> None:
-    # Left to storage.wal_checkpoints, on a thread: a commit on the event loop no longer
-    # copies the log into the database file when the log passes 1,000 pages.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA wal_autocheckpoint=0")
-    cursor.close()
-
-
-def create_engine(
-    url: str, *, echo: bool = False, checkpoint_elsewhere: bool = False
-) -> AsyncEngine:
-    """The engine for `url`. `checkpoint_elsewhere` (SQLite): its connections never checkpoint
-    the write-ahead log themselves; the caller runs `storage.wal_checkpoints.checkpoint_wal`
-    for as long as the engine is in use, or the log grows without bound."""
+def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     ensure_sqlite_dir(url)
     # hide_parameters: SQL errors (which end up in logs) must not quote the values they bound.
     if is_sqlite(url):
@@ -77,8 +64,6 @@ def create_engine(
     engine = create_async_engine(url, echo=echo, hide_parameters=True, **extra)
     if is_sqlite(url):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        if checkpoint_elsewhere:
-            event.listen(engine.sync_engine, "connect", _no_automatic_checkpoints)
     return engine
 
 
