@@ -196,8 +196,10 @@ async def submit(
             if earlier is not None:
                 if earlier.retention_expires_at > now:
                     return _submitted(earlier, created=False)
-                # Past its retention the earlier message no longer counts; make way for the new.
-                await session.delete(earlier)
+                # Past its retention the earlier message no longer counts: the new one takes
+                # its key. It is not deleted here: a worker may be sending it, or a digest
+                # carry it, right now; the retention purge knows when it may go.
+                await message_repo.release_idempotency_key(session, earlier.id)
                 await session.commit()
     _check_recipient(request)
     if recipients is not None:

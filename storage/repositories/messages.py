@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, exists, func, not_, select
+from sqlalchemy import CursorResult, delete, exists, func, not_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 
@@ -51,6 +51,16 @@ _INSERT = core.insert_of(Message)
 async def insert_new(session: AsyncSession, messages: Sequence[NewMessage]) -> None:
     """Insert accepted messages in one statement (an executemany)."""
     await core.insert_rows(session, _INSERT, [message.row() for message in messages])
+
+
+async def release_idempotency_key(session: AsyncSession, message_id: str) -> None:
+    """Let a new message take this one's idempotency key. The message itself goes on as it
+    is: it may be on its way this moment, or inside a digest being sent; the retention purge
+    deletes it when it may (storage.repositories.retention)."""
+    await session.execute(
+        update(Message).where(Message.id == message_id).values(idempotency_key_hash=None),
+        execution_options={"synchronize_session": False},
+    )
 
 
 async def by_idempotency_key(session: AsyncSession, token_id: int, key_hash: str) -> Message | None:

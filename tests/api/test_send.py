@@ -215,6 +215,44 @@ async def test_expired_idempotency_key_starts_a_new_message(
     again = await api.post(SEND, json=body, headers=person.auth)
     assert again.status == 202
     assert (await again.json())["message_id"] != first["message_id"]
+    async with sessionmaker() as session:
+        earlier = await session.get(Message, first["message_id"])
+    # Left to the retention purge (with its "expired" notice), not deleted by the retry.
+    assert earlier is not None
+    assert earlier.idempotency_key_hash is None
+
+
+@pytest.mark.parametrize("how", ["being sent", "carried by a digest on its way"])
+async def test_an_expired_key_does_not_take_away_a_message_on_its_way(
+    api: Client, person: Person, sessionmaker: async_sessionmaker[AsyncSession], how: str
+) -> None:
+    # Deleting it would send its content twice (the worker or the digest has it already) and
+    # lose the record of its Telegram copy; the retention purge waits for the outcome.
+    body = {"content": {"text": "x"}, "idempotency_key": "k", "retention_seconds": 60}
+    first = await (await api.post(SEND, json=body, headers=person.auth)).json()
+    digest = await (
+        await api.post(SEND, json={"content": {"text": "d"}}, headers=person.auth)
+    ).json()
+    now = datetime.now(UTC)
+    async with sessionmaker() as session, session.begin():
+        row = await session.get(Message, first["message_id"])
+        assert row is not None
+        row.retention_expires_at = now - timedelta(seconds=1)
+        if how == "being sent":
+            row.status = MessageStatus.SENDING
+            row.claimed_until = now + timedelta(minutes=5)
+        else:
+            row.carried_by = digest["message_id"]
+    again = await api.post(SEND, json=body, headers=person.auth)
+    assert again.status == 202
+    assert (await again.json())["message_id"] != first["message_id"]
+    async with sessionmaker() as session:
+        earlier = await session.get(Message, first["message_id"])
+    assert earlier is not None
+    assert earlier.encrypted_content is not None
+    assert earlier.status is (
+        MessageStatus.SENDING if how == "being sent" else MessageStatus.QUEUED
+    )
 
 
 async def test_no_linked_log_is_409(
