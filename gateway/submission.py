@@ -24,6 +24,7 @@ from gateway.routing import MessageFacts, Plan, plan_route
 from storage.enums import MessageStatus
 from storage.models import Message
 from storage.repositories import messages as message_repo
+from storage.repositories import tokens as token_repo
 from storage.repositories.messages import NewMessage
 
 Clock = Callable[[], datetime]
@@ -44,6 +45,7 @@ class SubmissionError(Exception):
 
 # How long a request refused for overload is told to wait.
 OVERLOADED_RETRY_AFTER = 1
+NO_PERSONAL_LOG = "no_personal_log"
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ def _check_and_build(
     if recipient.group_id is None and not recipient.verified_channels:
         raise SubmissionError(
             409,
-            "no_personal_log",
+            NO_PERSONAL_LOG,
             "the recipient has no personal log group linked yet (run /setup in a forum group) "
             "and no other verified channel",
         )
@@ -137,6 +139,13 @@ def _check_and_build(
         next_attempt_at=plan.deferred_until or now,
         retention_expires_at=now + timedelta(seconds=_retention(request, recipient)),
     )
+
+
+async def _still_active(sessionmaker: async_sessionmaker[AsyncSession], sender: Sender) -> bool:
+    if sender.token_id is None:
+        return True
+    async with sessionmaker() as session:
+        return await token_repo.is_active(session, sender.token_id)
 
 
 def _check_recipient(request: MessageRequest) -> None:
@@ -207,7 +216,14 @@ async def submit(
     else:
         async with sessionmaker() as session:
             recipient = await read_snapshot(session, sender.owner_id)
-    message = _check_and_build(recipient, cipher, sender, request, now)
+    try:
+        message = _check_and_build(recipient, cipher, sender, request, now)
+    except SubmissionError as exc:
+        # No log and no channel is also what a person erased meanwhile looks like (by another
+        # process, since this one verified the token from its cache): then it is the token.
+        if exc.code == NO_PERSONAL_LOG and not await _still_active(sessionmaker, sender):
+            raise SubmissionError(401, "unauthorized", "unknown or revoked token") from None
+        raise
     try:
         if committer is not None:
             await committer.commit(message)

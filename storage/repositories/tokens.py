@@ -27,6 +27,14 @@ async def active_by_hash(session: AsyncSession, token_hash: str) -> ApiToken | N
     return result
 
 
+async def is_active(session: AsyncSession, token_id: int) -> bool:
+    """Whether the token still exists (its owner not erased) and is not revoked."""
+    found = await session.scalar(
+        select(ApiToken.id).where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
+    )
+    return found is not None
+
+
 async def active_of(session: AsyncSession, owner_id: int) -> Sequence[ApiToken]:
     rows = await session.scalars(
         select(ApiToken)
