@@ -115,10 +115,19 @@ def quiet_window_end(quiet: QuietHours, now: datetime) -> datetime | None:
 def _local_instant(day: date, at: time, zone: ZoneInfo, *, after: datetime) -> datetime:
     """`at` on `day` in `zone` as an aware UTC instant, never before `after`.
 
-    fold=0 semantics: a wall time skipped by a spring-forward jump is read with the offset from
-    before the jump (02:30 → 03:30 summer time); a repeated autumn time is its first occurrence.
+    A wall time skipped by a spring-forward jump is read with the offset from before the jump
+    (02:30 → 03:30 summer time). A repeated autumn time is its first occurrence, or its second
+    once the first is past: in the repeated hour the clock shows the window's times again, and
+    the window ends when it shows its end the second time.
     """
-    result = datetime.combine(day, at, tzinfo=zone).astimezone(UTC)
+    first = datetime.combine(day, at, tzinfo=zone)
+    result = first.astimezone(UTC)
+    if result <= after:
+        second = first.replace(fold=1).astimezone(UTC)
+        shown = second.astimezone(zone)
+        repeated = (shown.date(), shown.time()) == (day, at)  # not a skipped time read anew
+        if repeated and second > after:
+            return second
     return max(result, after)
 
 

@@ -59,6 +59,30 @@ def utc(*args: int) -> datetime:
             utc(2026, 10, 24, 21, 0),
             utc(2026, 10, 25, 0, 30),
         ),
+        # In the repeated hour (02:00-03:00 comes twice), inside the window again: it ends at
+        # the second 02:30 (CET) = 01:30 UTC, not at once.
+        (
+            QuietHours(time(22), time(2, 30), "Europe/Berlin"),
+            utc(2026, 10, 25, 1, 15),  # 02:15 CET, the second time
+            utc(2026, 10, 25, 1, 30),
+        ),
+        # New York falls back 2026-11-01 02:00 EDT → 01:00 EST: a window ending 01:30 ends at
+        # the first 01:30 (EDT) from the first pass, at the second (EST) from the second.
+        (
+            QuietHours(time(22), time(1, 30), "America/New_York"),
+            utc(2026, 11, 1, 5, 15),  # 01:15 EDT
+            utc(2026, 11, 1, 5, 30),
+        ),
+        (
+            QuietHours(time(22), time(1, 30), "America/New_York"),
+            utc(2026, 11, 1, 6, 15),  # 01:15 EST
+            utc(2026, 11, 1, 6, 30),
+        ),
+        (
+            QuietHours(time(22), time(1, 30), "America/New_York"),
+            utc(2026, 11, 1, 6, 30),  # 01:30 EST: over
+            None,
+        ),
         # New York DST start 2026-03-08: 08:00 EDT = 12:00 UTC.
         (
             QuietHours(time(22), time(8), "America/New_York"),
