@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from aiogram import Bot
 from aiogram.enums import ParseMode
 from aiogram.exceptions import (
+    ClientDecodeError,
     TelegramAPIError,
     TelegramBadRequest,
     TelegramEntityTooLarge,
@@ -202,6 +203,10 @@ class TelegramChannel:
             raise Transient(type(exc).__name__, f"{cause}: could not connect") from None
         except TelegramAPIError as exc:
             raise translate(exc) from None
+        except ClientDecodeError:
+            # An answer that is not the Bot API's JSON (a proxy's error page, say): the request
+            # got somewhere, so the message may have been sent.
+            raise self._unknown(address, "ClientDecodeError", None) from None
         except TimeoutError:
             # aiogram maps its own timeouts to TelegramNetworkError; this covers anything else.
             raise self._unknown(address, "TimeoutError", None) from None

@@ -27,7 +27,7 @@ from gateway.channels.telegram import TelegramChannel, refuses_content
 from gateway.content_cipher import ContentCipher, ContentDecryptError
 from gateway.delivery import progress
 from gateway.delivery.chain import DEFAULT_POLICIES, MoveOn, RetryPolicy, after_temporary_failure
-from gateway.delivery.claim import Claim, Claimed, Handled, Policy, current_channel
+from gateway.delivery.claim import Claim, Claimed, Handled, Policy, SentSoFar, current_channel
 from gateway.delivery.delivered_commit import DeliveredCommits, Delivery
 from gateway.delivery.elsewhere import Elsewhere
 from gateway.delivery.routes import CreateTopic, Route, recreate, resolve
@@ -152,18 +152,50 @@ class Deliverer:
             except Exception as exc:
                 # A bug or an unforeseen error must not retry forever at every lease expiry:
                 # it counts as a transient failure, so the retry bound applies.
-                await session.rollback()
-                claim.drop_rows()  # rolled back with the rest
-                # As it stands now: the error may have come after one of the attempt's commits.
-                current = await session.get(Message, message.id, populate_existing=True)
-                if current is None:  # the row is gone (erased meanwhile)
-                    return None
-                claim.message = message = current
                 log.error(
                     "message %s: unexpected %s while delivering", message.id, type(exc).__name__
                 )
                 unexpected = Transient(type(exc).__name__, "unexpected error while delivering")
+                sent = claim.sent
+                if sent is not None and len(sent.parts) > sent.new_from:
+                    # Telegram has parts of it already: recorded with their copies, as the
+                    # attempt would have, so that a retry does not send them again and they
+                    # stay deletable (the outcome's commit refused once, say).
+                    try:
+                        if not await self._start_over(claim):
+                            return None
+                        return await self._record_sent(claim, sent, unexpected)
+                    except Exception as again:
+                        log.error(
+                            "message %s: its sent parts could not be recorded (%s); "
+                            "a retry will send them again",
+                            message.id,
+                            type(again).__name__,
+                        )
+                if not await self._start_over(claim):
+                    return None
                 return await self._failed_send(claim, None, unexpected, [])
+
+    async def _start_over(self, claim: Claim) -> bool:
+        """After an unexpected error: the transaction rolled back, the message as it stands
+        now (the error may have come after one of the attempt's commits). False if the row is
+        gone (erased meanwhile)."""
+        await claim.session.rollback()
+        claim.drop_rows()  # rolled back with the rest
+        current = await claim.session.get(Message, claim.message.id, populate_existing=True)
+        if current is None:
+            return False
+        claim.message = current
+        return True
+
+    async def _record_sent(
+        self, claim: Claim, sent: SentSoFar, unexpected: Transient
+    ) -> Handled | None:
+        self._keep_copies(claim, sent)
+        parts = list(sent.parts)
+        if sent.complete:
+            return await self._delivered(claim, sent.route, parts, sent.payload)
+        return await self._failed_send(claim, None, unexpected, parts, sent.route, sent.sealed)
 
     async def _attempt(self, claim: Claim) -> Handled | None:
         message = claim.message
@@ -240,6 +272,8 @@ class Deliverer:
                         payload.thread_id,
                     )
                 sent = progress.sent_parts(sealed, route.address)
+                already = len(sent)
+                claim.sent = None  # a recreated topic: what went to the old one went with it
                 for index in range(len(sent), len(parts)):
                     if self._pacing is not None:
                         hold = await self._pacing.before_send(route.address.chat_id)
@@ -252,6 +286,7 @@ class Deliverer:
                     )
                     sending = False
                     self._keep_copy(claim, route, sent, payload)
+                    claim.sent = SentSoFar(route, sealed, payload, tuple(sent), len(parts), already)
                 return await self._delivered(claim, route, sent, payload)
             except AddressGone as err:
                 if recreated or route is None:
@@ -575,6 +610,13 @@ class Deliverer:
                 ephemeral=payload.ephemeral,
             ),
         )
+
+    def _keep_copies(self, claim: Claim, sent: SentSoFar) -> None:
+        """`_keep_copy` of each part this attempt sent, afresh (the rows went with a rollback),
+        as sent now: a later time than the send's only moves a deletion later, and makes an
+        /erase under way refuse rather than miss it."""
+        for index in range(sent.new_from, len(sent.parts)):
+            self._keep_copy(claim, sent.route, list(sent.parts[: index + 1]), sent.payload)
 
     async def delivered_elsewhere(self, claim: Claim, external_id: str) -> Handled | None:
         """Settle a delivery by a channel other than Telegram (no parts, no copies)."""

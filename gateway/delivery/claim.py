@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.enums import AttemptOutcome, Channel
 from storage.models import Message
+
+if TYPE_CHECKING:
+    from gateway.delivery.routes import Route
+    from gateway.outbox_payload import OutboxPayload
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,24 @@ class Claimed:
     attempt: int  # the number its attempt gets
 
 
+@dataclass(frozen=True)
+class SentSoFar:
+    """The parts of a message Telegram has taken, as of the last one this attempt sent: kept
+    through an unexpected error (the outcome's commit refused, say), so that the parts are not
+    sent again and their copies are recorded (deletable by self-destruct, DELETE, /erase)."""
+
+    route: Route
+    sealed: dict[str, Any]
+    payload: OutboxPayload
+    parts: tuple[str, ...]  # ids of the parts taken, earlier attempts' included
+    total: int  # the message's parts
+    new_from: int  # parts[new_from:] were sent by this attempt (their copies not recorded yet)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.parts) == self.total
+
+
 @dataclass
 class Claim:
     session: AsyncSession
@@ -48,6 +70,7 @@ class Claim:
     # through the ORM's flush.
     attempt_rows: list[dict[str, Any]] = field(default_factory=list)
     copy_rows: list[dict[str, Any]] = field(default_factory=list)
+    sent: SentSoFar | None = None
 
     def drop_rows(self) -> None:
         """Forget the recorded rows (written, or rolled back with the transaction)."""

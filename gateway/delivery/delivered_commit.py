@@ -10,7 +10,8 @@ one batch commits the next gathers, and a lone outcome still commits at once.
 A claim lost meanwhile (the lease ran out and another worker took the message over) drops
 that message's outcome and rows only: the UPDATE names each message with its claim token. A
 batch the database refuses is tried again one delivery at a time, so that only the one at
-fault fails (and is sent again).
+fault fails; the attempt then records it once more (`Deliverer.deliver_claimed`), and only if
+that fails too is it sent again.
 """
 
 from __future__ import annotations

@@ -156,3 +156,24 @@ def test_refuses_content_tells_a_refused_text_from_a_refused_chat(
     error: ChannelError, of_content: bool
 ) -> None:
     assert refuses_content(error) is of_content
+
+
+async def test_an_answer_that_is_not_the_bot_apis_is_an_unknown_outcome(
+    aiohttp_server: ServerFactory,
+) -> None:
+    # A proxy's error page in place of Telegram's JSON: the request got somewhere, so the
+    # message may have been sent; retried as unknown, not escaping as an unexpected error.
+    async def error_page(_request: web.Request) -> web.Response:
+        return web.Response(status=502, text="<html>Bad Gateway</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_post("/{path:.*}", error_page)
+    server = await aiohttp_server(app)
+    bot = build_bot(DEFAULT_BOT_TOKEN, str(server.make_url("")).rstrip("/"))
+    try:
+        channel = TelegramChannel(bot)
+        with pytest.raises(OutcomeUnknown, match="ClientDecodeError"):
+            await channel.send(TelegramAddress(1, None), "hello", PAYLOAD, last=True)
+    finally:
+        await bot.session.close()
+    assert channel.outcomes.unknown == 1

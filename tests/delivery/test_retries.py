@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import timedelta
+from typing import Any
 
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.content_cipher import ContentCipher
 from gateway.delivery import DeliveryWorker
 from sandbox.client import SandboxClient
 from storage.enums import AttemptOutcome, Category, MessageStatus
+from storage.models import TelegramCopy
 from tests.delivery.conftest import Enqueue, Personal, UTCClock, WorkerFactory, load
 from tests.sandbox.conftest import FakeClock, make_bot
 
@@ -211,3 +217,94 @@ async def test_a_partly_sent_message_resumes_without_duplicates_and_keeps_order(
     assert long.status == MessageStatus.DELIVERED
     assert long.attempts[-1].external_id is not None
     assert long.attempts[-1].external_id.startswith(first_two + ",")
+
+
+async def _copies_of(
+    sessionmaker: async_sessionmaker[AsyncSession], message_id: str
+) -> list[TelegramCopy]:
+    async with sessionmaker() as session:
+        rows = await session.scalars(
+            select(TelegramCopy)
+            .where(TelegramCopy.message_id == message_id)
+            .order_by(TelegramCopy.telegram_message_id)
+        )
+        return list(rows)
+
+
+async def test_a_send_whose_outcome_the_database_refuses_once_is_not_sent_again(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    enqueue: Enqueue,
+    make_worker: WorkerFactory,
+    clock: UTCClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Telegram took it; then the outcome's commit failed (a lock, a lost connection). Sent
+    # again from scratch it arrived twice, and its copies were never recorded, so the
+    # self-destruct never came.
+    message_id = await enqueue("burn after reading", self_destruct_seconds=60)
+    worker = make_worker()
+    commits = worker._deliverer.delivered_commits
+    real_commit = commits._commit
+    refusals: list[int] = []
+
+    async def refused_once(deliveries: Any) -> set[str]:
+        if not refusals:
+            refusals.append(len(deliveries))
+            raise OperationalError("COMMIT", {}, sqlite3.OperationalError("disk I/O error"))
+        return await real_commit(deliveries)
+
+    monkeypatch.setattr(commits, "_commit", refused_once)
+    await worker.run_once()
+    assert refusals == [1]
+
+    sends = [c for c in await control.get_calls() if c.method == "sendMessage"]
+    assert len(sends) == 1
+    message = await load(sessionmaker, message_id)
+    assert message.status is MessageStatus.DELIVERED
+    assert message.encrypted_content is None
+    [copy] = await _copies_of(sessionmaker, message_id)
+    assert copy.delete_at is not None
+    assert copy.delete_at >= clock() + timedelta(seconds=60)
+    assert copy.telegram_message_id == int(message.attempts[-1].external_id or "0")
+
+
+async def test_an_unexpected_error_after_a_part_went_out_resumes_after_it(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    enqueue: Enqueue,
+    make_worker: WorkerFactory,
+    clock: UTCClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lines = [f"line {i:05d} of the build log" for i in range(250)]  # two parts
+    message_id = await enqueue("\n".join(lines), category=Category.SYSTEM, self_destruct_seconds=60)
+    worker = make_worker()
+    channel = worker._telegram
+    real_send = channel.send
+    calls: list[bool] = []
+
+    async def second_part_breaks(*args: Any, **kwargs: Any) -> str:
+        calls.append(kwargs["last"])
+        if kwargs["last"] and len(calls) == 2:
+            raise RuntimeError("a bug after the first part")
+        return await real_send(*args, **kwargs)
+
+    monkeypatch.setattr(channel, "send", second_part_breaks)
+    await worker.run_once()
+    message = await load(sessionmaker, message_id)
+    assert message.status is MessageStatus.QUEUED  # to be retried
+    [first] = await _copies_of(sessionmaker, message_id)  # the part that went out is kept
+
+    clock.advance((message.next_attempt_at - clock()).total_seconds())
+    await worker.run_once()
+    message = await load(sessionmaker, message_id)
+    assert message.status is MessageStatus.DELIVERED
+    sends = [c for c in await control.get_calls() if c.method == "sendMessage"]
+    assert len(sends) == 2  # the first part once, the second once
+    copies = await _copies_of(sessionmaker, message_id)
+    assert len(copies) == 2
+    assert copies[0].telegram_message_id == first.telegram_message_id
+    assert {c.first_part_id for c in copies} == {first.telegram_message_id}
