@@ -135,26 +135,31 @@ def plan_folds(
     *,
     max_chars: int = MAX_DIGEST_CHARS,
 ) -> list[list[tuple[Message, OutboxPayload]]]:
-    """The groups to fold, oldest first: messages for the same place by the same chain, in
-    order, at least two, up to `max_chars` of content each. A message that may not be folded
-    ends the run of its place (the ones after it would overtake it), so its place folds no
-    more in this pass."""
-    runs: dict[tuple[int, str, tuple[str, ...]], list[list[tuple[Message, OutboxPayload]]]] = {}
-    sizes: dict[tuple[int, str, tuple[str, ...]], int] = {}
-    closed: set[tuple[int, str, tuple[str, ...]]] = set()
+    """The groups to fold, oldest first: messages for the same place, in order, at least two,
+    by the same fallback chain (a digest goes the way of its members) and up to `max_chars`
+    of content each. A run ends where the chain changes: the next one starts there, so a
+    digest never goes out before a message of its place that came between its members. A
+    message that may not be folded ends the run of its place (the ones after it would
+    overtake it), so its place folds no more in this pass."""
+    runs: dict[tuple[int, str], list[list[tuple[Message, OutboxPayload]]]] = {}
+    sizes: dict[tuple[int, str], int] = {}
+    chains: dict[tuple[int, str], tuple[str, ...]] = {}
+    closed: set[tuple[int, str]] = set()
     for item in queued:
         row, payload = item.row, item.payload
         thread = payload.thread_id if payload is not None else None
-        key = (*place(row.recipient_id, row.category, thread, threads), tuple(row.channels))
+        key = place(row.recipient_id, row.category, thread, threads)
         if key in closed:
             continue
         if not item.foldable or payload is None:
             closed.add(key)
             continue
         chunks = runs.setdefault(key, [[]])
-        if chunks[-1] and sizes[key] + payload.size() > max_chars:
+        chain = tuple(row.channels)
+        if chunks[-1] and (chains[key] != chain or sizes[key] + payload.size() > max_chars):
             chunks.append([])
             sizes[key] = 0
+        chains[key] = chain
         chunks[-1].append((row, payload))
         sizes[key] = sizes.get(key, 0) + payload.size()
     groups = [chunk for chunks in runs.values() for chunk in chunks if len(chunk) >= 2]

@@ -102,11 +102,26 @@ def test_plan_folds_groups_by_place_and_chain_and_leaves_singles() -> None:
         _ok(_row(Category.SYSTEM, 2)),  # alone in its place: not folded
         _ok(_row(Category.AUTH, 3), _payload(thread_id=10)),  # explicit topic 10 = auth's
         _ok(_row(Category.GENERAL, 4)),
-        _ok(_row(Category.AUTH, 5, ("telegram", "email"))),  # another chain, alone
+        _ok(_row(Category.AUTH, 5, ("telegram", "email"))),  # another chain: ends the run
         _ok(_row(Category.GENERAL, 6)),
+        _ok(_row(Category.AUTH, 7)),  # folded with m1 and m3, it would go before m5
+    ]
+    assert _ids(plan_folds(queued, THREADS)) == [["m1", "m3"], ["m4", "m6"]]
+
+
+def test_a_change_of_chain_starts_the_places_next_run() -> None:
+    email = ("telegram", "email")
+    queued = [
+        _ok(_row(Category.AUTH, 1, email)),
+        _ok(_row(Category.AUTH, 2, email)),
+        _ok(_row(Category.AUTH, 3)),
+        _ok(_row(Category.AUTH, 4)),
+        _ok(_row(Category.AUTH, 5, email)),  # alone between two runs: as it is
+        _ok(_row(Category.AUTH, 6)),
         _ok(_row(Category.AUTH, 7)),
     ]
-    assert _ids(plan_folds(queued, THREADS)) == [["m1", "m3", "m7"], ["m4", "m6"]]
+    # Each digest takes its oldest member's place: the topic's order stays m1..m7.
+    assert _ids(plan_folds(queued, THREADS)) == [["m1", "m2"], ["m3", "m4"], ["m6", "m7"]]
 
 
 def test_a_message_that_may_not_fold_ends_its_places_run() -> None:
