@@ -73,7 +73,7 @@ class RetentionPurger(OnSchedule):
             carried = await retention.carried_from_senders(
                 session, [e.message_id for e in expired if e.undelivered and not e.from_sender]
             )
-            ours = await retention.drop(session, [e.message_id for e in expired])
+            ours = await retention.drop_expired(session, [e.message_id for e in expired], now)
             # Only what someone sent is reported, once: by the process whose DELETE removed it;
             # the gateway's own notices are not (an undeliverable notice must not beget one).
             lost: Counter[int] = Counter()

@@ -252,13 +252,43 @@ async def test_dropping_expired_records_reports_only_what_this_statement_deleted
         old = await _message(session, user, None)
         old.retention_expires_at = datetime.now(UTC) - timedelta(seconds=1)
         await _message(session, user, None)  # still within its retention
+    now = datetime.now(UTC)
     async with sessionmaker() as session, session.begin():
-        expired = await retention.expired(session, datetime.now(UTC), 10)
+        expired = await retention.expired(session, now, 10)
         assert [e.message_id for e in expired] == [old.id]
-        assert await retention.drop(session, [old.id, "gone-already"]) == {old.id}
+        assert await retention.drop_expired(session, [old.id, "gone-already"], now) == {old.id}
     async with sessionmaker() as session, session.begin():
-        assert await retention.drop(session, [old.id]) == set()  # another process was first
+        assert await retention.drop_expired(session, [old.id], now) == set()  # another first
         assert await session.scalar(select(func.count()).select_from(Message)) == 1
+
+
+@pytest.mark.both_databases
+async def test_a_record_claimed_after_it_was_found_expired_is_not_dropped(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    # The purge reads what expired, then deletes it; a worker's claim committed in between
+    # (seen by the DELETE on PostgreSQL) means it is being sent: it waits for the outcome.
+    now = datetime.now(UTC)
+    async with sessionmaker() as session, session.begin():
+        user = await _person(session)
+        old = await _message(session, user, None)
+        old.retention_expires_at = now - timedelta(seconds=1)
+        old.next_attempt_at = now - timedelta(seconds=1)  # due
+    async with sessionmaker() as purge:
+        expired = await retention.expired(purge, now, 10)
+        assert [e.message_id for e in expired] == [old.id]
+        if purge.bind.dialect.name == "sqlite":
+            # SQLite's snapshot would refuse the DELETE after another commit: end the read.
+            await purge.commit()
+        async with sessionmaker() as worker, worker.begin():
+            claimed = await outbox.claim(worker, old.id, now, now + timedelta(minutes=1))
+            assert claimed is not None
+        assert await retention.drop_expired(purge, [old.id], now) == set()
+        await purge.commit()
+    async with sessionmaker() as session:
+        row = await session.get(Message, old.id)
+    assert row is not None
+    assert row.status is MessageStatus.SENDING
 
 
 async def _numbered(session: AsyncSession, prefix: str, count: int, due: datetime) -> list[Message]:
