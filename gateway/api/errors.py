@@ -55,6 +55,13 @@ def error_response(
     return web.json_response({"error": error}, status=status, headers=headers)
 
 
+def route_of(request: web.Request) -> str:
+    """The route the request matched, as declared (`/unsubscribe/{token}`): what a log may
+    name. Its path may carry a capability."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "(no route)"
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -70,12 +77,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             log.warning(
                 "database unavailable on %s %s: %s",
                 request.method,
-                request.path,
+                route_of(request),
                 type(cause).__name__,
             )
             return error_response(
                 503, "unavailable", UNAVAILABLE, retry_after=UNAVAILABLE_RETRY_AFTER
             )
-        # Log the path and the exception type only: bodies may hold personal data.
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        # The route, not the path (an unsubscribe link's path is its token), and no body:
+        # bodies may hold personal data.
+        log.exception("unhandled error on %s %s", request.method, route_of(request))
         return error_response(500, "internal_error", "internal error; the request was not applied")

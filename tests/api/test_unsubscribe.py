@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway import contacts as sealing
+from gateway.api.errors import error_middleware
 from gateway.api.keys import SESSIONMAKER
 from gateway.api.unsubscribe import ROUTE, UNSUBSCRIBE, add_unsubscribe_routes
 from gateway.channels.webhook import WebhookChannel
@@ -161,6 +162,32 @@ async def test_the_token_is_not_logged(
     assert token not in ours
     assert "C" * 32 not in ours
     assert "ada@example.org" not in ours
+
+
+async def test_an_unexpected_error_logs_the_route_not_the_token(
+    aiohttp_client: object,
+    setup: ContactSetup,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    token: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def broken(*_: object) -> bool:
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(setup, "unsubscribe", broken)
+    app = make_app(setup, sessionmaker)
+    app.middlewares.append(error_middleware)
+    client: Client = await aiohttp_client(app)  # type: ignore[operator]
+    with caplog.at_level(logging.DEBUG):
+        response = await client.post(url(token), data=ONE_CLICK)
+    assert response.status >= 500
+    # Ours only, traceback included: aiohttp's access log (off in `serve`) prints the path.
+    ours = "\n".join(
+        logging.Formatter().format(r) for r in caplog.records if r.name.startswith("gateway")
+    )
+    assert f"unhandled error on POST {ROUTE}" in ours
+    assert token not in ours
 
 
 async def test_database_failure_is_503_in_plain_text(
