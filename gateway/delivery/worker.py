@@ -365,7 +365,7 @@ class DeliveryWorker:
             claimed = await self._deliverer.claim([c.message_id for c in queue if not held_back(c)])
             held: list[str] = []
             try:
-                for index, candidate in enumerate(queue):
+                for candidate in queue:
                     if held_back(candidate):
                         held.append(candidate.message_id)
                         continue
@@ -384,13 +384,12 @@ class DeliveryWorker:
                         continue
                     handled += 1
                     if result.retry_at is not None:
-                        # The chat is rate limited or failing: hold its later messages back
-                        # too, so they keep their order and we do not keep hitting it; also
-                        # those committed before the retry (the next runs postpone them).
-                        self._paced[candidate.recipient_id] = result.retry_at
-                        rest = [c.message_id for c in queue[index + 1 :]]
-                        await self._postpone(rest, result.retry_at, claimed)
-                        break
+                        # The chat is rate limited or failing (a Telegram retry): hold its later
+                        # Telegram messages back too, so they keep their order and we do not
+                        # keep hitting it; also those committed before the retry (the next
+                        # runs postpone them). Its other channels' messages go on.
+                        paced_until = result.retry_at
+                        self._paced[candidate.recipient_id] = paced_until
                 if held and paced_until is not None:
                     await self._postpone(held, paced_until, claimed)
             finally:

@@ -564,6 +564,39 @@ async def test_other_channels_are_not_paced_by_telegrams_buckets(
     assert await sends(control) == []
 
 
+async def test_a_telegram_retry_holds_back_the_chats_telegram_messages_only(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    cipher: ContentCipher,
+    clock: UTCClock,
+    paced: Callable[..., DeliveryWorker],
+) -> None:
+    first, second = await put(sessionmaker, cipher, clock, personal.user_id, ["a", "b"])
+    [webhook_id] = await put(
+        sessionmaker, cipher, clock, personal.user_id, ["by webhook"], channels=[Channel.WEBHOOK]
+    )
+    await control.add_fault(
+        "sendMessage", error_code=429, description="Too Many Requests", retry_after=600, times=1
+    )
+    worker = paced(TelegramRates())
+
+    await worker.run_once()
+
+    retried = await load(sessionmaker, first)
+    assert [a.outcome for a in retried.attempts] == [AttemptOutcome.RETRY]
+    assert retried.next_attempt_at == clock() + timedelta(seconds=600)
+    behind = await load(sessionmaker, second)
+    assert behind.status == MessageStatus.QUEUED
+    assert behind.attempts == []
+    assert behind.next_attempt_at == retried.next_attempt_at  # keeps its place behind it
+    # The webhook message was tried in the same run, not held for ten minutes.
+    tried = await load(sessionmaker, webhook_id)
+    assert [(a.channel, a.outcome) for a in tried.attempts] == [
+        (Channel.WEBHOOK, AttemptOutcome.FAILED)
+    ]
+
+
 # --- priorities -----------------------------------------------------------------------------
 
 
