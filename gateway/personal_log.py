@@ -188,18 +188,24 @@ async def _ensure_topics(
 
 
 async def create_topic(
-    session: AsyncSession, bot: Bot, group: LogGroup, category: Category
+    session: AsyncSession,
+    bot: Bot,
+    group: LogGroup,
+    category: Category,
+    *,
+    request_timeout: int | None = None,
 ) -> Topic:
     """Create (or re-create, replacing the stored thread id) the topic of one category.
 
     `general` makes no API call: it is the group's built-in General topic (no thread id).
-    Raises aiogram's TelegramAPIError if Telegram refuses.
+    Raises aiogram's TelegramAPIError if Telegram refuses. `request_timeout` bounds the Bot API
+    call (seconds; aiogram's default otherwise, a minute).
     """
     spec = TOPICS[category]
     thread_id: int | None = None
     if spec.icon_color is not None:
         forum_topic = await bot.create_forum_topic(
-            group.chat_id, spec.name, icon_color=spec.icon_color
+            group.chat_id, spec.name, icon_color=spec.icon_color, request_timeout=request_timeout
         )
         thread_id = forum_topic.message_thread_id
     # Queried, not read from group.topics: the worker may pass a group without topics loaded.

@@ -29,6 +29,7 @@ of a trickle at the group's 20 a minute.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -135,7 +136,7 @@ class DeliveryWorker:
         concurrency: int = 8,
         batch_size: int = 100,
         request_timeout: int = 20,
-        create_topic: CreateTopic = personal_log_create_topic,
+        create_topic: CreateTopic | None = None,
         on_deletion_scheduled: Callable[[datetime], None] = lambda when: None,
         fallbacks: Mapping[Channel, FallbackChannel[Any]] | None = None,
         public_url: str | None = None,
@@ -175,6 +176,11 @@ class DeliveryWorker:
             patience = min(MAX_PATIENCE, max(PATIENCE, queue))
             self.pacing = PacedSends(Pacer(rates, clock().timestamp()), clock, sleep, patience)
         self._telegram = TelegramChannel(bot, request_timeout=request_timeout)
+        if create_topic is None:
+            # Bounded as a send is: the lease covers one topic creation of that length.
+            create_topic = functools.partial(
+                personal_log_create_topic, request_timeout=request_timeout
+            )
         self._deliverer = Deliverer(
             sessionmaker,
             bot,

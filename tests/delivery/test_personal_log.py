@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 from aiogram import Bot
@@ -273,3 +274,32 @@ async def test_a_topic_stored_since_the_log_was_read_is_used_not_made_again(
         again = await recreate(session, bot, create_topic, view, lost)
         assert again.address.message_thread_id == stored
     assert created == []
+
+
+async def test_a_topic_the_worker_makes_is_bounded_by_its_request_timeout(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    bot: Bot,
+    personal: Personal,
+    enqueue: Enqueue,
+    make_worker: WorkerFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The lease covers one topic creation as long as a send; aiogram's own default is a minute.
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Topic)
+            .where(Topic.group_id == personal.group_id, Topic.category == Category.SYSTEM)
+            .values(message_thread_id=None)
+        )
+    timeouts: list[object] = []
+    real = bot.create_forum_topic
+
+    async def spy(*args: Any, **kwargs: Any) -> Any:
+        timeouts.append(kwargs.get("request_timeout"))
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(bot, "create_forum_topic", spy)
+    message_id = await enqueue("disk full", category=Category.SYSTEM)
+    await make_worker(request_timeout=7, create_topic=None).run_once()
+    assert timeouts == [7]
+    assert (await load(sessionmaker, message_id)).status is MessageStatus.DELIVERED
