@@ -152,8 +152,16 @@ def _channels(
 
 
 def plan_route(
-    message: MessageFacts, prefs: Preferences, state: RecipientState, now: datetime
+    message: MessageFacts,
+    prefs: Preferences,
+    state: RecipientState,
+    now: datetime,
+    *,
+    kept_until: datetime | None = None,
 ) -> Plan:
+    """Where and how the message goes. `kept_until`: when its retention ends; a message
+    deferred past then would be dropped unseen, so in defer mode it goes now, silently, as in
+    silent mode."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     if not prefs.categories.get(message.category, True):
@@ -169,7 +177,7 @@ def plan_route(
     if prefs.quiet is not None and not bypasses_quiet(message, prefs):
         window_end = quiet_window_end(prefs.quiet, now)
         if window_end is not None:
-            if prefs.quiet.mode == "defer":
+            if prefs.quiet.mode == "defer" and (kept_until is None or window_end < kept_until):
                 deferred_until = window_end
             else:
                 silent = True

@@ -111,7 +111,8 @@ def _check_and_build(
         tuple(request.channels) if request.channels is not None else None,
         thread_id,
     )
-    plan = plan_route(facts, recipient.preferences, recipient.routing, now)
+    kept_until = now + timedelta(seconds=_retention(request, recipient))
+    plan = plan_route(facts, recipient.preferences, recipient.routing, now, kept_until=kept_until)
     message_id = str(uuid.uuid4())
     payload = OutboxPayload(
         kind=request.content.kind,
@@ -137,7 +138,7 @@ def _check_and_build(
         idempotency_key_hash=idempotency_digest(request.idempotency_key),
         created_at=now,
         next_attempt_at=plan.deferred_until or now,
-        retention_expires_at=now + timedelta(seconds=_retention(request, recipient)),
+        retention_expires_at=kept_until,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
@@ -140,6 +140,32 @@ def test_priorities_against_settings(
     if deferred:
         assert plan.deferred_until == utc(2026, 11, 24, 23, 0)  # 08:00 Tokyo
         assert plan.status == "deferred"
+
+
+@pytest.mark.parametrize(
+    ("kept_for", "silent", "deferred"),
+    [
+        (None, False, True),  # no deadline given
+        (timedelta(hours=12), False, True),  # kept past 08:00 (9 hours away): deferred
+        (timedelta(hours=9, seconds=1), False, True),
+        (timedelta(hours=9), True, False),  # would expire as it is released: now, silently
+        (timedelta(hours=1), True, False),  # would expire in the window: now, silently
+    ],
+)
+def test_a_deferral_never_outlasts_the_messages_retention(
+    kept_for: timedelta | None, silent: bool, deferred: bool
+) -> None:
+    kept_until = None if kept_for is None else TOKYO_NIGHT + kept_for
+    plan = plan_route(
+        MessageFacts(Category.SYSTEM, Priority.NORMAL),
+        DEFER,
+        LINKED,
+        TOKYO_NIGHT,
+        kept_until=kept_until,
+    )
+    assert plan.deliver
+    assert plan.silent is silent
+    assert (plan.deferred_until is not None) is deferred
 
 
 @pytest.mark.parametrize(

@@ -101,6 +101,32 @@ async def test_quiet_hours_make_delivery_silent(
     assert OutboxPayload.from_dict(cipher.open(row.id, row.encrypted_content)).silent is silent
 
 
+async def test_a_message_that_would_expire_while_deferred_goes_now_silently(
+    make_api: Callable[[datetime], Awaitable[Client]],
+    person: Person,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    cipher: ContentCipher,
+    delivery: RecordingDelivery,
+    held: list[datetime],
+) -> None:
+    # Held until 08:00 but kept one hour, it would be dropped unseen at midnight.
+    async with sessionmaker() as session, session.begin():
+        session.add(UserPreferences(user_id=person.user_id, quiet_mode="defer"))
+    api = await make_api(TOKYO_NIGHT)
+    body = {"content": {"text": "x"}, "retention_seconds": 3600}
+    resp = await api.post(SEND, json=body, headers=person.auth)
+    data = await resp.json()
+    assert resp.status == 202
+    assert data["status"] == "queued"
+    assert "deferred_until" not in data
+    row = await _row(sessionmaker, data["message_id"])
+    assert row.status is MessageStatus.QUEUED
+    assert row.encrypted_content is not None
+    assert OutboxPayload.from_dict(cipher.open(row.id, row.encrypted_content)).silent
+    assert held == []
+    assert delivery.notified == 1
+
+
 async def test_defer_mode_holds_the_message_until_the_window_ends(
     make_api: Callable[[datetime], Awaitable[Client]],
     person: Person,
