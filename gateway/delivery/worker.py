@@ -47,7 +47,7 @@ from gateway.content_cipher import ContentCipher
 from gateway.delivery import coalesce
 from gateway.delivery.attempt import Clock, Deliverer
 from gateway.delivery.chain import DEFAULT_POLICIES, RetryPolicy
-from gateway.delivery.claim import Claimed, Policy
+from gateway.delivery.claim import Claimed, Policy, current_channel
 from gateway.delivery.elsewhere import Elsewhere
 from gateway.delivery.pacing import SHORT_MARGIN, Pacer, TelegramRates
 from gateway.delivery.routes import CreateTopic
@@ -370,6 +370,7 @@ class DeliveryWorker:
             # The rest is claimed in one statement, not one per message.
             claimed = await self._deliverer.claim([c.message_id for c in queue if not held_back(c)])
             held: list[str] = []
+            trying: str | None = None  # the message whose attempt is under way
             try:
                 for candidate in queue:
                     if held_back(candidate):
@@ -378,7 +379,9 @@ class DeliveryWorker:
                     taken = claimed.pop(candidate.message_id, None)
                     if taken is None:
                         continue  # another worker has it
+                    trying = candidate.message_id
                     result = await self._deliverer.deliver_claimed(taken)
+                    trying = None
                     if result is None:
                         continue  # another worker took it over
                     if result.paced:
@@ -400,9 +403,9 @@ class DeliveryWorker:
                     await self._postpone(held, paced_until, claimed)
             finally:
                 if claimed:
-                    # Left by an error or a cancellation: due again now, not when the lease
+                    # Left by an error or a cancellation: queued again now, not when the lease
                     # runs out (meanwhile they could be neither erased nor sent).
-                    await self._hand_back(claimed)
+                    await self._hand_back(claimed, queue[0].recipient_id, trying)
             return handled
 
     async def _postpone(
@@ -420,11 +423,32 @@ class DeliveryWorker:
         for message_id in taken:
             del claimed[message_id]
 
-    async def _hand_back(self, claimed: dict[str, Claimed]) -> None:
+    async def _hand_back(
+        self, claimed: dict[str, Claimed], recipient_id: int, trying: str | None
+    ) -> None:
+        """Queue again what the run claimed and did not try, in its place. If the error came
+        from an attempt, that message stays leased until its lease runs out (its outcome is
+        unknown): the chat's other Telegram messages, these and any committed meanwhile, wait
+        until then too, so that none overtakes it."""
         try:
-            await asyncio.shield(self._postpone(list(claimed), self._clock(), claimed))
+            await asyncio.shield(self._give_back(claimed, recipient_id, trying))
         except Exception as exc:  # the lease still runs out; the original error matters more
             log.error("handing back claimed messages failed: %s", type(exc).__name__)
+
+    async def _give_back(
+        self, claimed: dict[str, Claimed], recipient_id: int, trying: str | None
+    ) -> None:
+        token = next(iter(claimed.values())).token  # claimed together, in one statement
+        telegram = [m for m, c in claimed.items() if current_channel(c.message) is Channel.TELEGRAM]
+        others = [m for m in claimed if m not in telegram]
+        async with self._sessionmaker() as session:
+            until = await outbox.lease_of(session, trying) if trying is not None else None
+            if until is not None:
+                self._paced[recipient_id] = max(until, self._paced.get(recipient_id, until))
+            await outbox.release(session, telegram, token, until)
+            await outbox.release(session, others, token, None)
+            await session.commit()
+        claimed.clear()
 
     async def _delay(self, handled: int) -> float:
         async with self._sessionmaker() as session:

@@ -274,11 +274,13 @@ async def postpone(session: AsyncSession, message_ids: Sequence[str], until: dat
 
 
 async def release(
-    session: AsyncSession, message_ids: Sequence[str], token: datetime, until: datetime
+    session: AsyncSession, message_ids: Sequence[str], token: datetime, until: datetime | None
 ) -> None:
     """Hand back messages this worker claimed (with `token`) but did not try: queued again, due
-    at `until`. Those whose claim was lost meanwhile are left alone."""
+    at `until` (None: when they were due, so they keep their place). Those whose claim was lost
+    meanwhile are left alone."""
     if message_ids:
+        due_at = {} if until is None else {"next_attempt_at": until}
         await _update(
             session,
             *by_key(
@@ -288,8 +290,17 @@ async def release(
             ),
             status=MessageStatus.QUEUED,
             claimed_until=None,
-            next_attempt_at=until,
+            **due_at,
         )
+
+
+async def lease_of(session: AsyncSession, message_id: str) -> datetime | None:
+    """Until when a worker holds the message (None: no worker does)."""
+    return await session.scalar(
+        select(Message.claimed_until).where(
+            Message.id == message_id, Message.status == MessageStatus.SENDING
+        )
+    )
 
 
 _LAST_ATTEMPTS = (

@@ -7,6 +7,7 @@ import itertools
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -200,3 +201,48 @@ async def test_a_claim_takes_only_the_messages_it_names(
     assert (await load(sessionmaker, due_too)).status == MessageStatus.QUEUED
     left = await load(sessionmaker, orphan)
     assert (left.status, left.claimed_until) == (MessageStatus.SENDING, expired_lease)
+
+
+async def test_an_attempt_that_escapes_keeps_the_chats_order_behind_it(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    enqueue: Enqueue,
+    make_worker: WorkerFactory,
+    clock: UTCClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The attempt at A ends in an error that escapes it (a shutdown, the database gone): A
+    # stays leased, its outcome unknown. B, claimed with it, and N, committed meanwhile, must
+    # not go out before A does.
+    a = await enqueue("A", created_offset=0)
+    b = await enqueue("B", created_offset=1)
+    worker = make_worker()
+    real = worker._deliverer.deliver_claimed
+
+    async def escapes_for_a(claimed: Any) -> Any:
+        if claimed.message.id == a:
+            raise RuntimeError("the database went away")
+        return await real(claimed)
+
+    monkeypatch.setattr(worker._deliverer, "deliver_claimed", escapes_for_a)
+    with pytest.raises(RuntimeError):
+        await worker.run_once()
+    monkeypatch.undo()
+    handed_back = await load(sessionmaker, b)
+    assert handed_back.status is MessageStatus.QUEUED
+    assert handed_back.claimed_until is None
+    leased = await load(sessionmaker, a)
+    assert leased.status is MessageStatus.SENDING
+    assert handed_back.next_attempt_at == leased.claimed_until
+
+    n = await enqueue("N", created_offset=2)
+    await worker.run_once()  # A's lease has not run out: nothing goes
+    assert not [c for c in await control.get_calls() if c.method == "sendMessage"]
+    assert leased.claimed_until is not None
+    clock.advance((leased.claimed_until - clock()).total_seconds() + 1)
+    await worker.run_once()
+    texts = [m.text for m in (await control.get_chat(personal.chat_id)).bot_messages()]
+    assert [t[:1] for t in texts if t] == ["A", "B", "N"]
+    for message_id in (a, b, n):
+        assert (await load(sessionmaker, message_id)).status is MessageStatus.DELIVERED
