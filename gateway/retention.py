@@ -76,9 +76,10 @@ class RetentionPurger(OnSchedule):
             ours = await retention.drop_expired(session, [e.message_id for e in expired], now)
             # Only what someone sent is reported, once: by the process whose DELETE removed it;
             # the gateway's own notices are not (an undeliverable notice must not beget one).
+            # Undelivered as the DELETE found it: a worker may have delivered it since the read.
             lost: Counter[int] = Counter()
             for e in expired:
-                if e.message_id in ours and e.undelivered:
+                if ours.get(e.message_id, False):
                     lost[e.recipient_id] += carried.get(e.message_id, 0) + int(e.from_sender)
             lost = +lost  # drop the zero counts (the gateway's own notices)
             told = False

@@ -256,9 +256,10 @@ async def test_dropping_expired_records_reports_only_what_this_statement_deleted
     async with sessionmaker() as session, session.begin():
         expired = await retention.expired(session, now, 10)
         assert [e.message_id for e in expired] == [old.id]
-        assert await retention.drop_expired(session, [old.id, "gone-already"], now) == {old.id}
+        dropped = await retention.drop_expired(session, [old.id, "gone-already"], now)
+        assert dropped == {old.id: True}  # undelivered
     async with sessionmaker() as session, session.begin():
-        assert await retention.drop_expired(session, [old.id], now) == set()  # another first
+        assert await retention.drop_expired(session, [old.id], now) == {}  # another was first
         assert await session.scalar(select(func.count()).select_from(Message)) == 1
 
 
@@ -283,12 +284,34 @@ async def test_a_record_claimed_after_it_was_found_expired_is_not_dropped(
         async with sessionmaker() as worker, worker.begin():
             claimed = await outbox.claim(worker, old.id, now, now + timedelta(minutes=1))
             assert claimed is not None
-        assert await retention.drop_expired(purge, [old.id], now) == set()
+        assert await retention.drop_expired(purge, [old.id], now) == {}
         await purge.commit()
     async with sessionmaker() as session:
         row = await session.get(Message, old.id)
     assert row is not None
     assert row.status is MessageStatus.SENDING
+
+
+async def test_a_record_delivered_after_it_was_found_expired_is_dropped_as_delivered(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    # Read as undelivered, delivered by a worker before the DELETE: no "expired" notice.
+    now = datetime.now(UTC)
+    async with sessionmaker() as session, session.begin():
+        user = await _person(session)
+        old = await _message(session, user, None)
+        old.retention_expires_at = now - timedelta(seconds=1)
+    async with sessionmaker() as purge:
+        [found] = await retention.expired(purge, now, 10)
+        assert found.undelivered
+        if purge.bind.dialect.name == "sqlite":
+            await purge.commit()  # SQLite's snapshot would refuse the DELETE otherwise
+        async with sessionmaker() as worker, worker.begin():
+            row = await worker.get(Message, old.id)
+            assert row is not None
+            row.status = MessageStatus.DELIVERED
+        assert await retention.drop_expired(purge, [old.id], now) == {old.id: False}
+        await purge.commit()
 
 
 async def _numbered(session: AsyncSession, prefix: str, count: int, due: datetime) -> list[Message]:

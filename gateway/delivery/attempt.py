@@ -180,9 +180,10 @@ class Deliverer:
         """After an unexpected error: the transaction rolled back, the message as it stands
         now (the error may have come after one of the attempt's commits). False if the row is
         gone (erased meanwhile)."""
+        message_id = claim.message.id  # read before a rollback expires the object
         await claim.session.rollback()
         claim.drop_rows()  # rolled back with the rest
-        current = await claim.session.get(Message, claim.message.id, populate_existing=True)
+        current = await claim.session.get(Message, message_id, populate_existing=True)
         if current is None:
             return False
         claim.message = current

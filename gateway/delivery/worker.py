@@ -379,7 +379,8 @@ class DeliveryWorker:
                     taken = claimed.pop(candidate.message_id, None)
                     if taken is None:
                         continue  # another worker has it
-                    trying = candidate.message_id
+                    # Only a Telegram message's order binds the chat's other Telegram ones.
+                    trying = candidate.message_id if candidate.channel is Channel.TELEGRAM else None
                     result = await self._deliverer.deliver_claimed(taken)
                     trying = None
                     if result is None:
@@ -402,7 +403,7 @@ class DeliveryWorker:
                 if held and paced_until is not None:
                     await self._postpone(held, paced_until, claimed)
             finally:
-                if claimed:
+                if claimed or trying is not None:
                     # Left by an error or a cancellation: queued again now, not when the lease
                     # runs out (meanwhile they could be neither erased nor sent).
                     await self._hand_back(claimed, queue[0].recipient_id, trying)
@@ -427,9 +428,9 @@ class DeliveryWorker:
         self, claimed: dict[str, Claimed], recipient_id: int, trying: str | None
     ) -> None:
         """Queue again what the run claimed and did not try, in its place. If the error came
-        from an attempt, that message stays leased until its lease runs out (its outcome is
-        unknown): the chat's other Telegram messages, these and any committed meanwhile, wait
-        until then too, so that none overtakes it."""
+        from an attempt at a Telegram message (`trying`), that message stays leased until its
+        lease runs out (its outcome is unknown): the chat's other Telegram messages, these and
+        any committed meanwhile, wait until then too, so that none overtakes it."""
         try:
             await asyncio.shield(self._give_back(claimed, recipient_id, trying))
         except Exception as exc:  # the lease still runs out; the original error matters more
@@ -438,16 +439,18 @@ class DeliveryWorker:
     async def _give_back(
         self, claimed: dict[str, Claimed], recipient_id: int, trying: str | None
     ) -> None:
-        token = next(iter(claimed.values())).token  # claimed together, in one statement
         telegram = [m for m, c in claimed.items() if current_channel(c.message) is Channel.TELEGRAM]
         others = [m for m in claimed if m not in telegram]
         async with self._sessionmaker() as session:
             until = await outbox.lease_of(session, trying) if trying is not None else None
             if until is not None:
+                # Also those the chat commits meanwhile, which no run claimed yet.
                 self._paced[recipient_id] = max(until, self._paced.get(recipient_id, until))
-            await outbox.release(session, telegram, token, until)
-            await outbox.release(session, others, token, None)
-            await session.commit()
+            if claimed:
+                token = next(iter(claimed.values())).token  # claimed together, in one statement
+                await outbox.release(session, telegram, token, until)
+                await outbox.release(session, others, token, None)
+                await session.commit()
         claimed.clear()
 
     async def _delay(self, handled: int) -> float:

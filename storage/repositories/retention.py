@@ -66,28 +66,31 @@ async def carried_from_senders(session: AsyncSession, carrier_ids: Sequence[str]
 async def drop(session: AsyncSession, message_ids: Sequence[str]) -> set[str]:
     """Delete these records; the ids this statement deleted (another process may have been
     first with some: only these are ours to report)."""
-    return await _delete(session, message_ids)
+    return set(await _delete(session, message_ids))
 
 
 async def drop_expired(
     session: AsyncSession, message_ids: Sequence[str], now: datetime
-) -> set[str]:
+) -> dict[str, bool]:
     """`drop` of these records if they are still past their deadline and free to go:
     `expired` read them, but a worker may have claimed one since (on PostgreSQL the next
-    statement sees another transaction's commit)."""
+    statement sees another transaction's commit). The ids deleted, each with whether it was
+    still undelivered as it was deleted (it may have been delivered since the read)."""
     return await _delete(session, message_ids, _past(now))
 
 
 async def _delete(
     session: AsyncSession, message_ids: Sequence[str], *where: ColumnElement[bool]
-) -> set[str]:
+) -> dict[str, bool]:
     if not message_ids:
-        return set()
+        return {}
     result = await session.execute(
-        delete(Message).where(Message.id.in_(message_ids), *where).returning(Message.id),
+        delete(Message)
+        .where(Message.id.in_(message_ids), *where)
+        .returning(Message.id, Message.status),
         execution_options={"synchronize_session": False},
     )
-    return set(result.scalars())
+    return {message_id: status in UNDELIVERED for message_id, status in result.all()}
 
 
 async def next_deadline(session: AsyncSession) -> datetime | None:

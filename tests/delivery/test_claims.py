@@ -10,11 +10,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.delivery import worker as worker_module
 from sandbox.client import MessageView, SandboxClient
-from storage.enums import MessageStatus
+from storage.enums import Channel, MessageStatus
+from storage.models import Message
 from storage.repositories import outbox
 from tests.delivery.conftest import Enqueue, Personal, UTCClock, WorkerFactory, load
 
@@ -203,6 +205,7 @@ async def test_a_claim_takes_only_the_messages_it_names(
     assert (left.status, left.claimed_until) == (MessageStatus.SENDING, expired_lease)
 
 
+@pytest.mark.parametrize("behind", ["claimed with it", "nothing claimed"])
 async def test_an_attempt_that_escapes_keeps_the_chats_order_behind_it(
     sessionmaker: async_sessionmaker[AsyncSession],
     control: SandboxClient,
@@ -211,12 +214,13 @@ async def test_an_attempt_that_escapes_keeps_the_chats_order_behind_it(
     make_worker: WorkerFactory,
     clock: UTCClock,
     monkeypatch: pytest.MonkeyPatch,
+    behind: str,
 ) -> None:
     # The attempt at A ends in an error that escapes it (a shutdown, the database gone): A
     # stays leased, its outcome unknown. B, claimed with it, and N, committed meanwhile, must
     # not go out before A does.
     a = await enqueue("A", created_offset=0)
-    b = await enqueue("B", created_offset=1)
+    b = await enqueue("B", created_offset=1) if behind == "claimed with it" else None
     worker = make_worker()
     real = worker._deliverer.deliver_claimed
 
@@ -229,20 +233,53 @@ async def test_an_attempt_that_escapes_keeps_the_chats_order_behind_it(
     with pytest.raises(RuntimeError):
         await worker.run_once()
     monkeypatch.undo()
-    handed_back = await load(sessionmaker, b)
-    assert handed_back.status is MessageStatus.QUEUED
-    assert handed_back.claimed_until is None
     leased = await load(sessionmaker, a)
     assert leased.status is MessageStatus.SENDING
-    assert handed_back.next_attempt_at == leased.claimed_until
+    assert leased.claimed_until is not None
+    if b is not None:
+        handed_back = await load(sessionmaker, b)
+        assert handed_back.status is MessageStatus.QUEUED
+        assert handed_back.claimed_until is None
+        assert handed_back.next_attempt_at == leased.claimed_until
 
     n = await enqueue("N", created_offset=2)
     await worker.run_once()  # A's lease has not run out: nothing goes
     assert not [c for c in await control.get_calls() if c.method == "sendMessage"]
-    assert leased.claimed_until is not None
     clock.advance((leased.claimed_until - clock()).total_seconds() + 1)
     await worker.run_once()
     texts = [m.text for m in (await control.get_chat(personal.chat_id)).bot_messages()]
-    assert [t[:1] for t in texts if t] == ["A", "B", "N"]
+    expected = ["A", "B", "N"] if b is not None else ["A", "N"]
+    assert [t[:1] for t in texts if t] == expected
     for message_id in (a, b, n):
+        if message_id is not None:
+            assert (await load(sessionmaker, message_id)).status is MessageStatus.DELIVERED
+
+
+async def test_a_broken_off_attempt_on_another_channel_holds_back_no_telegram_message(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    enqueue: Enqueue,
+    make_worker: WorkerFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hook = await enqueue("by webhook", created_offset=0)
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Message).where(Message.id == hook).values(channels=[Channel.WEBHOOK.value])
+        )
+    claimed_with_it = await enqueue("by telegram", created_offset=1)
+    worker = make_worker()
+
+    async def escapes(claimed: Any) -> Any:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(worker._deliverer, "deliver_claimed", escapes)
+    with pytest.raises(RuntimeError):
+        await worker.run_once()
+    monkeypatch.undo()
+    assert (await load(sessionmaker, hook)).status is MessageStatus.SENDING
+    later = await enqueue("also by telegram", created_offset=2)
+    await worker.run_once()  # the webhook message's lease binds no Telegram message
+    for message_id in (claimed_with_it, later):
         assert (await load(sessionmaker, message_id)).status is MessageStatus.DELIVERED

@@ -30,6 +30,18 @@ from tests.delivery.conftest import (
 from tests.sandbox.conftest import Scene
 
 
+async def _system_topic_not_made(
+    sessionmaker: async_sessionmaker[AsyncSession], personal: Personal
+) -> None:
+    """The person's system topic as if it was never created (the worker makes it)."""
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Topic)
+            .where(Topic.group_id == personal.group_id, Topic.category == Category.SYSTEM)
+            .values(message_thread_id=None)
+        )
+
+
 async def test_a_deleted_topic_is_recreated_once_and_the_message_delivered_there(
     sessionmaker: async_sessionmaker[AsyncSession],
     control: SandboxClient,
@@ -90,12 +102,7 @@ async def test_a_category_without_a_topic_row_gets_its_topic_created(
     enqueue: Enqueue,
     make_worker: WorkerFactory,
 ) -> None:
-    async with sessionmaker() as session, session.begin():
-        await session.execute(
-            update(Topic)
-            .where(Topic.group_id == personal.group_id, Topic.category == Category.SYSTEM)
-            .values(message_thread_id=None)
-        )
+    await _system_topic_not_made(sessionmaker, personal)
     await enqueue("disk 91% full", category=Category.SYSTEM)
 
     await make_worker().run_once()
@@ -188,12 +195,7 @@ async def test_an_unexpected_error_is_retried_within_the_bound(
     make_worker: WorkerFactory,
     clock: UTCClock,
 ) -> None:
-    async with sessionmaker() as session, session.begin():
-        await session.execute(
-            update(Topic)
-            .where(Topic.group_id == personal.group_id, Topic.category == Category.SYSTEM)
-            .values(message_thread_id=None)
-        )
+    await _system_topic_not_made(sessionmaker, personal)
 
     async def broken_create_topic(*_: object) -> Topic:
         raise RuntimeError("boom")
@@ -285,12 +287,7 @@ async def test_a_topic_the_worker_makes_is_bounded_by_its_request_timeout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The lease covers one topic creation as long as a send; aiogram's own default is a minute.
-    async with sessionmaker() as session, session.begin():
-        await session.execute(
-            update(Topic)
-            .where(Topic.group_id == personal.group_id, Topic.category == Category.SYSTEM)
-            .values(message_thread_id=None)
-        )
+    await _system_topic_not_made(sessionmaker, personal)
     timeouts: list[object] = []
     real = bot.create_forum_topic
 

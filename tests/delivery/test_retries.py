@@ -16,6 +16,7 @@ from gateway.delivery import DeliveryWorker
 from sandbox.client import SandboxClient
 from storage.enums import AttemptOutcome, Category, MessageStatus
 from storage.models import TelegramCopy
+from storage.repositories import outbox
 from tests.delivery.conftest import Enqueue, Personal, UTCClock, WorkerFactory, load
 from tests.sandbox.conftest import FakeClock, make_bot
 
@@ -308,3 +309,28 @@ async def test_an_unexpected_error_after_a_part_went_out_resumes_after_it(
     assert len(copies) == 2
     assert copies[0].telegram_message_id == first.telegram_message_id
     assert {c.first_part_id for c in copies} == {first.telegram_message_id}
+
+
+async def test_sent_parts_that_cannot_be_recorded_fall_back_to_a_counted_retry(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    enqueue: Enqueue,
+    make_worker: WorkerFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A notice of the gateway's own settles through the claim's session (not the shared
+    # commit); that write fails every time here. Recording what was sent fails as well, and
+    # the attempt ends as an ordinary counted retry, not an error escaping with the message
+    # leased (sent again at every lease's end, without bound).
+    message_id = await enqueue("a notice", from_token=False)
+
+    async def refused(*_: object, **__: object) -> None:
+        raise OperationalError("UPDATE", {}, sqlite3.OperationalError("disk I/O error"))
+
+    monkeypatch.setattr(outbox, "settle_carried", refused)
+    await make_worker().run_once()
+    message = await load(sessionmaker, message_id)
+    assert message.status is MessageStatus.QUEUED
+    assert [a.outcome for a in message.attempts] == [AttemptOutcome.RETRY]
+    assert message.attempt_count == 1
+    assert len([c for c in await control.get_calls() if c.method == "sendMessage"]) == 1

@@ -305,7 +305,7 @@ async def test_a_chats_queue_is_claimed_in_one_statement_and_sent_in_order(
         assert [a.attempt for a in message.attempts] == [1], n
 
 
-async def test_what_a_failed_run_claimed_and_did_not_try_is_handed_back_at_once(
+async def test_what_a_failed_run_claimed_and_did_not_try_is_queued_again_behind_it(
     sessionmaker: async_sessionmaker[AsyncSession],
     enqueue: Enqueue,
     make_worker: WorkerFactory,
