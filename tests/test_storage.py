@@ -267,7 +267,7 @@ async def test_dropping_expired_records_reports_only_what_this_statement_deleted
 async def test_a_record_claimed_after_it_was_found_expired_is_not_dropped(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    # The purge reads what expired, then deletes it; a worker's claim committed in between
+    # The purge reads what expired, then deletes it; a worker's lease committed in between
     # (seen by the DELETE on PostgreSQL) means it is being sent: it waits for the outcome.
     now = datetime.now(UTC)
     async with sessionmaker() as session, session.begin():
@@ -282,8 +282,12 @@ async def test_a_record_claimed_after_it_was_found_expired_is_not_dropped(
             # SQLite's snapshot would refuse the DELETE after another commit: end the read.
             await purge.commit()
         async with sessionmaker() as worker, worker.begin():
-            claimed = await outbox.claim(worker, old.id, now, now + timedelta(minutes=1))
-            assert claimed is not None
+            # A worker's lease on it, committed meanwhile (a claim made now would refuse a
+            # message past its retention: this is the DELETE's own check).
+            row = await worker.get(Message, old.id)
+            assert row is not None
+            row.status = MessageStatus.SENDING
+            row.claimed_until = now + timedelta(minutes=1)
         assert await retention.drop_expired(purge, [old.id], now) == {}
         await purge.commit()
     async with sessionmaker() as session:

@@ -151,6 +151,9 @@ _CLAIM = (
         *by_key(
             Message.id.in_(bindparam("message_ids", expanding=True)),
             _due(bindparam("now", type_=Message.next_attempt_at.type)),
+            # Past its retention an undelivered message is the purge's to drop (its recipient
+            # told once), not sent late: a one-time code, say, that expired in a backlog.
+            Message.retention_expires_at > bindparam("now", type_=Message.next_attempt_at.type),
         )
     )
     .values(status=MessageStatus.SENDING, claimed_until=bindparam("until"))
@@ -163,7 +166,8 @@ async def claim_many(
 ) -> dict[str, Message]:
     """Take these messages for this worker until `until` (the claim token) in one statement,
     and read them back in it (RETURNING: no gap in which one could be erased). Those another
-    worker has, or that are no longer due, are not among the result."""
+    worker has, that are no longer due, or whose retention has ended (the purge drops them),
+    are not among the result."""
     if not message_ids:
         return {}
     result = await session.scalars(

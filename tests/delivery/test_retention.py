@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.content_cipher import ContentCipher
 from gateway.outbox_payload import OutboxPayload
 from gateway.retention import RetentionPurger
+from sandbox.client import SandboxClient
 from storage.enums import Category, MessageStatus
 from storage.models import DeliveryAttempt, Message, TelegramCopy
 from storage.repositories import copies
@@ -247,3 +248,27 @@ async def test_a_message_inside_a_digest_on_its_way_waits_for_the_digest(
         carrier.status = MessageStatus.DELIVERED
     assert await purger.purge_due() == 1
     assert await _mentions(sessionmaker, member) == []
+
+
+async def test_a_message_past_its_retention_is_not_sent_late_but_dropped(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    enqueue: Enqueue,
+    make_worker: WorkerFactory,
+    make_purger: PurgerFactory,
+    clock: UTCClock,
+) -> None:
+    # A backlog outlived the message (a one-time code kept a minute, say): the worker leaves
+    # it to the purge, which drops it and tells the person once, instead of sending it late.
+    stale = await enqueue("code 123456, valid for a minute")
+    await _sent_by_a_token(sessionmaker, personal, [stale])
+    clock.advance(DAY + 1)
+    assert await make_worker().run_once() == 0
+    assert not [c for c in await control.get_calls() if c.method == "sendMessage"]
+    async with sessionmaker() as session:
+        row = await session.get(Message, stale)
+        assert row is not None
+        assert row.status is MessageStatus.QUEUED
+    assert await make_purger().purge_due() == 1
+    assert await _mentions(sessionmaker, stale) == []
