@@ -4,6 +4,7 @@ datetimes, JSON, and the repository statements whose behaviour differs most betw
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -263,6 +264,34 @@ async def test_dropping_expired_records_reports_only_what_this_statement_deleted
         assert await session.scalar(select(func.count()).select_from(Message)) == 1
 
 
+async def _expired_then(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    now: datetime,
+    meanwhile: Callable[[Message], None],
+) -> tuple[str, dict[str, bool]]:
+    """A message past its retention, found so by the purge's read; then `meanwhile` done to
+    it by a worker (committed) before the purge's DELETE. Its id, and what the DELETE did."""
+    async with sessionmaker() as session, session.begin():
+        user = await _person(session)
+        old = await _message(session, user, None)
+        old.retention_expires_at = now - timedelta(seconds=1)
+        old.next_attempt_at = now - timedelta(seconds=1)  # due
+    async with sessionmaker() as purge:
+        [found] = await retention.expired(purge, now, 10)
+        assert found.message_id == old.id
+        assert found.undelivered
+        if purge.bind.dialect.name == "sqlite":
+            # SQLite's snapshot would refuse the DELETE after another commit: end the read.
+            await purge.commit()
+        async with sessionmaker() as worker, worker.begin():
+            row = await worker.get(Message, old.id)
+            assert row is not None
+            meanwhile(row)
+        dropped = await retention.drop_expired(purge, [old.id], now)
+        await purge.commit()
+    return old.id, dropped
+
+
 @pytest.mark.both_databases
 async def test_a_record_claimed_after_it_was_found_expired_is_not_dropped(
     sessionmaker: async_sessionmaker[AsyncSession],
@@ -270,28 +299,17 @@ async def test_a_record_claimed_after_it_was_found_expired_is_not_dropped(
     # The purge reads what expired, then deletes it; a worker's lease committed in between
     # (seen by the DELETE on PostgreSQL) means it is being sent: it waits for the outcome.
     now = datetime.now(UTC)
-    async with sessionmaker() as session, session.begin():
-        user = await _person(session)
-        old = await _message(session, user, None)
-        old.retention_expires_at = now - timedelta(seconds=1)
-        old.next_attempt_at = now - timedelta(seconds=1)  # due
-    async with sessionmaker() as purge:
-        expired = await retention.expired(purge, now, 10)
-        assert [e.message_id for e in expired] == [old.id]
-        if purge.bind.dialect.name == "sqlite":
-            # SQLite's snapshot would refuse the DELETE after another commit: end the read.
-            await purge.commit()
-        async with sessionmaker() as worker, worker.begin():
-            # A worker's lease on it, committed meanwhile (a claim made now would refuse a
-            # message past its retention: this is the DELETE's own check).
-            row = await worker.get(Message, old.id)
-            assert row is not None
-            row.status = MessageStatus.SENDING
-            row.claimed_until = now + timedelta(minutes=1)
-        assert await retention.drop_expired(purge, [old.id], now) == {}
-        await purge.commit()
+
+    def leased(row: Message) -> None:
+        # A worker's lease on it, committed meanwhile (a claim made now would refuse a
+        # message past its retention: this is the DELETE's own check).
+        row.status = MessageStatus.SENDING
+        row.claimed_until = now + timedelta(minutes=1)
+
+    message_id, dropped = await _expired_then(sessionmaker, now, leased)
+    assert dropped == {}
     async with sessionmaker() as session:
-        row = await session.get(Message, old.id)
+        row = await session.get(Message, message_id)
     assert row is not None
     assert row.status is MessageStatus.SENDING
 
@@ -300,22 +318,11 @@ async def test_a_record_delivered_after_it_was_found_expired_is_dropped_as_deliv
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     # Read as undelivered, delivered by a worker before the DELETE: no "expired" notice.
-    now = datetime.now(UTC)
-    async with sessionmaker() as session, session.begin():
-        user = await _person(session)
-        old = await _message(session, user, None)
-        old.retention_expires_at = now - timedelta(seconds=1)
-    async with sessionmaker() as purge:
-        [found] = await retention.expired(purge, now, 10)
-        assert found.undelivered
-        if purge.bind.dialect.name == "sqlite":
-            await purge.commit()  # SQLite's snapshot would refuse the DELETE otherwise
-        async with sessionmaker() as worker, worker.begin():
-            row = await worker.get(Message, old.id)
-            assert row is not None
-            row.status = MessageStatus.DELIVERED
-        assert await retention.drop_expired(purge, [old.id], now) == {old.id: False}
-        await purge.commit()
+    def delivered(row: Message) -> None:
+        row.status = MessageStatus.DELIVERED
+
+    message_id, dropped = await _expired_then(sessionmaker, datetime.now(UTC), delivered)
+    assert dropped == {message_id: False}
 
 
 async def _numbered(session: AsyncSession, prefix: str, count: int, due: datetime) -> list[Message]:

@@ -150,10 +150,10 @@ _CLAIM = (
     .where(
         *by_key(
             Message.id.in_(bindparam("message_ids", expanding=True)),
-            _due(bindparam("now", type_=Message.next_attempt_at.type)),
+            _due(_NOW),
             # Past its retention an undelivered message is the purge's to drop (its recipient
             # told once), not sent late: a one-time code, say, that expired in a backlog.
-            Message.retention_expires_at > bindparam("now", type_=Message.next_attempt_at.type),
+            Message.retention_expires_at > _NOW,
         )
     )
     .values(status=MessageStatus.SENDING, claimed_until=bindparam("until"))

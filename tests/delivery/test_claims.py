@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.delivery import DeliveryWorker
 from gateway.delivery import worker as worker_module
 from sandbox.client import MessageView, SandboxClient
 from storage.enums import Channel, MessageStatus
@@ -205,6 +206,24 @@ async def test_a_claim_takes_only_the_messages_it_names(
     assert (left.status, left.claimed_until) == (MessageStatus.SENDING, expired_lease)
 
 
+async def _run_with_escaping_attempt(
+    worker: DeliveryWorker, monkeypatch: pytest.MonkeyPatch, message_id: str
+) -> None:
+    """A run in which the attempt at `message_id` ends in an error that escapes it (a
+    shutdown, the database gone), leaving it leased; the others' attempts are as usual."""
+    real = worker._deliverer.deliver_claimed
+
+    async def escapes(claimed: Any) -> Any:
+        if claimed.message.id == message_id:
+            raise RuntimeError("the database went away")
+        return await real(claimed)
+
+    monkeypatch.setattr(worker._deliverer, "deliver_claimed", escapes)
+    with pytest.raises(RuntimeError):
+        await worker.run_once()
+    monkeypatch.undo()
+
+
 @pytest.mark.parametrize("behind", ["claimed with it", "nothing claimed"])
 async def test_an_attempt_that_escapes_keeps_the_chats_order_behind_it(
     sessionmaker: async_sessionmaker[AsyncSession],
@@ -222,17 +241,7 @@ async def test_an_attempt_that_escapes_keeps_the_chats_order_behind_it(
     a = await enqueue("A", created_offset=0)
     b = await enqueue("B", created_offset=1) if behind == "claimed with it" else None
     worker = make_worker()
-    real = worker._deliverer.deliver_claimed
-
-    async def escapes_for_a(claimed: Any) -> Any:
-        if claimed.message.id == a:
-            raise RuntimeError("the database went away")
-        return await real(claimed)
-
-    monkeypatch.setattr(worker._deliverer, "deliver_claimed", escapes_for_a)
-    with pytest.raises(RuntimeError):
-        await worker.run_once()
-    monkeypatch.undo()
+    await _run_with_escaping_attempt(worker, monkeypatch, a)
     leased = await load(sessionmaker, a)
     assert leased.status is MessageStatus.SENDING
     assert leased.claimed_until is not None
@@ -270,14 +279,7 @@ async def test_a_broken_off_attempt_on_another_channel_holds_back_no_telegram_me
         )
     claimed_with_it = await enqueue("by telegram", created_offset=1)
     worker = make_worker()
-
-    async def escapes(claimed: Any) -> Any:
-        raise RuntimeError("the database went away")
-
-    monkeypatch.setattr(worker._deliverer, "deliver_claimed", escapes)
-    with pytest.raises(RuntimeError):
-        await worker.run_once()
-    monkeypatch.undo()
+    await _run_with_escaping_attempt(worker, monkeypatch, hook)
     assert (await load(sessionmaker, hook)).status is MessageStatus.SENDING
     later = await enqueue("also by telegram", created_offset=2)
     await worker.run_once()  # the webhook message's lease binds no Telegram message
