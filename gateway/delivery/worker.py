@@ -65,6 +65,8 @@ Sleep = Callable[[float], Awaitable[None]]
 # The longest the worker sleeps in place for a granted send (at least); longer waits postpone.
 PATIENCE = 0.5
 MAX_PATIENCE = 5.0
+# Chats at once whose sends may wait in place for the global bucket (see DeliveryWorker).
+PATIENT_CHATS = 8
 # Woken this much after a reserved slot, the send takes a new slot instead (see before_send).
 LATE = SHORT_MARGIN / 2
 # Seconds after a run that tried nothing before the next may start (see run): a held chat's
@@ -73,6 +75,16 @@ HELD_RUN_SPACING = 0.02
 # Passes a run makes at most while each finds nothing but held chats' Telegram messages (see
 # run_once): enough to get past a flood of a few thousand a second into one group.
 MAX_HELD_PASSES = 20
+# Chats served at once, and due messages a pass takes. A pass's look for due work, each chat's
+# claim (a statement and a commit for the chat's whole share of the pass) and the wait for the
+# pass's slowest chat are paid per pass and per chat, not per message: at 8 and 100 they were
+# a third to a half of the delivering process's CPU under a backlog (bench/pipeline.py with 100
+# people: 490 to 515 a second against 896 to 916 with these). A pass's claimed messages are in
+# memory until sent: at most BATCH_SIZE texts of 64 KiB. Under Telegram's limits the pacer, not
+# the number of chats at once, sets the pace (and a pass of a flood's held messages puts back
+# more of them at a time: see run_once).
+CONCURRENCY = 32
+BATCH_SIZE = 1000
 # Seconds between the worker's looks for erased messages whose rendered text it keeps.
 ERASED_RENDERS_EVERY = 1.0
 
@@ -110,6 +122,18 @@ class PacedSends:
         self.pacer.penalise(chat_id, self._clock().timestamp(), retry_after)
 
 
+def patience_for(concurrency: int, global_per_second: float) -> float:
+    """Seconds a send may sleep in place for its slot: enough for a few chats' sends to queue
+    for the global bucket, but short next to the lease (which covers a part's send and its
+    wait). Not enough for every chat served at once: a pass ends with its slowest chat, so
+    each second slept in place delays the next look for due work. Sized by all 32 chats (1.2
+    s), another person's messages during a flood took 3.7 to 7.7 s instead of 1.3
+    (bench/flood_fairness.py)."""
+    queued = min(concurrency, PATIENT_CHATS)
+    queue = 1.1 * queued / global_per_second if global_per_second else 0.0
+    return min(MAX_PATIENCE, max(PATIENCE, queue))
+
+
 @dataclass(frozen=True)
 class WorkerState:
     """For the health endpoint. `last_error` is an exception class name, never a message."""
@@ -133,8 +157,8 @@ class DeliveryWorker:
         lease: timedelta = timedelta(seconds=60),
         max_attempts: int = 8,
         poll_interval: float = 1.0,
-        concurrency: int = 8,
-        batch_size: int = 100,
+        concurrency: int = CONCURRENCY,
+        batch_size: int = BATCH_SIZE,
         request_timeout: int = 20,
         create_topic: CreateTopic | None = None,
         on_deletion_scheduled: Callable[[datetime], None] = lambda when: None,
@@ -169,11 +193,7 @@ class DeliveryWorker:
         rates = TelegramRates() if rates is None else rates
         self.pacing: PacedSends | None = None
         if rates != TelegramRates.unlimited():
-            # Enough patience for every slot of the run to queue for the global bucket (but
-            # short next to the lease, which covers a part's send and its wait).
-            per_second = rates.global_per_second
-            queue = 1.1 * concurrency / per_second if per_second else 0.0
-            patience = min(MAX_PATIENCE, max(PATIENCE, queue))
+            patience = patience_for(concurrency, rates.global_per_second)
             self.pacing = PacedSends(Pacer(rates, clock().timestamp()), clock, sleep, patience)
         self._telegram = TelegramChannel(bot, request_timeout=request_timeout)
         if create_topic is None:

@@ -31,7 +31,7 @@ from gateway.delivery import DeliveryWorker
 from gateway.delivery.claim import Claim, Claimed
 from gateway.delivery.elsewhere import Elsewhere
 from gateway.delivery.pacing import SHORT_MARGIN, Pacer, TelegramRates
-from gateway.delivery.worker import PacedSends
+from gateway.delivery.worker import PacedSends, patience_for
 from gateway.outbox_payload import OutboxPayload
 from gateway.runtime import GatewayConfig, build_gateway
 from gateway.settings import SettingsError, load_settings
@@ -926,3 +926,21 @@ async def test_a_message_claimed_a_while_ago_gets_a_new_lease_before_it_is_tried
 
     await worker._deliverer.deliver_claimed(claimed)
     assert leases == [clock() + timedelta(seconds=60)]  # a whole lease from now, when tried
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "per_second", "patience"),
+    [
+        (1, 30.0, 0.5),  # one chat's send never waits long for the global bucket: the floor
+        (8, 30.0, 0.5),  # 8 sends queue within 0.29 s: the floor still
+        (32, 30.0, 0.5),  # not sized by all 32 chats (1.17 s): a pass waits for its slowest
+        (8, 5.0, 1.76),  # a low global rate: 8 sends queue for 1.6 s (and a tenth to spare)
+        (32, 5.0, 1.76),  # the same: only PATIENT_CHATS chats count
+        (8, 1.0, 5.0),  # capped: short next to the lease
+        (8, 0.0, 0.5),  # no global limit
+    ],
+)
+def test_patience_lets_a_few_chats_queue_for_the_global_bucket(
+    concurrency: int, per_second: float, patience: float
+) -> None:
+    assert patience_for(concurrency, per_second) == pytest.approx(patience)
