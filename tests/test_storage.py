@@ -491,3 +491,59 @@ async def test_an_erase_deletes_nothing_if_the_bot_wrote_to_the_log_since_it_lis
     async with sessionmaker() as session, session.begin():
         later = listed + timedelta(seconds=2)
         assert await person_data.erase(session, user_id, unless_sent_since=later)
+
+
+async def test_a_worker_learns_which_chats_were_held_from_the_outbox(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    now = datetime(2026, 12, 8, 12, 0, tzinfo=UTC)
+    later, latest = now + timedelta(seconds=30), now + timedelta(seconds=90)
+    telegram, hook = [Channel.TELEGRAM.value], [Channel.WEBHOOK.value]
+    # person label -> their messages: (status, due, lease, chain, place in it)
+    outboxes: dict[str, list[tuple[MessageStatus, datetime, datetime | None, list[str], int]]] = {
+        "retry": [(MessageStatus.QUEUED, later, None, telegram, 0)],
+        "two held, the later counts": [
+            (MessageStatus.QUEUED, later, None, telegram, 0),
+            (MessageStatus.QUEUED, latest, None, telegram, 0),
+        ],
+        "unknown outcome": [(MessageStatus.SENDING, now, latest, telegram, 0)],
+        "lease run out": [(MessageStatus.SENDING, now, now - timedelta(seconds=1), telegram, 0)],
+        "due now": [(MessageStatus.QUEUED, now, None, telegram, 0)],
+        "webhook retry": [(MessageStatus.QUEUED, later, None, hook, 0)],
+        "fell back to telegram": [(MessageStatus.QUEUED, later, None, [*hook, *telegram], 1)],
+        "fell back from telegram": [(MessageStatus.QUEUED, later, None, [*telegram, *hook], 1)],
+        "deferred": [(MessageStatus.DEFERRED, later, None, telegram, 0)],
+    }
+    async with sessionmaker() as session, session.begin():
+        people = {label: await _person(session, 2000 + n) for n, label in enumerate(outboxes)}
+        for label, rows in outboxes.items():
+            for n, (status, due, lease, chain, index) in enumerate(rows):
+                session.add(
+                    Message(
+                        id=f"{label}-{n}",
+                        recipient_id=people[label].id,
+                        category=Category.GENERAL,
+                        priority=Priority.NORMAL,
+                        status=status,
+                        next_attempt_at=due,
+                        claimed_until=lease,
+                        channels=chain,
+                        channel_index=index,
+                        retention_expires_at=now + timedelta(days=1),
+                    )
+                )
+    async with sessionmaker() as session:
+        held = await outbox.held_chats(session, now)
+
+    by_label = {label: held.get(person.id) for label, person in people.items()}
+    assert by_label == {
+        "retry": later,
+        "two held, the later counts": latest,
+        "unknown outcome": latest,
+        "lease run out": None,
+        "due now": None,
+        "webhook retry": None,
+        "fell back to telegram": later,
+        "fell back from telegram": None,
+        "deferred": None,
+    }

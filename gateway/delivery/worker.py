@@ -225,6 +225,7 @@ class DeliveryWorker:
         # Chats the pacer holds back, by recipient: their Telegram messages committed meanwhile
         # are postponed in one UPDATE instead of each being claimed only to be put back.
         self._paced: dict[int, datetime] = {}
+        self._holds_recalled = False  # see _recall_holds
         self._coalescer = (
             coalesce.BurstCoalescer(sessionmaker, cipher, clock) if coalesce_bursts else None
         )
@@ -237,6 +238,17 @@ class DeliveryWorker:
     def forget_rendered(self) -> None:
         """A message was erased: no rendered text of it may stay (gateway.rendering.memo)."""
         self._telegram.forget_all_rendered()
+
+    async def _recall_holds(self) -> None:
+        """Learn, before the first pass, which chats an earlier worker held back (`_paced`
+        lives in memory): a retry's wait, a pacer's postponement, an attempt whose outcome is
+        unknown. Without this, after a restart a message committed meanwhile was due at once
+        and went out before the older ones held (outbox.held_chats)."""
+        async with self._sessionmaker() as session:
+            held = await outbox.held_chats(session, self._clock())
+        for recipient_id, until in held.items():
+            self._paced[recipient_id] = max(until, self._paced.get(recipient_id, until))
+        self._holds_recalled = True
 
     async def _forget_erased_renders(self) -> None:
         """Forget the rendered text of messages erased or settled elsewhere: an erasure in
@@ -274,6 +286,8 @@ class DeliveryWorker:
         self._telegram.forget_expired_renders()
         results: list[int | BaseException] = []
         try:
+            if not self._holds_recalled:
+                await self._recall_holds()
             await self._forget_erased_renders()
             async with self._sessionmaker() as session:
                 # Audit lines of deliveries elsewhere go to logs that are reachable again.

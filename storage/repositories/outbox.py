@@ -12,6 +12,7 @@ those Telegram answered with 429 (flood control is Telegram pacing us, not a fai
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,11 +24,13 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Select,
+    String,
     TextClause,
     Update,
     and_,
     bindparam,
     case,
+    cast,
     func,
     or_,
     select,
@@ -379,6 +382,41 @@ async def next_wakeup(session: AsyncSession) -> datetime | None:
     )
     times = [t for t in (queued, leased) if t is not None]
     return min(times) if times else None
+
+
+async def held_chats(session: AsyncSession, now: datetime) -> dict[int, datetime]:
+    """Per recipient, until when a worker held back its Telegram messages, as the outbox
+    shows it: the latest due time of its queued Telegram messages due later (a retry's
+    backoff or `retry_after`, a pacer's postponement, a held chat's messages put back) and the
+    latest live lease of one being sent (an attempt whose outcome is unknown, left by a
+    worker that stopped). The worker that made these holds kept them in memory; this is how a
+    worker started after it learns them, so that a message committed meanwhile does not
+    overtake them. Recipients with nothing held are not in the result."""
+    held_until = func.max(
+        case(
+            (Message.status == MessageStatus.SENDING, Message.claimed_until),
+            else_=Message.next_attempt_at,
+        )
+    )
+    # The chain as text: PostgreSQL cannot group by a json value.
+    chain = cast(Message.channels, String)
+    rows = await session.execute(
+        select(Message.recipient_id, chain, Message.channel_index, held_until)
+        .where(
+            Message.carried_by.is_(None),
+            or_(
+                and_(Message.status == MessageStatus.QUEUED, Message.next_attempt_at > now),
+                and_(Message.status == MessageStatus.SENDING, Message.claimed_until > now),
+            ),
+        )
+        .group_by(Message.recipient_id, chain, Message.channel_index)
+    )
+    held: dict[int, datetime] = {}
+    for recipient_id, channels, index, until in rows:
+        chain_now = json.loads(channels) if channels is not None else None
+        if _channel_now(chain_now, index) is Channel.TELEGRAM:
+            held[recipient_id] = max(until, held.get(recipient_id, until))
+    return held
 
 
 async def settle_carried(

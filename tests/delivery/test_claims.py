@@ -17,7 +17,7 @@ from gateway.delivery import DeliveryWorker
 from gateway.delivery import worker as worker_module
 from sandbox.client import MessageView, SandboxClient
 from storage.enums import Channel, MessageStatus
-from storage.models import Message
+from storage.models import Message, User
 from storage.repositories import outbox
 from tests.delivery.conftest import Enqueue, Personal, UTCClock, WorkerFactory, load
 
@@ -36,10 +36,19 @@ async def test_a_crashed_workers_expired_claim_is_taken_over(
     expired = await enqueue(
         "orphan", status=MessageStatus.SENDING, claimed_until=clock() - timedelta(seconds=1)
     )
-    # Another worker is still within its lease: leave that one alone.
+    # Another worker is still within its lease on another person's message: leave that one
+    # alone. (In the same chat it would hold this one back until it runs out, since its
+    # outcome is unknown: test_an_attempt_that_escapes_keeps_the_chats_order_behind_it.)
     held = await enqueue(
         "in flight", status=MessageStatus.SENDING, claimed_until=clock() + timedelta(seconds=30)
     )
+    async with sessionmaker() as session, session.begin():
+        other = User(telegram_id=4242)
+        session.add(other)
+        await session.flush()
+        await session.execute(
+            update(Message).where(Message.id == held).values(recipient_id=other.id)
+        )
 
     assert await make_worker().run_once() == 1
 
@@ -224,6 +233,7 @@ async def _run_with_escaping_attempt(
     monkeypatch.undo()
 
 
+@pytest.mark.parametrize("restarted", [False, True], ids=["same worker", "after a restart"])
 @pytest.mark.parametrize("behind", ["claimed with it", "nothing claimed"])
 async def test_an_attempt_that_escapes_keeps_the_chats_order_behind_it(
     sessionmaker: async_sessionmaker[AsyncSession],
@@ -234,10 +244,12 @@ async def test_an_attempt_that_escapes_keeps_the_chats_order_behind_it(
     clock: UTCClock,
     monkeypatch: pytest.MonkeyPatch,
     behind: str,
+    restarted: bool,
 ) -> None:
     # The attempt at A ends in an error that escapes it (a shutdown, the database gone): A
     # stays leased, its outcome unknown. B, claimed with it, and N, committed meanwhile, must
-    # not go out before A does.
+    # not go out before A does, also when the worker that held them back is gone (a new one
+    # knows only the outbox).
     a = await enqueue("A", created_offset=0)
     b = await enqueue("B", created_offset=1) if behind == "claimed with it" else None
     worker = make_worker()
@@ -252,6 +264,8 @@ async def test_an_attempt_that_escapes_keeps_the_chats_order_behind_it(
         assert handed_back.next_attempt_at == leased.claimed_until
 
     n = await enqueue("N", created_offset=2)
+    if restarted:
+        worker = make_worker()
     await worker.run_once()  # A's lease has not run out: nothing goes
     assert not [c for c in await control.get_calls() if c.method == "sendMessage"]
     clock.advance((leased.claimed_until - clock()).total_seconds() + 1)

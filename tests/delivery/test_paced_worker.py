@@ -597,6 +597,43 @@ async def test_a_telegram_retry_holds_back_the_chats_telegram_messages_only(
     ]
 
 
+async def test_a_retrys_hold_on_the_chat_outlives_the_worker(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    cipher: ContentCipher,
+    clock: UTCClock,
+    fake_clock: FakeClock,
+    paced: Callable[..., DeliveryWorker],
+) -> None:
+    # The first message is told to wait ten minutes; the worker that knew it holds the chat is
+    # gone (a restart). A message committed after it must still wait behind it, and a webhook
+    # message of the same person must not.
+    [first] = await put(sessionmaker, cipher, clock, personal.user_id, ["a"])
+    await control.add_fault(
+        "sendMessage", error_code=429, description="Too Many Requests", retry_after=600, times=1
+    )
+    await paced(TelegramRates()).run_once()
+    retried = await load(sessionmaker, first)
+    assert retried.next_attempt_at == clock() + timedelta(seconds=600)
+
+    clock.advance(1)
+    fake_clock.advance(1)
+    [later] = await put(sessionmaker, cipher, clock, personal.user_id, ["b"])
+    [hook] = await put(
+        sessionmaker, cipher, clock, personal.user_id, ["by webhook"], channels=[Channel.WEBHOOK]
+    )
+    restarted = paced(TelegramRates())
+    await restarted.run_once()
+
+    behind = await load(sessionmaker, later)
+    assert (behind.status, behind.attempts) == (MessageStatus.QUEUED, [])
+    assert behind.next_attempt_at == retried.next_attempt_at  # behind it, not before
+    assert [a.channel for a in (await load(sessionmaker, hook)).attempts] == [Channel.WEBHOOK]
+    await drain(restarted, sessionmaker, clock, fake_clock)
+    assert await texts_in(control, personal.chat_id) == ["a", "b"]
+
+
 # --- priorities -----------------------------------------------------------------------------
 
 
