@@ -168,7 +168,7 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("sender_token_id", "idempotency_key_hash"),
         # The worker's look for due work: rows of one status in the order it takes them
-        # (due time, then age, then id, all three, so that it reads the first hundred and
+        # (due time, then age, then id, all three, so that it reads a pass's first thousand and
         # stops: thousands of a paced group's messages share one due time). Only rows not
         # carried by a digest: the members of a burst stay queued until their digest settles,
         # and with them in the index every look for due work walked past all of them (a pass

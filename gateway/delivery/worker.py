@@ -9,11 +9,12 @@ then re-read a topic before making one (`gateway.delivery.routes`). A
 chat's queue is claimed in one statement (one per message cost a transaction each), and what
 the run then does not try (the chat turned out to be held back) is handed back. Messages of one
 recipient (one personal log chat) go out one after another, in order; different chats are
-served in parallel, a bounded number at a time.
+served in parallel, a bounded number at a time (CONCURRENCY, each pass taking up to BATCH_SIZE
+due messages and a chat at most CHAT_SHARE of them).
 
 Telegram sends are paced (`gateway.delivery.pacing`): before each part of a message the pacer
-is asked. A short wait (up to the worker's patience, which is sized so that every slot of the
-worker can queue for the bot's global bucket at once) is slept through with the send reserved;
+is asked. A short wait (up to the worker's patience, sized so that a few chats' sends can queue
+for the bot's global bucket at once: `patience_for`) is slept through with the send reserved;
 a longer one (the chat's or group's budget is spent, or a 429 blocks it) sends the message back
 to the queue with the parts sent so far, holds that chat's later Telegram messages until then
 (`outbox.postpone`) and the run goes on with the other chats: one chat waiting never holds up
@@ -65,7 +66,7 @@ Sleep = Callable[[float], Awaitable[None]]
 # The longest the worker sleeps in place for a granted send (at least); longer waits postpone.
 PATIENCE = 0.5
 MAX_PATIENCE = 5.0
-# Chats at once whose sends may wait in place for the global bucket (see DeliveryWorker).
+# Chats at once whose sends may wait in place for the global bucket (see patience_for).
 PATIENT_CHATS = 8
 # Woken this much after a reserved slot, the send takes a new slot instead (see before_send).
 LATE = SHORT_MARGIN / 2
@@ -85,6 +86,13 @@ MAX_HELD_PASSES = 20
 # more of them at a time: see run_once).
 CONCURRENCY = 32
 BATCH_SIZE = 1000
+# A chat's share of a pass, at most: a pass waits for its slowest chat, so a chat's run stays
+# as long as it was with passes of 100 (the rest of its queue goes in the next pass), and so do
+# the leases of the messages it claimed and has not tried yet.
+CHAT_SHARE = 100
+# Chats folding a burst at once, at most: a fold holds up to coalesce.MAX_FOLD messages'
+# content in memory; this keeps that bound where it was with 8 chats at once.
+FOLDS_AT_ONCE = 8
 # Seconds between the worker's looks for erased messages whose rendered text it keeps.
 ERASED_RENDERS_EVERY = 1.0
 
@@ -186,6 +194,7 @@ class DeliveryWorker:
         self._poll_interval = poll_interval
         self._batch_size = batch_size
         self._slots = asyncio.Semaphore(concurrency)
+        self._folds = asyncio.Semaphore(FOLDS_AT_ONCE)
         self._wake = asyncio.Event()
         self._running = False
         self._last_error: str | None = None
@@ -383,7 +392,8 @@ class DeliveryWorker:
             return pacing.pacer.budget(chat_id, is_group, now, coalesce.HORIZON)
 
         try:
-            folded = await coalescer.fold(recipient, queued, budget)
+            async with self._folds:
+                folded = await coalescer.fold(recipient, queued, budget)
         except Exception as exc:
             # Folding is an optimisation: the queue goes out unfolded rather than not at all.
             log.error("folding the burst of user %s failed: %s", recipient, type(exc).__name__)
@@ -401,14 +411,16 @@ class DeliveryWorker:
             def held_back(candidate: outbox.Candidate) -> bool:
                 return paced_until is not None and candidate.channel is Channel.TELEGRAM
 
-            # The rest is claimed in one statement, not one per message.
-            claimed = await self._deliverer.claim([c.message_id for c in queue if not held_back(c)])
-            held: list[str] = []
+            # The rest is claimed in one statement, not one per message; past the chat's share
+            # of the pass, the next pass takes it (skipped below as not claimed).
+            sendable = [c.message_id for c in queue if not held_back(c)]
+            claimed = await self._deliverer.claim(sendable[:CHAT_SHARE])
+            held: list[outbox.Candidate] = []
             trying: str | None = None  # the message whose attempt is under way
             try:
                 for candidate in queue:
                     if held_back(candidate):
-                        held.append(candidate.message_id)
+                        held.append(candidate)
                         continue
                     taken = claimed.pop(candidate.message_id, None)
                     if taken is None:
@@ -444,16 +456,20 @@ class DeliveryWorker:
             return handled
 
     async def _postpone(
-        self, message_ids: list[str], until: datetime, claimed: dict[str, Claimed]
+        self, held: list[outbox.Candidate], until: datetime, claimed: dict[str, Claimed]
     ) -> None:
         """Hold these messages back until `until`: queued ones stay queued, those this run
-        claimed and did not try are handed back (and leave `claimed`)."""
+        claimed and did not try are handed back (and leave `claimed`), and those a stopped
+        worker's lease left are queued again (see outbox.requeue_run_out)."""
+        message_ids = [c.message_id for c in held]
         taken = [m for m in message_ids if m in claimed]
+        run_out = [c.message_id for c in held if c.lease_ran_out and c.message_id not in claimed]
         if message_ids:
             async with self._sessionmaker() as session:
                 await outbox.postpone(session, message_ids, until)
                 if taken:
                     await outbox.release(session, taken, claimed[taken[0]].token, until)
+                await outbox.requeue_run_out(session, run_out, self._clock(), until)
                 await session.commit()
         for message_id in taken:
             del claimed[message_id]

@@ -54,6 +54,8 @@ class Candidate:
     recipient_id: int
     # The channel the message tries now (where it stands in its fallback chain).
     channel: Channel = Channel.TELEGRAM
+    # Left being sent by a worker whose lease ran out (it stopped): due again, not queued.
+    lease_ran_out: bool = False
 
 
 def _channel_now(channels: list[str] | None, index: int) -> Channel:
@@ -127,7 +129,9 @@ _FOUND = union(
     ),
 ).subquery("found")
 _DUE = (
-    select(Message.id, Message.recipient_id, Message.channels, Message.channel_index)
+    select(
+        Message.id, Message.recipient_id, Message.channels, Message.channel_index, Message.status
+    )
     .join(_FOUND, _FOUND.c.id == Message.id)
     .order_by(_FOUND.c.rank, _FOUND.c.next_attempt_at, _FOUND.c.created_at, _FOUND.c.id)
     .limit(_LIMIT)
@@ -140,8 +144,13 @@ async def due(session: AsyncSession, now: datetime, limit: int) -> list[Candidat
     order."""
     rows = await core.execute(session, _DUE, {"now": now, "limit": limit})
     return [
-        Candidate(message_id, recipient_id, _channel_now(channels, index))
-        for message_id, recipient_id, channels, index in rows
+        Candidate(
+            message_id,
+            recipient_id,
+            _channel_now(channels, index),
+            lease_ran_out=status == MessageStatus.SENDING,
+        )
+        for message_id, recipient_id, channels, index, status in rows
     ]
 
 
@@ -280,6 +289,27 @@ async def postpone(session: AsyncSession, message_ids: Sequence[str], until: dat
         )
 
 
+async def requeue_run_out(
+    session: AsyncSession, message_ids: Sequence[str], now: datetime, until: datetime
+) -> None:
+    """Queue again, due at `until`, messages left being sent by a worker whose lease ran out,
+    whose chat is held back until then: `postpone` leaves them as they are, due, and every
+    pass until then would find them again. Those another worker claimed meanwhile (a live
+    lease) are left alone."""
+    if message_ids:
+        await _update(
+            session,
+            *by_key(
+                Message.id.in_(message_ids),
+                Message.status == MessageStatus.SENDING,
+                Message.claimed_until < now,
+            ),
+            status=MessageStatus.QUEUED,
+            claimed_until=None,
+            next_attempt_at=until,
+        )
+
+
 async def release(
     session: AsyncSession, message_ids: Sequence[str], token: datetime, until: datetime | None
 ) -> None:
@@ -391,7 +421,12 @@ async def held_chats(session: AsyncSession, now: datetime) -> dict[int, datetime
     latest live lease of one being sent (an attempt whose outcome is unknown, left by a
     worker that stopped). The worker that made these holds kept them in memory; this is how a
     worker started after it learns them, so that a message committed meanwhile does not
-    overtake them. Recipients with nothing held are not in the result."""
+    overtake them. Recipients with nothing held are not in the result.
+
+    A live lease may also be another worker's that is still running (two processes
+    overlapping at a restart): its chat then waits here until that lease runs out, up to a
+    lease's length, while the other worker goes on with its own run. Neither knows the
+    other's holds; the README's "Running several processes" asks for one delivering process."""
     held_until = func.max(
         case(
             (Message.status == MessageStatus.SENDING, Message.claimed_until),
@@ -403,10 +438,19 @@ async def held_chats(session: AsyncSession, now: datetime) -> dict[int, datetime
     rows = await session.execute(
         select(Message.recipient_id, chain, Message.channel_index, held_until)
         .where(
-            Message.carried_by.is_(None),
+            # The carried test in each branch, as in _due: so SQLite searches each in
+            # ix_messages_due_in_order instead of reading every row (the delivered history).
             or_(
-                and_(Message.status == MessageStatus.QUEUED, Message.next_attempt_at > now),
-                and_(Message.status == MessageStatus.SENDING, Message.claimed_until > now),
+                and_(
+                    Message.carried_by.is_(None),
+                    Message.status == MessageStatus.QUEUED,
+                    Message.next_attempt_at > now,
+                ),
+                and_(
+                    Message.carried_by.is_(None),
+                    Message.status == MessageStatus.SENDING,
+                    Message.claimed_until > now,
+                ),
             ),
         )
         .group_by(Message.recipient_id, chain, Message.channel_index)

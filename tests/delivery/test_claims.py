@@ -16,10 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.delivery import DeliveryWorker
 from gateway.delivery import worker as worker_module
 from sandbox.client import MessageView, SandboxClient
-from storage.enums import Channel, MessageStatus
+from storage.enums import Category, Channel, MessageStatus
 from storage.models import Message, User
 from storage.repositories import outbox
 from tests.delivery.conftest import Enqueue, Personal, UTCClock, WorkerFactory, load
+from tests.delivery.test_paced_worker import add_person
 
 pytestmark = pytest.mark.both_databases
 
@@ -276,6 +277,69 @@ async def test_an_attempt_that_escapes_keeps_the_chats_order_behind_it(
     for message_id in (a, b, n):
         if message_id is not None:
             assert (await load(sessionmaker, message_id)).status is MessageStatus.DELIVERED
+
+
+async def test_a_stopped_workers_run_out_leases_wait_behind_its_live_one_and_block_no_one(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    enqueue: Enqueue,
+    make_worker: WorkerFactory,
+    clock: UTCClock,
+) -> None:
+    # A worker stopped while sending A, a long message whose lease it had extended; B and C,
+    # claimed with it on the usual lease, are due again. A new worker holds the chat until A's
+    # lease runs out (its outcome is unknown): B and C must wait behind A, queued, and must not
+    # fill every pass meanwhile, so that another person's message still goes.
+    live = clock() + timedelta(seconds=300)
+    run_out = clock() - timedelta(seconds=1)
+    a = await enqueue("A", status=MessageStatus.SENDING, claimed_until=live, created_offset=0)
+    b = await enqueue("B", status=MessageStatus.SENDING, claimed_until=run_out, created_offset=1)
+    c = await enqueue("C", status=MessageStatus.SENDING, claimed_until=run_out, created_offset=2)
+    other = await add_person(control, sessionmaker, "Bo")
+    d = await enqueue("D", category=Category.GENERAL, created_offset=3)  # Bo has no forum
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Message).where(Message.id == d).values(recipient_id=other.user_id)
+        )
+    worker = make_worker(batch_size=2)  # a pass holds no more than B and C
+
+    assert await worker.run_once() == 1
+
+    delivered = await load(sessionmaker, d)
+    assert delivered.status is MessageStatus.DELIVERED, delivered.failure_reason
+    for waiting in (b, c):
+        message = await load(sessionmaker, waiting)
+        assert (message.status, message.next_attempt_at) == (MessageStatus.QUEUED, live)
+    clock.advance((live - clock()).total_seconds() + 1)
+    while await worker.run_once():
+        pass
+    texts = [m.text for m in (await control.get_chat(personal.chat_id)).bot_messages()]
+    assert [t[:1] for t in texts if t] == ["A", "B", "C"]
+    for message_id in (a, b, c):
+        assert (await load(sessionmaker, message_id)).status is MessageStatus.DELIVERED
+
+
+async def test_a_chat_takes_at_most_its_share_of_a_pass(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    enqueue: Enqueue,
+    make_worker: WorkerFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A pass waits for its slowest chat: one chat's long queue goes a share at a time, in
+    # order, and what it did not claim stays queued for the next pass.
+    monkeypatch.setattr(worker_module, "CHAT_SHARE", 2)
+    ids = [await enqueue(f"{n}", created_offset=n) for n in range(5)]
+    worker = make_worker()
+
+    assert await worker.run_once() == 2
+    statuses = [(await load(sessionmaker, m)).status for m in ids]
+    assert statuses == [MessageStatus.DELIVERED] * 2 + [MessageStatus.QUEUED] * 3
+    assert [await worker.run_once() for _ in range(3)] == [2, 1, 0]
+    texts = [m.text for m in (await control.get_chat(personal.chat_id)).bot_messages()]
+    assert [t[:1] for t in texts if t] == ["0", "1", "2", "3", "4"]
 
 
 async def test_a_broken_off_attempt_on_another_channel_holds_back_no_telegram_message(

@@ -15,12 +15,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.channels.telegram import TelegramChannel
 from gateway.content_cipher import ContentCipher
 from gateway.delivery import DeliveryWorker, coalesce
+from gateway.delivery import worker as worker_module
 from gateway.delivery.coalesce import BurstCoalescer, Folded, Queued, plan_folds, requeue
 from gateway.delivery.pacing import Pacer, TelegramRates
 from gateway.digest import DigestItem, compose_digest
@@ -30,7 +31,7 @@ from storage.enums import Category, MessageStatus
 from storage.models import Message
 from storage.repositories import outbox
 from tests.delivery.conftest import Enqueue, Personal, UTCClock, load
-from tests.delivery.test_paced_worker import drain, paced, put, sends
+from tests.delivery.test_paced_worker import add_person, drain, paced, put, sends
 from tests.sandbox.conftest import FakeClock
 
 __all__ = ["paced"]  # the fixture, shared with the pacing tests
@@ -224,6 +225,42 @@ async def test_a_burst_of_500_becomes_a_handful_of_messages_without_a_429(
     digest = await load(sessionmaker, carriers.pop())
     assert digest.status is MessageStatus.DELIVERED
     assert digest.encrypted_content is None or digest.carried_by is None
+
+
+async def test_only_a_few_chats_fold_at_once(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    cipher: ContentCipher,
+    clock: UTCClock,
+    paced: Callable[..., DeliveryWorker],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A fold holds up to MAX_FOLD messages' content: however many chats the worker serves at
+    # once, no more than FOLDS_AT_ONCE of them fold together.
+    monkeypatch.setattr(worker_module, "FOLDS_AT_ONCE", 2)
+    people = [await add_person(control, sessionmaker, f"P{n}") for n in range(5)]
+    for person in people:
+        await put(sessionmaker, cipher, clock, person.user_id, [f"m{i}" for i in range(30)])
+    worker = paced(TELEGRAM, coalesce_bursts=True, concurrency=5)
+    real = BurstCoalescer.fold
+    folding: list[int] = [0]
+    most: list[int] = [0]
+
+    async def counted(self: BurstCoalescer, *args: Any) -> Any:
+        folding[0] += 1
+        most[0] = max(most[0], folding[0])
+        try:
+            return await real(self, *args)
+        finally:
+            folding[0] -= 1
+
+    monkeypatch.setattr(BurstCoalescer, "fold", counted)
+    await worker.run_once()
+
+    assert most[0] == 2  # two at a time: bounded, and still more than one
+    async with sessionmaker() as session:
+        carried = await session.scalar(select(func.count()).where(Message.carried_by.is_not(None)))
+    assert carried == 5 * 30  # every chat's burst folded whole
 
 
 async def _thirty_in_chunks_of_seven(
