@@ -8,13 +8,13 @@ them back to the queue instead, to go one by one (`outbox.unfold`).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
 from gateway.content_cipher import ContentCipher
 from gateway.outbox_payload import OutboxPayload
 from storage.enums import MessageStatus, Priority
+from storage.message_ids import new_message_id
 from storage.models import Message
 
 _PRIORITY_ORDER = (Priority.LOW, Priority.NORMAL, Priority.HIGH, Priority.URGENT)
@@ -38,7 +38,7 @@ def carrier_row(
     if not members:
         raise ValueError("a digest carries at least one message")
     first = members[0]
-    digest_id = str(uuid.uuid4())
+    digest_id = new_message_id()
     return Message(
         id=digest_id,
         sender_token_id=None,  # the gateway's own message

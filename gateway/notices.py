@@ -3,12 +3,12 @@ outbox like any other so they get the same delivery, retries and retention. Neve
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 
 from gateway.content_cipher import ContentCipher
 from gateway.outbox_payload import OutboxPayload
 from storage.enums import Category, MessageStatus, Priority
+from storage.message_ids import new_message_id
 from storage.models import Message
 
 NOTICE_RETENTION = timedelta(days=1)
@@ -23,7 +23,7 @@ def notice(
     category: Category = Category.GENERAL,
 ) -> Message:
     """An outbox row carrying `html` (Telegram HTML, already escaped) to the person's log."""
-    message_id = str(uuid.uuid4())
+    message_id = new_message_id()
     payload = OutboxPayload(kind="html", value=html, hashtags=("libral",))
     return Message(
         id=message_id,

@@ -7,7 +7,6 @@ durable": the caller answers 202 only after `submit` returned, which is after th
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,6 +21,7 @@ from gateway.outbox_payload import OutboxPayload
 from gateway.recipient_cache import RecipientCache, RecipientSnapshot, read_snapshot
 from gateway.routing import MessageFacts, Plan, plan_route
 from storage.enums import MessageStatus
+from storage.message_ids import new_message_id
 from storage.models import Message
 from storage.repositories import messages as message_repo
 from storage.repositories import tokens as token_repo
@@ -113,7 +113,7 @@ def _check_and_build(
     )
     kept_until = now + timedelta(seconds=_retention(request, recipient))
     plan = plan_route(facts, recipient.preferences, recipient.routing, now, kept_until=kept_until)
-    message_id = str(uuid.uuid4())
+    message_id = new_message_id()
     payload = OutboxPayload(
         kind=request.content.kind,
         value=request.content.value,
