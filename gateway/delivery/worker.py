@@ -306,8 +306,7 @@ class DeliveryWorker:
             # held group fills a pass with that chat's newest messages, which the pass only
             # puts back: another chat's message, due after them, would wait for the flood to
             # end. So while a whole pass was held chats' messages, put back now, the run looks
-            # again (and stops should a pass find nothing new: messages it could not put back,
-            # a held chat's run-out leases, say).
+            # again (and stops should a pass find nothing new: messages it could not put back).
             previous: set[str] = set()
             for _ in range(MAX_HELD_PASSES):
                 outcomes, candidates, held = await self._pass()
