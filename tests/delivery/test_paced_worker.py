@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.cli import _gateway_config
 from gateway.content_cipher import ContentCipher, new_key_text
 from gateway.delivery import DeliveryWorker
+from gateway.delivery import worker as worker_module
 from gateway.delivery.claim import Claim, Claimed
 from gateway.delivery.elsewhere import Elsewhere
 from gateway.delivery.pacing import SHORT_MARGIN, Pacer, TelegramRates
@@ -632,6 +633,34 @@ async def test_a_retrys_hold_on_the_chat_outlives_the_worker(
     assert [a.channel for a in (await load(sessionmaker, hook)).attempts] == [Channel.WEBHOOK]
     await drain(restarted, sessionmaker, clock, fake_clock)
     assert await texts_in(control, personal.chat_id) == ["a", "b"]
+
+
+async def test_a_chat_paced_mid_run_holds_back_its_messages_past_its_share_too(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: SandboxClient,
+    personal: Personal,
+    cipher: ContentCipher,
+    clock: UTCClock,
+    fake_clock: FakeClock,
+    paced: Callable[..., DeliveryWorker],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The chat's one a second lets "a" go and holds "b" back; "c" and "d", past the chat's
+    # share of the pass (never claimed), must be held back behind it too, not left due.
+    monkeypatch.setattr(worker_module, "CHAT_SHARE", 2)
+    ids = await put(sessionmaker, cipher, clock, personal.user_id, ["a", "b", "c", "d"])
+    worker = paced(TelegramRates())
+
+    await worker.run_once()
+
+    assert await texts_in(control, personal.chat_id) == ["a"]
+    rest = [await load(sessionmaker, m) for m in ids[1:]]
+    assert {(m.status, m.next_attempt_at) for m in rest} == {
+        (MessageStatus.QUEUED, rest[0].next_attempt_at)
+    }
+    assert rest[0].next_attempt_at > clock()
+    await drain(worker, sessionmaker, clock, fake_clock)
+    assert await texts_in(control, personal.chat_id) == ["a", "b", "c", "d"]
 
 
 # --- priorities -----------------------------------------------------------------------------
