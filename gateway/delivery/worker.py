@@ -9,8 +9,8 @@ then re-read a topic before making one (`gateway.delivery.routes`). A
 chat's queue is claimed in one statement (one per message cost a transaction each), and what
 the run then does not try (the chat turned out to be held back) is handed back. Messages of one
 recipient (one personal log chat) go out one after another, in order; different chats are
-served in parallel, a bounded number at a time (CONCURRENCY, each pass taking up to BATCH_SIZE
-due messages and a chat at most CHAT_SHARE of them).
+served in parallel, a bounded number at a time (CONCURRENCY, or PACED_CONCURRENCY while pacing;
+each pass taking up to BATCH_SIZE due messages and a chat at most CHAT_SHARE of them).
 
 Telegram sends are paced (`gateway.delivery.pacing`): before each part of a message the pacer
 is asked. A short wait (up to the worker's patience, sized so that a few chats' sends can queue
@@ -81,11 +81,16 @@ MAX_HELD_PASSES = 20
 # pass's slowest chat are paid per pass and per chat, not per message: at 8 and 100 they were
 # a third to a half of the delivering process's CPU under a backlog (bench/pipeline.py with 100
 # people: 490 to 515 a second against 896 to 916 with these). A pass's claimed messages are in
-# memory until sent: at most BATCH_SIZE texts of 64 KiB. Under Telegram's limits the pacer, not
-# the number of chats at once, sets the pace (and a pass of a flood's held messages puts back
-# more of them at a time: see run_once).
+# memory until sent: at most BATCH_SIZE texts of 64 KiB. A pass of a flood's held messages
+# puts back more of them at a time, too (see run_once).
 CONCURRENCY = 32
 BATCH_SIZE = 1000
+# Chats served at once while pacing to Telegram's limits. There the pacer sets the pace, and
+# each chat's send queues for the bot's global bucket: those whose slot is further off than the
+# patience are put back until it (unreserved), behind newer messages of other chats. 32 chats
+# at once did that to half of them each pass, and the latency's tail grew: p99 4.0 s against
+# 1.8 s from POST to sendMessage in bench/pipeline_paced.py (96.3% of the limit against 97.1%).
+PACED_CONCURRENCY = PATIENT_CHATS
 # A chat's share of a pass, at most: a pass waits for its slowest chat, so a chat's run stays
 # as long as it was with passes of 100 (the rest of its queue goes in the next pass), and so do
 # the leases of the messages it claimed and has not tried yet.
@@ -130,6 +135,12 @@ class PacedSends:
         self.pacer.penalise(chat_id, self._clock().timestamp(), retry_after)
 
 
+def chats_at_once(rates: TelegramRates) -> int:
+    """How many chats the worker serves at once by default: fewer while it paces (see
+    PACED_CONCURRENCY)."""
+    return CONCURRENCY if rates == TelegramRates.unlimited() else PACED_CONCURRENCY
+
+
 def patience_for(concurrency: int, global_per_second: float) -> float:
     """Seconds a send may sleep in place for its slot: enough for a few chats' sends to queue
     for the global bucket, but short next to the lease (which covers a part's send and its
@@ -165,7 +176,7 @@ class DeliveryWorker:
         lease: timedelta = timedelta(seconds=60),
         max_attempts: int = 8,
         poll_interval: float = 1.0,
-        concurrency: int = CONCURRENCY,
+        concurrency: int | None = None,
         batch_size: int = BATCH_SIZE,
         request_timeout: int = 20,
         create_topic: CreateTopic | None = None,
@@ -188,18 +199,21 @@ class DeliveryWorker:
         (injectable so tests can move a fake clock instead). `coalesce_bursts` folds a chat's
         queue into digests when it exceeds what pacing lets through soon (needs pacing).
         `recipients` (bound to `sessionmaker`; by default one of the worker's own): where
-        each delivery finds the recipient's personal log (`Deliverer._log_of`)."""
+        each delivery finds the recipient's personal log (`Deliverer._log_of`). `concurrency`:
+        chats served at once (by default CONCURRENCY, or PACED_CONCURRENCY when pacing)."""
         self._sessionmaker = sessionmaker
         self._clock = clock
         self._poll_interval = poll_interval
         self._batch_size = batch_size
-        self._slots = asyncio.Semaphore(concurrency)
-        self._folds = asyncio.Semaphore(FOLDS_AT_ONCE)
         self._wake = asyncio.Event()
         self._running = False
         self._last_error: str | None = None
         self._last_run_at: datetime | None = None
         rates = TelegramRates() if rates is None else rates
+        if concurrency is None:
+            concurrency = chats_at_once(rates)
+        self._slots = asyncio.Semaphore(concurrency)
+        self._folds = asyncio.Semaphore(FOLDS_AT_ONCE)
         self.pacing: PacedSends | None = None
         if rates != TelegramRates.unlimited():
             patience = patience_for(concurrency, rates.global_per_second)

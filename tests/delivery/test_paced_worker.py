@@ -32,7 +32,7 @@ from gateway.delivery import worker as worker_module
 from gateway.delivery.claim import Claim, Claimed
 from gateway.delivery.elsewhere import Elsewhere
 from gateway.delivery.pacing import SHORT_MARGIN, Pacer, TelegramRates
-from gateway.delivery.worker import PacedSends, patience_for
+from gateway.delivery.worker import PacedSends, chats_at_once, patience_for
 from gateway.outbox_payload import OutboxPayload
 from gateway.runtime import GatewayConfig, build_gateway
 from gateway.settings import SettingsError, load_settings
@@ -1010,3 +1010,16 @@ def test_patience_lets_a_few_chats_queue_for_the_global_bucket(
     concurrency: int, per_second: float, patience: float
 ) -> None:
     assert patience_for(concurrency, per_second) == pytest.approx(patience)
+
+
+@pytest.mark.parametrize(
+    ("rates", "chats"),
+    [
+        (TelegramRates(), 8),  # Telegram's limits: the pacer sets the pace
+        (TelegramRates(30, 0, 0), 8),  # any limit at all paces
+        (TelegramRates(0, 20, 0), 8),
+        (TelegramRates.unlimited(), 32),  # as fast as it can (a benchmark, a local server)
+    ],
+)
+def test_fewer_chats_are_served_at_once_while_pacing(rates: TelegramRates, chats: int) -> None:
+    assert chats_at_once(rates) == chats
