@@ -148,9 +148,8 @@ LEASE = NOW + timedelta(seconds=60)
 # more than a few ids.)
 BY_KEY: dict[str, Callable[[list[str]], Look]] = {
     "outbox.claim_many": lambda ids: lambda s: outbox.claim_many(s, ids, NOW, LEASE),
-    "outbox.postpone": lambda ids: lambda s: outbox.postpone(s, ids, LEASE),
+    "outbox.postpone": lambda ids: lambda s: outbox.postpone(s, ids, LEASE, NOW),
     "outbox.release": lambda ids: lambda s: outbox.release(s, ids, NOW, LEASE),
-    "outbox.requeue_run_out": lambda ids: lambda s: outbox.requeue_run_out(s, ids, NOW, LEASE),
     "outbox.fold": lambda ids: lambda s: outbox.fold(s, ids, "carrier", NOW),
     "outbox.settle_delivered": lambda ids: (
         lambda s: outbox.settle_delivered(s, [(i, LEASE) for i in ids], NOW, Channel.TELEGRAM)

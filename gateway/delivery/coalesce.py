@@ -143,7 +143,6 @@ def plan_folds(
     overtake it), so its place folds no more in this pass."""
     runs: dict[tuple[int, str], list[list[tuple[Message, OutboxPayload]]]] = {}
     sizes: dict[tuple[int, str], int] = {}
-    chains: dict[tuple[int, str], tuple[str, ...]] = {}
     closed: set[tuple[int, str]] = set()
     for item in queued:
         row, payload = item.row, item.payload
@@ -155,11 +154,11 @@ def plan_folds(
             closed.add(key)
             continue
         chunks = runs.setdefault(key, [[]])
-        chain = tuple(row.channels)
-        if chunks[-1] and (chains[key] != chain or sizes[key] + payload.size() > max_chars):
+        last = chunks[-1]
+        chain_changes = bool(last) and last[-1][0].channels != row.channels
+        if chain_changes or (last and sizes[key] + payload.size() > max_chars):
             chunks.append([])
             sizes[key] = 0
-        chains[key] = chain
         chunks[-1].append((row, payload))
         sizes[key] = sizes.get(key, 0) + payload.size()
     groups = [chunk for chunks in runs.values() for chunk in chunks if len(chunk) >= 2]

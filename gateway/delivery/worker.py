@@ -269,8 +269,7 @@ class DeliveryWorker:
         and went out before the older ones held (outbox.held_chats)."""
         async with self._sessionmaker() as session:
             held = await outbox.held_chats(session, self._clock())
-        for recipient_id, until in held.items():
-            self._paced[recipient_id] = max(until, self._paced.get(recipient_id, until))
+        self._paced.update(held)  # the first thing a worker does: nothing is held yet
         self._holds_recalled = True
 
     async def _forget_erased_renders(self) -> None:
@@ -428,12 +427,12 @@ class DeliveryWorker:
             # of the pass, the next pass takes it (skipped below as not claimed).
             sendable = [c.message_id for c in queue if not held_back(c)]
             claimed = await self._deliverer.claim(sendable[:CHAT_SHARE])
-            held: list[outbox.Candidate] = []
+            held: list[str] = []
             trying: str | None = None  # the message whose attempt is under way
             try:
                 for candidate in queue:
                     if held_back(candidate):
-                        held.append(candidate)
+                        held.append(candidate.message_id)
                         continue
                     taken = claimed.pop(candidate.message_id, None)
                     if taken is None:
@@ -469,20 +468,16 @@ class DeliveryWorker:
             return handled
 
     async def _postpone(
-        self, held: list[outbox.Candidate], until: datetime, claimed: dict[str, Claimed]
+        self, message_ids: list[str], until: datetime, claimed: dict[str, Claimed]
     ) -> None:
-        """Hold these messages back until `until`: queued ones stay queued, those this run
-        claimed and did not try are handed back (and leave `claimed`), and those a stopped
-        worker's lease left are queued again (see outbox.requeue_run_out)."""
-        message_ids = [c.message_id for c in held]
+        """Hold these messages back until `until` (outbox.postpone); those this run claimed
+        and did not try are handed back (and leave `claimed`)."""
         taken = [m for m in message_ids if m in claimed]
-        run_out = [c.message_id for c in held if c.lease_ran_out and c.message_id not in claimed]
         if message_ids:
             async with self._sessionmaker() as session:
-                await outbox.postpone(session, message_ids, until)
+                await outbox.postpone(session, message_ids, until, self._clock())
                 if taken:
                     await outbox.release(session, taken, claimed[taken[0]].token, until)
-                await outbox.requeue_run_out(session, run_out, self._clock(), until)
                 await session.commit()
         for message_id in taken:
             del claimed[message_id]

@@ -54,8 +54,6 @@ class Candidate:
     recipient_id: int
     # The channel the message tries now (where it stands in its fallback chain).
     channel: Channel = Channel.TELEGRAM
-    # Left being sent by a worker whose lease ran out (it stopped): due again, not queued.
-    lease_ran_out: bool = False
 
 
 def _channel_now(channels: list[str] | None, index: int) -> Channel:
@@ -129,9 +127,7 @@ _FOUND = union(
     ),
 ).subquery("found")
 _DUE = (
-    select(
-        Message.id, Message.recipient_id, Message.channels, Message.channel_index, Message.status
-    )
+    select(Message.id, Message.recipient_id, Message.channels, Message.channel_index)
     .join(_FOUND, _FOUND.c.id == Message.id)
     .order_by(_FOUND.c.rank, _FOUND.c.next_attempt_at, _FOUND.c.created_at, _FOUND.c.id)
     .limit(_LIMIT)
@@ -144,13 +140,8 @@ async def due(session: AsyncSession, now: datetime, limit: int) -> list[Candidat
     order."""
     rows = await core.execute(session, _DUE, {"now": now, "limit": limit})
     return [
-        Candidate(
-            message_id,
-            recipient_id,
-            _channel_now(channels, index),
-            lease_ran_out=status == MessageStatus.SENDING,
-        )
-        for message_id, recipient_id, channels, index, status in rows
+        Candidate(message_id, recipient_id, _channel_now(channels, index))
+        for message_id, recipient_id, channels, index in rows
     ]
 
 
@@ -275,34 +266,23 @@ async def settle_delivered(
     return set(result.scalars())
 
 
-async def postpone(session: AsyncSession, message_ids: Sequence[str], until: datetime) -> None:
-    """Hold queued messages back until `until` (their chat is rate limited); keeps their order."""
-    if message_ids:
-        await _update(
-            session,
-            *by_key(
-                Message.id.in_(message_ids),
-                Message.status == MessageStatus.QUEUED,
-                Message.next_attempt_at < until,
-            ),
-            next_attempt_at=until,
-        )
-
-
-async def requeue_run_out(
-    session: AsyncSession, message_ids: Sequence[str], now: datetime, until: datetime
+async def postpone(
+    session: AsyncSession, message_ids: Sequence[str], until: datetime, now: datetime
 ) -> None:
-    """Queue again, due at `until`, messages left being sent by a worker whose lease ran out,
-    whose chat is held back until then: `postpone` leaves them as they are, due, and every
-    pass until then would find them again. Those another worker claimed meanwhile (a live
-    lease) are left alone."""
+    """Hold these messages back until `until` (their chat is held back); keeps their order.
+    Queued ones are due then; those left being sent by a worker whose lease ran out (it
+    stopped) are queued again, due then: left as they were, they would be due at once and
+    every pass until then would find them again. Those a worker holds (a live lease) are left
+    alone."""
     if message_ids:
         await _update(
             session,
             *by_key(
                 Message.id.in_(message_ids),
-                Message.status == MessageStatus.SENDING,
-                Message.claimed_until < now,
+                or_(
+                    and_(Message.status == MessageStatus.QUEUED, Message.next_attempt_at < until),
+                    and_(Message.status == MessageStatus.SENDING, Message.claimed_until < now),
+                ),
             ),
             status=MessageStatus.QUEUED,
             claimed_until=None,
